@@ -1,0 +1,2 @@
+//! mcstore-bench: workloads against mcstore and its peers.
+fn main() {}

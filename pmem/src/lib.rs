@@ -1,0 +1,21 @@
+//! mcstore-pmem: the device. Bytes, persistence and poison; nothing about records.
+//!
+//! A [`Medium`] is a byte range with failure-atomic 8-byte stores, explicit flush and fence, and a
+//! machine-check-safe [`Medium::read`] that records poisoned units in the caller's
+//! [`ErrorRegister`] instead of killing the process. Two media: [`MappedMedium`] (a file mapped in
+//! `Dax`, `Msync` or `ForcedPmem` mode) and [`SimMedium`] (heap memory that models a persistence
+//! domain and yields crash images). No method hands out a reference into mapped memory.
+
+pub mod error;
+pub mod limits;
+pub mod mapped;
+pub mod mcsafe;
+pub mod medium;
+pub mod register;
+pub mod sim;
+
+pub use error::{Error, Result};
+pub use mapped::{MapOptions, MappedMedium, Mode, ModeRequest};
+pub use medium::{Medium, MemberId};
+pub use register::{Domain, ErrorRegister, Fault, FaultCode, Mask, RegisterScope};
+pub use sim::{CrashMode, SimMedium};

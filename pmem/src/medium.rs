@@ -1,0 +1,77 @@
+//! The `Medium` trait: a persistent byte range as the layers above see it.
+//!
+//! INVARIANT: no method returns a reference into the medium's memory (poison or a concurrent
+//! writer may change it under us; a Rust reference to it would be unsound). Bytes come out only
+//! through [`Medium::read`], a machine-check-safe copy that records poison in the caller's
+//! register instead of faulting.
+
+use crate::error::Result;
+use crate::register::{Domain, ErrorRegister};
+
+/// Index of a member in a pool set (0 = primary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MemberId(pub u8);
+
+/// A persistent byte range.
+///
+/// Writes become durable only after `flush` of their range followed by `fence`.
+/// [`Medium::store_u64`] is the only failure-atomic write: after a crash the word holds either
+/// its old or its new value, never a mix.
+pub trait Medium: Send + Sync {
+    /// Current length in bytes.
+    fn len(&self) -> u64;
+
+    /// Whether the medium has no bytes (never true for an opened pool).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Which member of a pool set this medium is; recorded in every fault.
+    fn member(&self) -> MemberId;
+
+    /// Store `data` at `offset`. Not failure-atomic and not durable until flushed and fenced.
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// Store one aligned 8-byte word (little-endian) in a single store: the only failure-atomic
+    /// write. Panics if `offset` is not 8-aligned (a programmer error).
+    fn store_u64(&self, offset: u64, value: u64) -> Result<()>;
+
+    /// Write back the cache lines (or pages) of `[offset, offset + len)`; ordered by `fence`.
+    fn flush(&self, offset: u64, len: u64) -> Result<()>;
+
+    /// Order: every flush issued before it is durable before any store issued after it.
+    fn fence(&self) -> Result<()>;
+
+    /// Machine-check-safe copy of `[offset, offset + dst.len())` into `dst`. Poisoned units are
+    /// zero-filled in `dst` and recorded in `register` with `domain`; with the `Immediate` mask
+    /// the copy stops at the first one (the rest of `dst` is zero-filled). Errors only for
+    /// out-of-bounds access.
+    fn read(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        register: &mut ErrorRegister,
+        domain: Domain,
+    ) -> Result<()>;
+
+    /// Grow to `new_len` bytes (never shrinks; a smaller or equal length is a no-op). New bytes
+    /// read as zero. The base of a mapping never moves, so concurrent readers stay valid.
+    fn grow(&self, new_len: u64) -> Result<()>;
+
+    /// Whether a flush is a no-op for durability (eADR: caches are in the persistence domain).
+    fn flush_is_noop(&self) -> bool {
+        false
+    }
+}
+
+/// Read a little-endian `u64` through the machine-check-safe path.
+pub fn read_u64<M: Medium + ?Sized>(
+    medium: &M,
+    offset: u64,
+    register: &mut ErrorRegister,
+    domain: Domain,
+) -> Result<u64> {
+    let mut word = [0u8; 8];
+    medium.read(offset, &mut word, register, domain)?;
+    Ok(u64::from_le_bytes(word))
+}

@@ -1,0 +1,1 @@
+//! The facade's integration suite: one binary, a module per area.
