@@ -16,6 +16,6 @@ pub mod sim;
 
 pub use error::{Error, Result};
 pub use mapped::{MapOptions, MappedMedium, Mode, ModeRequest};
-pub use medium::{Medium, MemberId};
+pub use medium::{FenceSite, Medium, MemberId, read_u64};
 pub use register::{Domain, ErrorRegister, Fault, FaultCode, Mask, RegisterScope};
 pub use sim::{CrashMode, SimMedium};

@@ -12,6 +12,12 @@ use crate::register::{Domain, ErrorRegister};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct MemberId(pub u8);
 
+/// A named persist point: every `fence` says which one it is. The static registry of all sites
+/// lives with the code that persists (`mcstore_recovery::sites`); crash harnesses count reaches
+/// and crashes per site and fail when a site was never crashed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FenceSite(pub &'static str);
+
 /// A persistent byte range.
 ///
 /// Writes become durable only after `flush` of their range followed by `fence`.
@@ -40,7 +46,8 @@ pub trait Medium: Send + Sync {
     fn flush(&self, offset: u64, len: u64) -> Result<()>;
 
     /// Order: every flush issued before it is durable before any store issued after it.
-    fn fence(&self) -> Result<()>;
+    /// `site` names the persist point (see [`FenceSite`]); crash harnesses count and crash there.
+    fn fence(&self, site: FenceSite) -> Result<()>;
 
     /// Machine-check-safe copy of `[offset, offset + dst.len())` into `dst`. Poisoned units are
     /// zero-filled in `dst` and recorded in `register` with `domain`; with the `Immediate` mask
