@@ -7,10 +7,12 @@
 //! domain and yields crash images). No method hands out a reference into mapped memory.
 
 pub mod error;
+pub mod figures;
 pub mod limits;
 pub mod mapped;
 pub mod mcsafe;
 pub mod medium;
+pub mod raw;
 pub mod register;
 pub mod sim;
 
