@@ -1,0 +1,258 @@
+//! Crash images: the byte contents a power loss could leave, from a snapshot of the persistent
+//! bytes and the pending stores.
+//!
+//! Two modes ([`CrashMode`]); the number of images is the test oracle: Π(nᵢ+1) per-line prefixes
+//! and 2^Σnᵢ subsets (nᵢ = pending words of line i, saturating). Enumeration is exhaustive when
+//! that count fits the caller's limit, else sampled reproducibly from a seed with a SplitMix64
+//! generator. INVARIANT: an image never builds per-byte over the medium per pending word: it is
+//! one clone of the persistent bytes plus the chosen words applied on top.
+
+use super::lines::{Pending, PendingWord};
+
+/// Default limit up to which crash images are enumerated exhaustively (DESIGN.md: 4096).
+pub const EXHAUSTIVE_IMAGES_MAX: usize = 4096;
+
+/// How a simulated power loss treats the stores that were not yet persistent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CrashMode {
+    /// Each line keeps a prefix of its pending stores, flushed or not (TSO write-back order).
+    PerLinePrefix,
+    /// Any subset of the pending words persists (non-temporal and fast-string stores).
+    AnySubset,
+}
+
+/// Images a power loss could leave, given the pending word count of each line (saturating).
+pub(super) fn image_count(mode: CrashMode, line_words: impl Iterator<Item = usize>) -> u128 {
+    match mode {
+        CrashMode::PerLinePrefix => {
+            line_words.fold(1u128, |acc, words| acc.saturating_mul(words as u128 + 1))
+        }
+        CrashMode::AnySubset => {
+            let words: usize = line_words.sum();
+            if words >= 128 { u128::MAX } else { 1u128 << words }
+        }
+    }
+}
+
+/// SplitMix64: a small, fast, well-mixed generator; reproducible from its seed.
+#[derive(Clone, Debug)]
+pub(super) struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub(super) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(super) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound` (`bound > 0`), by multiply-shift.
+    pub(super) fn below(&mut self, bound: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
+    }
+}
+
+/// The persistent bytes and the pending stores at one moment, detached from the medium.
+#[derive(Clone, Debug)]
+pub(super) struct Snapshot {
+    base: Vec<u8>,
+    lines: Vec<Vec<PendingWord>>,
+}
+
+impl Snapshot {
+    pub(super) fn new(persistent: &[u8], pending: &Pending) -> Self {
+        Self {
+            base: persistent.to_vec(),
+            lines: pending.queues().map(|queue| queue.words.clone()).collect(),
+        }
+    }
+
+    fn count(&self, mode: CrashMode) -> u128 {
+        image_count(mode, self.lines.iter().map(Vec::len))
+    }
+
+    /// The image numbered `index` in `0..count(mode)` (mixed radix for prefixes, a bit set for
+    /// subsets, lines in offset order and words in issue order).
+    fn image_at(&self, mode: CrashMode, mut index: u128) -> Vec<u8> {
+        let mut image = self.base.clone();
+        match mode {
+            CrashMode::PerLinePrefix => {
+                for words in &self.lines {
+                    let radix = words.len() as u128 + 1;
+                    let keep = (index % radix) as usize;
+                    index /= radix;
+                    words[..keep].iter().for_each(|word| word.apply(&mut image));
+                }
+            }
+            CrashMode::AnySubset => {
+                for word in self.lines.iter().flatten() {
+                    if index & 1 == 1 {
+                        word.apply(&mut image);
+                    }
+                    index >>= 1;
+                }
+            }
+        }
+        image
+    }
+
+    /// One image drawn from `rng`: a uniform prefix length per line, or a fair coin per word.
+    fn sample(&self, mode: CrashMode, rng: &mut SplitMix64) -> Vec<u8> {
+        let mut image = self.base.clone();
+        for words in &self.lines {
+            match mode {
+                CrashMode::PerLinePrefix => {
+                    let keep = rng.below(words.len() as u64 + 1) as usize;
+                    words[..keep].iter().for_each(|word| word.apply(&mut image));
+                }
+                CrashMode::AnySubset => {
+                    for word in words {
+                        if rng.next_u64() & 1 == 1 {
+                            word.apply(&mut image);
+                        }
+                    }
+                }
+            }
+        }
+        image
+    }
+
+    /// The image in which every pending store persisted.
+    fn everything(&self) -> Vec<u8> {
+        let mut image = self.base.clone();
+        self.lines.iter().flatten().for_each(|word| word.apply(&mut image));
+        image
+    }
+
+    /// One sampled image from `seed`.
+    pub(super) fn image_from_seed(&self, mode: CrashMode, seed: u64) -> Vec<u8> {
+        self.sample(mode, &mut SplitMix64::new(seed))
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Order {
+    Exhaustive { next: u128 },
+    Sampled { rng: SplitMix64, emitted: usize },
+}
+
+/// Iterator over crash images of a [`super::SimMedium`]; owns its snapshot, so the medium may
+/// go on (or be dropped) meanwhile.
+///
+/// Exhaustive (every image exactly once, in a fixed order) when the image count is at most the
+/// limit. Otherwise `limit` samples reproducible from the seed: first the image where no pending
+/// store persisted, then the one where all did, then random draws (which may repeat).
+#[derive(Clone, Debug)]
+pub struct CrashImages {
+    snapshot: Snapshot,
+    mode: CrashMode,
+    order: Order,
+    total: u128,
+    remaining: usize,
+}
+
+impl CrashImages {
+    pub(super) fn new(snapshot: Snapshot, mode: CrashMode, limit: usize, seed: u64) -> Self {
+        let total = snapshot.count(mode);
+        let (order, remaining) = if total <= limit as u128 {
+            (Order::Exhaustive { next: 0 }, total as usize)
+        } else {
+            (Order::Sampled { rng: SplitMix64::new(seed), emitted: 0 }, limit)
+        };
+        Self { snapshot, mode, order, total, remaining }
+    }
+
+    /// Whether every possible image is yielded (else a sample).
+    pub fn is_exhaustive(&self) -> bool {
+        matches!(self.order, Order::Exhaustive { .. })
+    }
+
+    /// How many distinct crash outcomes the mode allows (saturating): the count formula.
+    pub fn image_count(&self) -> u128 {
+        self.total
+    }
+
+    /// The crash mode.
+    pub fn mode(&self) -> CrashMode {
+        self.mode
+    }
+}
+
+impl Iterator for CrashImages {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        Some(match &mut self.order {
+            Order::Exhaustive { next } => {
+                let image = self.snapshot.image_at(self.mode, *next);
+                *next += 1;
+                image
+            }
+            Order::Sampled { rng, emitted } => {
+                *emitted += 1;
+                match *emitted {
+                    1 => self.snapshot.base.clone(),
+                    2 => self.snapshot.everything(),
+                    _ => self.snapshot.sample(self.mode, rng),
+                }
+            }
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for CrashImages {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_is_reproducible_and_bounded() {
+        let mut a = SplitMix64::new(42);
+        let mut b = SplitMix64::new(42);
+        for _ in 0..100 {
+            assert_eq!(a.next_u64(), b.next_u64());
+        }
+        let mut seen = [false; 5];
+        for _ in 0..200 {
+            seen[a.below(5) as usize] = true;
+        }
+        assert_eq!(seen, [true; 5]);
+        assert_ne!(SplitMix64::new(1).next_u64(), SplitMix64::new(2).next_u64());
+    }
+
+    #[test]
+    fn counts_saturate() {
+        let mut pending = Pending::default();
+        pending.push_write(0, &vec![1u8; 64 * 200]);
+        let lens = || pending.queues().map(|queue| queue.words.len());
+        assert_eq!(image_count(CrashMode::AnySubset, lens()), u128::MAX);
+        assert_eq!(image_count(CrashMode::PerLinePrefix, lens()), u128::MAX);
+        let snapshot = Snapshot::new(&vec![0u8; 64 * 200], &pending);
+        assert_eq!(snapshot.count(CrashMode::AnySubset), u128::MAX);
+    }
+
+    #[test]
+    fn sampled_iterator_starts_with_the_extremes() {
+        let mut pending = Pending::default();
+        pending.push_write(0, &[9u8; 64 * 4]);
+        let snapshot = Snapshot::new(&[0u8; 256], &pending);
+        let images: Vec<Vec<u8>> = CrashImages::new(snapshot, CrashMode::AnySubset, 5, 7).collect();
+        assert_eq!(images.len(), 5);
+        assert_eq!(images[0], vec![0u8; 256]);
+        assert_eq!(images[1], vec![9u8; 256]);
+    }
+}

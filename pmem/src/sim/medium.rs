@@ -1,0 +1,742 @@
+//! [`SimMedium`]: heap memory modelling a persistence domain, the test bed of every crash test.
+//!
+//! Two layers: the *visible* bytes (every store lands at once; reads see them) and the
+//! *persistent* bytes (what survives a power loss for sure). PERSIST: a store is queued as
+//! pending words of its lines; `flush` marks the words issued before it; `fence` applies the
+//! marked ones to the persistent bytes in order. INVARIANT: visible = persistent + every pending
+//! word applied in order (poison overwrites both layers and drops the lines' pending words).
+//! Everything sits behind one mutex: deterministic, `Send + Sync`, no `unsafe`.
+
+use std::fmt;
+use std::ops::Range;
+
+use parking_lot::Mutex;
+
+use super::crash::{Control, CrashPlan, SimOp};
+use super::images::{CrashImages, CrashMode, Snapshot, image_count};
+use super::lines::{Pending, line_of};
+use super::poison::{POISON_PATTERN, PoisonSet, read_through};
+use crate::error::{Error, Result};
+use crate::limits::CACHE_LINE;
+use crate::medium::{FenceSite, Medium, MemberId};
+use crate::register::{Domain, ErrorRegister};
+
+/// A range that [`SimMedium::assert_persisted`] found still pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "[{offset}, +{len}) not persisted: {pending_words} pending store(s), first at byte {first_pending}"
+)]
+pub struct NotPersisted {
+    /// Start of the range asked about.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+    /// The lowest byte of the range some pending store wrote.
+    pub first_pending: u64,
+    /// How many pending word stores wrote into the range.
+    pub pending_words: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    visible: Vec<u8>,
+    persistent: Vec<u8>,
+    pending: Pending,
+    poison: PoisonSet,
+    control: Control,
+}
+
+impl State {
+    fn len(&self) -> u64 {
+        self.visible.len() as u64
+    }
+
+    /// `[offset, offset + len)` must lie inside the medium.
+    fn check_bounds(&self, offset: u64, len: u64) -> Result<()> {
+        let medium_len = self.len();
+        match offset.checked_add(len) {
+            Some(end) if end <= medium_len => Ok(()),
+            _ => Err(Error::OutOfBounds { offset, len, medium_len }),
+        }
+    }
+
+    /// A store or flush into a poisoned line faults on real pmem: refuse it, touching nothing.
+    fn check_unpoisoned(&self, offset: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        match self.poison.first_in(line_of(offset), line_of(offset + len - 1)) {
+            Some(line) => Err(Error::Poisoned { offset: line * CACHE_LINE, len: CACHE_LINE }),
+            None => Ok(()),
+        }
+    }
+
+    fn store(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.control.begin(SimOp::Write)?;
+        self.check_bounds(offset, data.len() as u64)?;
+        self.check_unpoisoned(offset, data.len() as u64)?;
+        let start = offset as usize;
+        self.visible[start..start + data.len()].copy_from_slice(data);
+        self.pending.push_write(offset, data);
+        Ok(())
+    }
+}
+
+/// Heap memory modelling a persistence domain; see the module docs and DESIGN.md ("SimMedium").
+pub struct SimMedium {
+    member: MemberId,
+    max_len: Option<u64>,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for SimMedium {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("SimMedium")
+            .field("member", &self.member)
+            .field("len", &state.len())
+            .field("pending_words", &state.pending.word_count())
+            .field("poisoned", &state.poison.ranges())
+            .field("control", &state.control)
+            .finish()
+    }
+}
+
+impl SimMedium {
+    /// A zeroed medium of `len` bytes, member 0.
+    pub fn new(len: u64) -> Self {
+        Self::with_member(len, MemberId(0))
+    }
+
+    /// A zeroed medium of `len` bytes that reports `member` in its faults.
+    pub fn with_member(len: u64, member: MemberId) -> Self {
+        Self::from_image(vec![0; len as usize], member)
+    }
+
+    /// Reopen a crash image (or any bytes): both layers hold `image`, nothing is pending.
+    pub fn from_image(image: Vec<u8>, member: MemberId) -> Self {
+        let state = State {
+            visible: image.clone(),
+            persistent: image,
+            pending: Pending::default(),
+            poison: PoisonSet::default(),
+            control: Control::default(),
+        };
+        Self { member, max_len: None, state: Mutex::new(state) }
+    }
+
+    /// Cap `grow` at `max_len` bytes (beyond: [`Error::BeyondMax`]). Panics if already longer.
+    pub fn with_max_len(mut self, max_len: u64) -> Self {
+        assert!(self.len() <= max_len, "medium already longer than its maximum");
+        self.max_len = Some(max_len);
+        self
+    }
+
+    // ---- crash plan and fence accounting ----
+
+    /// Crash when the n-th fence (1-based, since construction or [`Self::reset_fences`]) is
+    /// reached, before it applies anything; `None` never.
+    pub fn crash_at_fence(&self, n: Option<u64>) {
+        self.set_crash_plan(n.map_or(CrashPlan::Never, CrashPlan::AtFence));
+    }
+
+    /// Set when the simulated process dies (counting site reaches already logged).
+    pub fn set_crash_plan(&self, plan: CrashPlan) {
+        self.state.lock().control.set_plan(plan);
+    }
+
+    /// The current crash plan.
+    pub fn crash_plan(&self) -> CrashPlan {
+        self.state.lock().control.plan()
+    }
+
+    /// Crash now, without a fence: every later [`Medium`] call returns [`Error::Crashed`].
+    pub fn freeze(&self) {
+        self.state.lock().control.freeze();
+    }
+
+    /// Whether the simulated process is dead.
+    pub fn is_crashed(&self) -> bool {
+        self.state.lock().control.is_crashed()
+    }
+
+    /// The fence number and site the crash plan fired at (`None` if alive or frozen by hand).
+    pub fn crashed_at(&self) -> Option<(u64, FenceSite)> {
+        self.state.lock().control.crashed_at()
+    }
+
+    /// Fences reached so far (the one a crash fired at included; injected failures excluded).
+    pub fn fences_seen(&self) -> u64 {
+        self.state.lock().control.fences_seen()
+    }
+
+    /// The site of every fence reached, in order.
+    pub fn fence_log(&self) -> Vec<FenceSite> {
+        self.state.lock().control.fence_log().to_vec()
+    }
+
+    /// Count fences from zero again (the crash plan counts from here).
+    pub fn reset_fences(&self) {
+        self.state.lock().control.reset_fences();
+    }
+
+    // ---- failure injection ----
+
+    /// Make the n-th call of `op` from now (1-based) return [`Error::Injected`] having done
+    /// nothing; with `persistent`, every later call too. Replaces an earlier point for `op`.
+    pub fn fail_nth(&self, op: SimOp, n: u64, persistent: bool) {
+        self.state.lock().control.fail_nth(op, n, persistent);
+    }
+
+    /// Remove every failure point.
+    pub fn clear_failures(&self) {
+        self.state.lock().control.clear_failures();
+    }
+
+    /// Calls of `op` so far (failed ones included; `store_u64` counts as a write).
+    pub fn op_count(&self, op: SimOp) -> u64 {
+        self.state.lock().control.calls(op)
+    }
+
+    // ---- crash images ----
+
+    /// How many crash images `mode` allows now: Π(nᵢ+1) or 2^Σnᵢ, saturating.
+    pub fn image_count(&self, mode: CrashMode) -> u128 {
+        let state = self.state.lock();
+        image_count(mode, state.pending.queues().map(|queue| queue.words.len()))
+    }
+
+    /// Crash images of the current (or frozen) state: all of them when [`Self::image_count`]
+    /// is at most `limit`, else `limit` samples reproducible from `seed`.
+    pub fn crash_images(&self, mode: CrashMode, limit: usize, seed: u64) -> CrashImages {
+        CrashImages::new(self.snapshot(), mode, limit, seed)
+    }
+
+    /// One crash image drawn from `seed` (the same seed gives the same image).
+    pub fn crash_image(&self, mode: CrashMode, seed: u64) -> Vec<u8> {
+        self.snapshot().image_from_seed(mode, seed)
+    }
+
+    /// The bytes that survive for sure: only fenced stores.
+    pub fn persistent_image(&self) -> Vec<u8> {
+        self.state.lock().persistent.clone()
+    }
+
+    /// The bytes reads see: every store.
+    pub fn visible_image(&self) -> Vec<u8> {
+        self.state.lock().visible.clone()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock();
+        Snapshot::new(&state.persistent, &state.pending)
+    }
+
+    // ---- acknowledgement check and pending state ----
+
+    /// `Ok` iff no store into `[offset, offset + len)` is still pending (flushed-but-unfenced
+    /// counts as pending). Call it where the caller acknowledges a write.
+    pub fn assert_persisted(&self, offset: u64, len: u64) -> Result<(), NotPersisted> {
+        let end = offset.saturating_add(len);
+        match self.state.lock().pending.overlapping(offset, end) {
+            None => Ok(()),
+            Some((first_pending, pending_words)) => {
+                Err(NotPersisted { offset, len, first_pending, pending_words })
+            }
+        }
+    }
+
+    /// Whether `[offset, offset + len)` has no pending store.
+    pub fn is_persisted(&self, offset: u64, len: u64) -> bool {
+        self.assert_persisted(offset, len).is_ok()
+    }
+
+    /// Pending word stores in all lines.
+    pub fn pending_words(&self) -> usize {
+        self.state.lock().pending.word_count()
+    }
+
+    /// Lines with a pending store.
+    pub fn pending_lines(&self) -> usize {
+        self.state.lock().pending.line_count()
+    }
+
+    // ---- poison ----
+
+    /// Poison the lines covering `[offset, offset + len)`. Destructive, as real poison: their
+    /// bytes become a pattern in both layers and their pending stores are lost. Works on a
+    /// crashed medium too (it is the harness's hand, not the process's).
+    pub fn inject_poison(&self, offset: u64, len: u64) -> Result<()> {
+        let mut state = self.state.lock();
+        state.check_bounds(offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let (first, last) = (line_of(offset), line_of(offset + len - 1));
+        let bytes =
+            (first * CACHE_LINE) as usize..(((last + 1) * CACHE_LINE).min(state.len())) as usize;
+        state.visible[bytes.clone()].fill(POISON_PATTERN);
+        state.persistent[bytes].fill(POISON_PATTERN);
+        state.pending.discard(first, last);
+        state.poison.insert(first, last);
+        Ok(())
+    }
+
+    /// Clear poison on the lines covering `[offset, offset + len)`; their bytes keep the
+    /// pattern until rewritten (the data is gone).
+    pub fn clear_poison(&self, offset: u64, len: u64) -> Result<()> {
+        let mut state = self.state.lock();
+        state.check_bounds(offset, len)?;
+        if len > 0 {
+            state.poison.remove(line_of(offset), line_of(offset + len - 1));
+        }
+        Ok(())
+    }
+
+    /// The poisoned byte ranges, line-aligned and coalesced.
+    pub fn poisoned_ranges(&self) -> Vec<Range<u64>> {
+        self.state.lock().poison.ranges()
+    }
+}
+
+impl Medium for SimMedium {
+    fn len(&self) -> u64 {
+        self.state.lock().len()
+    }
+
+    fn member(&self) -> MemberId {
+        self.member
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.state.lock().store(offset, data)
+    }
+
+    fn store_u64(&self, offset: u64, value: u64) -> Result<()> {
+        assert!(offset.is_multiple_of(8), "store_u64 at unaligned offset {offset}");
+        // One aligned word: a single pending entry, so every crash image has all or none of it.
+        self.state.lock().store(offset, &value.to_le_bytes())
+    }
+
+    fn flush(&self, offset: u64, len: u64) -> Result<()> {
+        let mut state = self.state.lock();
+        state.control.begin(SimOp::Flush)?;
+        state.check_bounds(offset, len)?;
+        state.check_unpoisoned(offset, len)?;
+        if len > 0 {
+            state.pending.flush(line_of(offset), line_of(offset + len - 1));
+        }
+        Ok(())
+    }
+
+    fn fence(&self, site: FenceSite) -> Result<()> {
+        let mut state = self.state.lock();
+        state.control.begin(SimOp::Fence)?;
+        state.control.reach_fence(site)?;
+        let State { pending, persistent, .. } = &mut *state;
+        pending.fence(persistent);
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        register: &mut ErrorRegister,
+        domain: Domain,
+    ) -> Result<()> {
+        let state = self.state.lock();
+        state.control.alive()?;
+        state.check_bounds(offset, dst.len() as u64)?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        if state.poison.is_empty() {
+            let start = offset as usize;
+            dst.copy_from_slice(&state.visible[start..start + dst.len()]);
+        } else {
+            read_through(
+                &state.visible,
+                &state.poison,
+                offset,
+                dst,
+                register,
+                (self.member, domain),
+            );
+        }
+        Ok(())
+    }
+
+    fn grow(&self, new_len: u64) -> Result<()> {
+        let mut state = self.state.lock();
+        state.control.begin(SimOp::Grow)?;
+        if new_len <= state.len() {
+            return Ok(());
+        }
+        if let Some(max) = self.max_len
+            && new_len > max
+        {
+            return Err(Error::BeyondMax { requested: new_len, max });
+        }
+        state.visible.resize(new_len as usize, 0);
+        state.persistent.resize(new_len as usize, 0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::register::{Fault, FaultCode};
+
+    const SITE: FenceSite = FenceSite("test.site");
+    const OTHER: FenceSite = FenceSite("test.other");
+
+    fn read_all(medium: &SimMedium, offset: u64, len: usize) -> Vec<u8> {
+        let mut dst = vec![0xEE; len];
+        let mut register = ErrorRegister::deferred();
+        medium.read(offset, &mut dst, &mut register, Domain::User).unwrap();
+        assert!(register.is_clean());
+        dst
+    }
+
+    #[test]
+    fn fenced_stores_survive_every_image_and_unfenced_ones_may_not() {
+        let medium = SimMedium::new(256);
+        medium.write(0, &[1; 16]).unwrap();
+        medium.flush(0, 16).unwrap();
+        medium.fence(SITE).unwrap();
+        medium.write(64, &[2; 8]).unwrap();
+        medium.store_u64(128, 0x0303_0303_0303_0303).unwrap();
+        medium.flush(128, 8).unwrap();
+        for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+            let images: Vec<Vec<u8>> = medium.crash_images(mode, 4096, 1).collect();
+            assert_eq!(images.len(), 4);
+            assert!(images.iter().all(|image| image[..16] == [1; 16]));
+            assert!(images.iter().any(|image| image[64..72] == [0; 8]));
+            assert!(images.iter().any(|image| image[64..72] == [2; 8]));
+            // Flushed but not fenced is still pending: some image lacks it.
+            assert!(images.iter().any(|image| image[128..136] == [0; 8]));
+        }
+        assert!(medium.is_persisted(0, 16));
+        assert_eq!(
+            medium.assert_persisted(100, 40),
+            Err(NotPersisted { offset: 100, len: 40, first_pending: 128, pending_words: 1 })
+        );
+        assert_eq!(&medium.persistent_image()[..17], &[[1; 16].as_slice(), &[0]].concat()[..]);
+        assert_eq!(read_all(&medium, 64, 8), vec![2; 8]);
+    }
+
+    #[test]
+    fn a_flush_issued_before_a_store_does_not_cover_it() {
+        let medium = SimMedium::new(128);
+        medium.write(0, &[1; 8]).unwrap();
+        medium.flush(0, 64).unwrap();
+        medium.write(8, &[2; 8]).unwrap();
+        medium.fence(SITE).unwrap();
+        assert_eq!(&medium.persistent_image()[..16], &[[1; 8], [0; 8]].concat()[..]);
+        assert_eq!(medium.pending_words(), 1);
+        assert!(medium.assert_persisted(0, 8).is_ok());
+        assert!(medium.assert_persisted(8, 8).is_err());
+        medium.flush(0, 64).unwrap();
+        medium.fence(SITE).unwrap();
+        assert_eq!(medium.persistent_image(), medium.visible_image());
+        assert_eq!(medium.pending_words(), 0);
+    }
+
+    #[test]
+    fn store_u64_is_atomic_in_every_image_of_both_modes() {
+        let medium = SimMedium::new(128);
+        medium.store_u64(0, u64::MAX).unwrap();
+        medium.flush(0, 8).unwrap();
+        medium.fence(SITE).unwrap();
+        medium.store_u64(0, 0x1122_3344_5566_7788).unwrap();
+        medium.store_u64(0, 0x0102_0304_0506_0708).unwrap();
+        medium.store_u64(64, 0xAABB_CCDD_EEFF_0011).unwrap();
+        for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+            let exhaustive = medium.crash_images(mode, 4096, 0);
+            let sampled = medium.crash_images(mode, 3, 9);
+            assert!(!sampled.is_exhaustive());
+            for image in exhaustive.chain(sampled) {
+                let word = u64::from_le_bytes(image[..8].try_into().unwrap());
+                assert!([u64::MAX, 0x1122_3344_5566_7788, 0x0102_0304_0506_0708].contains(&word));
+                let other = u64::from_le_bytes(image[64..72].try_into().unwrap());
+                assert!([0, 0xAABB_CCDD_EEFF_0011].contains(&other));
+            }
+        }
+    }
+
+    #[test]
+    fn partial_word_writes_merge_with_the_visible_bytes() {
+        let medium = SimMedium::new(64);
+        medium.store_u64(0, 0x0807_0605_0403_0201).unwrap();
+        medium.write(3, &[0xAA, 0xBB]).unwrap();
+        assert_eq!(read_all(&medium, 0, 8), vec![1, 2, 3, 0xAA, 0xBB, 6, 7, 8]);
+        medium.flush(0, 8).unwrap();
+        medium.fence(SITE).unwrap();
+        assert_eq!(&medium.persistent_image()[..8], &[1, 2, 3, 0xAA, 0xBB, 6, 7, 8]);
+        // Subset images: the partial store alone lands only its own bytes.
+        let medium = SimMedium::new(64);
+        medium.store_u64(0, 0x0807_0605_0403_0201).unwrap();
+        medium.write(3, &[0xAA, 0xBB]).unwrap();
+        let images: Vec<Vec<u8>> = medium.crash_images(CrashMode::AnySubset, 16, 0).collect();
+        assert!(images.iter().any(|image| image[..8] == [0, 0, 0, 0xAA, 0xBB, 0, 0, 0]));
+        let prefixes: Vec<Vec<u8>> = medium.crash_images(CrashMode::PerLinePrefix, 16, 0).collect();
+        assert!(prefixes.iter().all(|image| image[..8] != [0, 0, 0, 0xAA, 0xBB, 0, 0, 0]));
+    }
+
+    #[test]
+    fn crash_at_fence_freezes_before_applying_that_fence() {
+        let medium = SimMedium::new(128);
+        medium.crash_at_fence(Some(2));
+        medium.write(0, &[1; 8]).unwrap();
+        medium.flush(0, 8).unwrap();
+        medium.fence(SITE).unwrap();
+        medium.write(8, &[2; 8]).unwrap();
+        medium.flush(8, 8).unwrap();
+        assert!(matches!(medium.fence(OTHER), Err(Error::Crashed)));
+        assert!(medium.is_crashed());
+        assert_eq!(medium.crashed_at(), Some((2, OTHER)));
+        assert_eq!(medium.fences_seen(), 2);
+        assert_eq!(medium.fence_log(), vec![SITE, OTHER]);
+        // The second fence did not apply: the word is still pending, images differ on it.
+        assert_eq!(medium.pending_words(), 1);
+        assert_eq!(medium.image_count(CrashMode::PerLinePrefix), 2);
+        let mut register = ErrorRegister::deferred();
+        assert!(matches!(medium.write(0, &[3]), Err(Error::Crashed)));
+        assert!(matches!(medium.store_u64(0, 3), Err(Error::Crashed)));
+        assert!(matches!(medium.flush(0, 8), Err(Error::Crashed)));
+        assert!(matches!(medium.fence(SITE), Err(Error::Crashed)));
+        assert!(matches!(medium.grow(4096), Err(Error::Crashed)));
+        assert!(matches!(
+            medium.read(0, &mut [0; 8], &mut register, Domain::User),
+            Err(Error::Crashed)
+        ));
+        assert_eq!(medium.fences_seen(), 2);
+        // Reopen a crash image.
+        let reopened =
+            SimMedium::from_image(medium.crash_image(CrashMode::PerLinePrefix, 3), MemberId(1));
+        assert_eq!(read_all(&reopened, 0, 8), vec![1; 8]);
+        assert_eq!(reopened.member(), MemberId(1));
+        assert_eq!(reopened.pending_words(), 0);
+    }
+
+    #[test]
+    fn crash_plans_by_site_and_freeze() {
+        let medium = SimMedium::new(64);
+        medium.fence(SITE).unwrap();
+        medium.reset_fences();
+        medium.set_crash_plan(CrashPlan::AtSite { site: SITE, nth: 2 });
+        medium.fence(SITE).unwrap();
+        medium.fence(OTHER).unwrap();
+        assert!(medium.fence(SITE).is_err());
+        assert_eq!(medium.crashed_at(), Some((3, SITE)));
+        let frozen = SimMedium::new(64);
+        frozen.freeze();
+        assert!(frozen.is_crashed());
+        assert_eq!(frozen.crashed_at(), None);
+        assert!(matches!(frozen.write(0, &[1]), Err(Error::Crashed)));
+    }
+
+    #[test]
+    fn poisoned_lines_are_destroyed_reported_and_refuse_writes() {
+        let medium = SimMedium::with_member(512, MemberId(3));
+        medium.write(0, &[7; 512]).unwrap();
+        medium.flush(0, 512).unwrap();
+        medium.fence(SITE).unwrap();
+        medium.write(130, &[8; 4]).unwrap();
+        medium.inject_poison(130, 70).unwrap(); // lines 2 and 3
+        assert_eq!(medium.poisoned_ranges(), vec![128..256]);
+        assert_eq!(medium.pending_words(), 0);
+        assert!(medium.persistent_image()[128..256].iter().all(|b| *b == POISON_PATTERN));
+        let mut dst = vec![0xEE; 200];
+        let mut register = ErrorRegister::deferred();
+        medium.read(100, &mut dst, &mut register, Domain::Engine).unwrap();
+        let fault = Fault {
+            member: MemberId(3),
+            offset: 128,
+            len: 128,
+            domain: Domain::Engine,
+            code: FaultCode::Simulated,
+        };
+        assert_eq!(register.faults(), &[fault]);
+        assert_eq!(&dst[..28], &[7; 28]);
+        assert_eq!(&dst[28..156], &[0; 128]);
+        assert_eq!(&dst[156..], &[7; 44]);
+        let mut register = ErrorRegister::immediate();
+        medium.read(100, &mut dst, &mut register, Domain::User).unwrap();
+        assert_eq!(register.faults().len(), 1);
+        assert_eq!(register.faults()[0].len, 64);
+        assert!(dst[28..].iter().all(|b| *b == 0));
+        let before = medium.visible_image();
+        assert!(matches!(
+            medium.write(250, &[1; 10]),
+            Err(Error::Poisoned { offset: 192, len: 64 })
+        ));
+        assert!(matches!(medium.store_u64(128, 1), Err(Error::Poisoned { offset: 128, len: 64 })));
+        assert!(matches!(medium.flush(0, 200), Err(Error::Poisoned { offset: 128, len: 64 })));
+        assert_eq!(medium.visible_image(), before);
+        medium.clear_poison(128, 64).unwrap();
+        assert_eq!(medium.poisoned_ranges(), vec![192..256]);
+        medium.write(128, &[9; 64]).unwrap();
+        assert_eq!(read_all(&medium, 128, 64), vec![9; 64]);
+    }
+
+    #[test]
+    fn out_of_bounds_and_grow() {
+        let medium = SimMedium::new(128).with_max_len(256);
+        let mut register = ErrorRegister::deferred();
+        assert!(matches!(medium.write(120, &[0; 9]), Err(Error::OutOfBounds { .. })));
+        assert!(matches!(medium.flush(u64::MAX, 2), Err(Error::OutOfBounds { .. })));
+        assert!(matches!(
+            medium.read(128, &mut [0; 1], &mut register, Domain::User),
+            Err(Error::OutOfBounds { offset: 128, len: 1, medium_len: 128 })
+        ));
+        assert!(matches!(medium.inject_poison(100, 100), Err(Error::OutOfBounds { .. })));
+        medium.grow(200).unwrap();
+        medium.grow(100).unwrap();
+        assert_eq!(medium.len(), 200);
+        assert!(matches!(medium.grow(257), Err(Error::BeyondMax { requested: 257, max: 256 })));
+        medium.write(196, &[5; 4]).unwrap();
+        assert_eq!(read_all(&medium, 128, 72), [vec![0; 68], vec![5; 4]].concat());
+        assert_eq!(medium.persistent_image().len(), 200);
+    }
+
+    #[test]
+    fn injected_failures_once_and_persistent_do_nothing() {
+        let medium = SimMedium::new(128);
+        medium.fail_nth(SimOp::Write, 2, false);
+        medium.write(0, &[1]).unwrap();
+        assert!(matches!(medium.store_u64(8, 2), Err(Error::Injected(_))));
+        medium.write(16, &[3]).unwrap();
+        assert_eq!(medium.pending_words(), 2);
+        assert_eq!(&medium.visible_image()[8..16], &[0; 8]);
+        medium.fail_nth(SimOp::Fence, 1, true);
+        for _ in 0..3 {
+            assert!(matches!(medium.fence(SITE), Err(Error::Injected(_))));
+        }
+        assert_eq!(medium.fences_seen(), 0);
+        medium.fail_nth(SimOp::Grow, 1, false);
+        assert!(matches!(medium.grow(4096), Err(Error::Injected(_))));
+        assert_eq!(medium.len(), 128);
+        medium.fail_nth(SimOp::Flush, 1, false);
+        assert!(medium.flush(0, 64).is_err());
+        medium.clear_failures();
+        medium.flush(0, 64).unwrap();
+        medium.fence(SITE).unwrap();
+        assert_eq!(medium.pending_words(), 0);
+        assert_eq!(medium.op_count(SimOp::Write), 3);
+        assert_eq!(medium.op_count(SimOp::Fence), 4);
+        assert_eq!(medium.op_count(SimOp::Flush), 2);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(u64, Vec<u8>),
+        Store(u64, u64),
+        Flush(u64, u64),
+        Fence,
+    }
+
+    const MODEL_LEN: u64 = 512;
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..MODEL_LEN, proptest::collection::vec(any::<u8>(), 1..80)).prop_map(
+                |(off, data)| {
+                    let off = off.min(MODEL_LEN - data.len() as u64);
+                    Op::Write(off, data)
+                }
+            ),
+            (0..MODEL_LEN / 8, any::<u64>()).prop_map(|(word, value)| Op::Store(word * 8, value)),
+            (0..MODEL_LEN, 0..200u64)
+                .prop_map(|(off, len)| Op::Flush(off, len.min(MODEL_LEN - off))),
+            Just(Op::Fence),
+        ]
+    }
+
+    /// The reference: byte stores in issue order, each flushed or not.
+    #[derive(Default)]
+    struct Model {
+        fenced: Vec<u8>,
+        visible: Vec<u8>,
+        pending: Vec<(u64, u8, bool)>,
+    }
+
+    impl Model {
+        fn store(&mut self, offset: u64, data: &[u8]) {
+            for (i, byte) in data.iter().enumerate() {
+                let at = offset + i as u64;
+                self.visible[at as usize] = *byte;
+                self.pending.push((at, *byte, false));
+            }
+        }
+
+        fn flush(&mut self, offset: u64, len: u64) {
+            if len == 0 {
+                return;
+            }
+            let lines = offset / 64..=(offset + len - 1) / 64;
+            for (at, _, flushed) in &mut self.pending {
+                *flushed |= lines.contains(&(*at / 64));
+            }
+        }
+
+        fn fence(&mut self) {
+            for (at, byte, _) in self.pending.iter().filter(|p| p.2) {
+                self.fenced[*at as usize] = *byte;
+            }
+            self.pending.retain(|p| !p.2);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 256 }, ..ProptestConfig::default() })]
+
+        #[test]
+        fn persistent_image_matches_a_byte_level_reference(ops in proptest::collection::vec(op(), 1..60)) {
+            let medium = SimMedium::new(MODEL_LEN);
+            let mut model = Model {
+                fenced: vec![0; MODEL_LEN as usize],
+                visible: vec![0; MODEL_LEN as usize],
+                pending: Vec::new(),
+            };
+            for op in ops {
+                match op {
+                    Op::Write(off, data) => {
+                        medium.write(off, &data).unwrap();
+                        model.store(off, &data);
+                    }
+                    Op::Store(off, value) => {
+                        medium.store_u64(off, value).unwrap();
+                        model.store(off, &value.to_le_bytes());
+                    }
+                    Op::Flush(off, len) => {
+                        medium.flush(off, len).unwrap();
+                        model.flush(off, len);
+                    }
+                    Op::Fence => {
+                        medium.fence(SITE).unwrap();
+                        model.fence();
+                        prop_assert_eq!(medium.persistent_image(), model.fenced.clone());
+                    }
+                }
+                prop_assert_eq!(medium.visible_image(), model.visible.clone());
+                for line in 0..MODEL_LEN / 64 {
+                    let model_pending = model.pending.iter().any(|p| p.0 / 64 == line);
+                    prop_assert_eq!(medium.is_persisted(line * 64, 64), !model_pending);
+                }
+            }
+            // Everything persisted = the visible bytes; nothing persisted = the fenced state.
+            let mut images = medium.crash_images(CrashMode::AnySubset, 2, 0);
+            if images.is_exhaustive() {
+                prop_assert!(medium.pending_words() <= 1);
+            } else {
+                prop_assert_eq!(images.next().unwrap(), model.fenced.clone());
+                prop_assert_eq!(images.next().unwrap(), model.visible.clone());
+            }
+        }
+    }
+}
