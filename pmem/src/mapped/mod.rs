@@ -1,36 +1,28 @@
-//! MappedMedium: a pool file mapped in `Dax`, `Msync` or `ForcedPmem` mode.
+//! MappedMedium: a pool file mapped in `Dax`, `Msync` or `ForcedPmem` mode, with emulated
+//! poison and the bad-block lists (the `.badblocks` sidecar; the kernel's list on fs-dax).
 //!
-//! PLACEHOLDER (helper B replaces it).
+//! Files: `options` (MapOptions), `mode` (the mode rule), `file` (open/create checks), `lock`
+//! (flock), `reserve` (the reserved address range and every mmap), `open` (create and open),
+//! `medium` (the `Medium` implementation), `poison` (injection, clearing, repair), `ranges`
+//! (coalesced range sets), `badblocks` (the sidecar), `fiemap` (kernel bad blocks to file
+//! offsets), `glue` (the calls into `mcsafe`).
 
-/// The mode asked for at open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ModeRequest {
-    /// Dax when MAP_SYNC works, else ForcedPmem where the environment allows, else Msync.
-    #[default]
-    Auto,
-    /// Require MAP_SYNC.
-    Dax,
-    /// Page cache and msync.
-    Msync,
-    /// Flush instructions on a non-DAX mapping.
-    ForcedPmem,
-}
+mod badblocks;
+mod fiemap;
+mod file;
+mod glue;
+mod lock;
+mod medium;
+mod mode;
+mod open;
+mod options;
+mod poison;
+mod ranges;
+mod reserve;
 
-/// The mode a medium runs in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// MAP_SYNC mapping, cache-line flushes.
-    Dax,
-    /// Page cache, msync.
-    Msync,
-    /// Flush instructions on a non-DAX mapping.
-    ForcedPmem,
-}
-
-/// Options for mapping a pool file.
-#[derive(Clone, Debug, Default)]
-pub struct MapOptions {}
-
-/// A mapped pool file.
-#[derive(Debug)]
-pub struct MappedMedium {}
+pub use badblocks::BadBlocks;
+pub use fiemap::{Extent, fiemap, sysfs_badblocks};
+pub use medium::MappedMedium;
+pub use mode::{Mode, ModeRequest};
+pub use options::MapOptions;
+pub use poison::POISON_PATTERN;

