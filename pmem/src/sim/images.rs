@@ -217,7 +217,16 @@ impl ExactSizeIterator for CrashImages {}
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::medium::{FenceSite, Medium};
+    use crate::sim::SimMedium;
+
+    const SITE: FenceSite = FenceSite("test.images");
+    const MODES: [CrashMode; 2] = [CrashMode::PerLinePrefix, CrashMode::AnySubset];
 
     #[test]
     fn splitmix_is_reproducible_and_bounded() {
@@ -254,5 +263,154 @@ mod tests {
         assert_eq!(images.len(), 5);
         assert_eq!(images[0], vec![0u8; 256]);
         assert_eq!(images[1], vec![9u8; 256]);
+    }
+
+    #[test]
+    fn exhaustive_images_are_distinct_and_as_many_as_the_formula() {
+        let medium = SimMedium::new(256);
+        medium.store_u64(0, 1).unwrap();
+        medium.store_u64(8, 2).unwrap();
+        medium.store_u64(64, 3).unwrap();
+        medium.flush(0, 128).unwrap();
+        medium.store_u64(128, 4).unwrap();
+        medium.store_u64(136, 5).unwrap();
+        medium.store_u64(144, 6).unwrap();
+        assert_eq!(medium.pending_lines(), 3);
+        assert_eq!(medium.image_count(CrashMode::PerLinePrefix), 3 * 2 * 4);
+        assert_eq!(medium.image_count(CrashMode::AnySubset), 1 << 6);
+        for mode in MODES {
+            let images = medium.crash_images(mode, 4096, 0);
+            assert!(images.is_exhaustive());
+            assert_eq!(images.len() as u128, medium.image_count(mode));
+            let count = images.len();
+            let distinct: HashSet<Vec<u8>> = images.collect();
+            assert_eq!(distinct.len(), count);
+        }
+        // Rewriting a word within a line: prefixes stay distinct (A, AB, then C over A).
+        let medium = SimMedium::new(64);
+        medium.store_u64(0, 1).unwrap();
+        medium.store_u64(8, 2).unwrap();
+        medium.store_u64(0, 3).unwrap();
+        let distinct: HashSet<Vec<u8>> =
+            medium.crash_images(CrashMode::PerLinePrefix, 4096, 0).collect();
+        assert_eq!(distinct.len(), 4);
+        assert!(
+            !distinct
+                .iter()
+                .any(|image| image[..16] == [[3, 0, 0, 0, 0, 0, 0, 0], [0; 8]].concat())
+        );
+    }
+
+    #[test]
+    fn sampling_is_reproducible_and_used_beyond_the_limit() {
+        let medium = SimMedium::new(64 * 1024);
+        medium.write(0, &vec![0x5A; 64 * 64]).unwrap();
+        medium.flush(0, 4096).unwrap();
+        for mode in MODES {
+            assert_eq!(medium.crash_image(mode, 11), medium.crash_image(mode, 11));
+            let seeds: HashSet<Vec<u8>> =
+                (0..8).map(|seed| medium.crash_image(mode, seed)).collect();
+            assert!(seeds.len() > 1);
+            let images = medium.crash_images(mode, 10, 5);
+            assert!(!images.is_exhaustive());
+            assert_eq!(images.len(), 10);
+            let again: Vec<Vec<u8>> = medium.crash_images(mode, 10, 5).collect();
+            assert_eq!(images.collect::<Vec<_>>(), again);
+            let other: Vec<Vec<u8>> = medium.crash_images(mode, 10, 6).collect();
+            assert_ne!(again, other);
+        }
+        // Exactly at the limit: exhaustive.
+        let small = SimMedium::new(128);
+        small.store_u64(0, 1).unwrap();
+        small.store_u64(64, 1).unwrap();
+        assert!(small.crash_images(CrashMode::PerLinePrefix, 4, 0).is_exhaustive());
+        assert!(!small.crash_images(CrashMode::PerLinePrefix, 3, 0).is_exhaustive());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Store(u64, u8),
+        Flush(u64),
+        Fence,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..32u64, 1..=255u8).prop_map(|(word, value)| Op::Store(word * 8, value)),
+            1 => (0..4u64).prop_map(Op::Flush),
+            1 => Just(Op::Fence),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 200 }, ..ProptestConfig::default() })]
+
+        /// Brute force over a word-level reference: the exhaustive image set of each mode equals
+        /// every per-line prefix (or every subset) of the pending stores applied to the fenced bytes.
+        #[test]
+        fn image_sets_equal_a_brute_force_enumeration(ops in proptest::collection::vec(op(), 1..16)) {
+            let medium = SimMedium::new(256);
+            let mut fenced = vec![0u8; 256];
+            let mut pending: Vec<(u64, u8, bool)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Store(off, value) => {
+                        medium.store_u64(off, u64::from(value) * 0x0101_0101_0101_0101).unwrap();
+                        pending.push((off, value, false));
+                    }
+                    Op::Flush(line) => {
+                        medium.flush(line * 64, 64).unwrap();
+                        pending.iter_mut().filter(|p| p.0 / 64 == line).for_each(|p| p.2 = true);
+                    }
+                    Op::Fence => {
+                        medium.fence(SITE).unwrap();
+                        for (off, value, _) in pending.iter().filter(|p| p.2) {
+                            fenced[*off as usize..*off as usize + 8].fill(*value);
+                        }
+                        pending.retain(|p| !p.2);
+                    }
+                }
+            }
+            let apply = |image: &mut Vec<u8>, stores: &[&(u64, u8, bool)]| {
+                for (off, value, _) in stores {
+                    image[*off as usize..*off as usize + 8].fill(*value);
+                }
+            };
+            // Per-line prefixes: the cartesian product of each line's possible prefixes.
+            let mut expected: HashSet<Vec<u8>> = HashSet::from([fenced.clone()]);
+            let mut formula = 1u128;
+            for line in 0..4u64 {
+                let stores: Vec<&(u64, u8, bool)> = pending.iter().filter(|p| p.0 / 64 == line).collect();
+                formula *= stores.len() as u128 + 1;
+                expected = expected
+                    .iter()
+                    .flat_map(|image| {
+                        (0..=stores.len()).map(|keep| {
+                            let mut image = image.clone();
+                            apply(&mut image, &stores[..keep]);
+                            image
+                        })
+                    })
+                    .collect();
+            }
+            prop_assert_eq!(medium.image_count(CrashMode::PerLinePrefix), formula);
+            let images = medium.crash_images(CrashMode::PerLinePrefix, 1 << 16, 0);
+            prop_assert!(images.is_exhaustive());
+            prop_assert_eq!(images.collect::<HashSet<_>>(), expected);
+            // Any subset: every subset of the pending stores, applied in issue order.
+            prop_assert_eq!(medium.image_count(CrashMode::AnySubset), 1u128 << pending.len());
+            let expected: HashSet<Vec<u8>> = (0..1u32 << pending.len())
+                .map(|set| {
+                    let mut image = fenced.clone();
+                    let chosen: Vec<&(u64, u8, bool)> =
+                        pending.iter().enumerate().filter(|(i, _)| set & (1 << i) != 0).map(|(_, p)| p).collect();
+                    apply(&mut image, &chosen);
+                    image
+                })
+                .collect();
+            let images = medium.crash_images(CrashMode::AnySubset, 1 << 16, 0);
+            prop_assert!(images.is_exhaustive());
+            prop_assert_eq!(images.collect::<HashSet<_>>(), expected);
+        }
     }
 }
