@@ -1,0 +1,301 @@
+//! Records: a 32-byte header, the key, the value, zero padding to a multiple of 8 bytes.
+//!
+//! INVARIANT: a record validates only at the pool offset, in the segment sequence and in the
+//! replica set it was encoded for: its checksum is xxh3-64 over bytes [8, len) (header fields,
+//! key, value, padding) XOR a mix of (offset, segment sequence, set uuid).
+
+use super::bytes::{put_u32, put_u64, u32_at, u64_at};
+use super::checksum::{context_mix, hash64};
+use super::error::FormatError;
+use super::ids::{Lsn, Uuid};
+use crate::limits::KEY_BYTES_MAX;
+
+/// Bytes of a record header.
+pub const RECORD_HEADER_BYTES: usize = 32;
+/// Marker in every record header (bytes 28..32, "mcR1"): a cheap first filter when resyncing.
+pub const RECORD_MARKER: u32 = u32::from_le_bytes(*b"mcR1");
+
+const OFF_CHECKSUM: usize = 0;
+const OFF_LSN: usize = 8;
+const OFF_KEY_LEN: usize = 16;
+const OFF_VALUE_LEN: usize = 20;
+const OFF_KIND: usize = 24;
+const OFF_FLAGS: usize = 25;
+const OFF_RESERVED: usize = 26;
+const OFF_MARKER: usize = 28;
+const _: () = assert!(OFF_MARKER + 4 == RECORD_HEADER_BYTES);
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(8));
+
+/// What a record does to its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RecordKind {
+    /// Sets the key to the value.
+    Put,
+    /// Removes the key (a tombstone; its value is empty).
+    Delete,
+}
+
+impl RecordKind {
+    /// The on-media code.
+    pub fn code(self) -> u8 {
+        match self {
+            RecordKind::Put => 1,
+            RecordKind::Delete => 2,
+        }
+    }
+
+    /// The kind for an on-media code.
+    pub fn from_code(code: u8) -> Result<Self, FormatError> {
+        match code {
+            1 => Ok(RecordKind::Put),
+            2 => Ok(RecordKind::Delete),
+            _ => Err(FormatError::InvalidField { field: "record kind", value: u64::from(code) }),
+        }
+    }
+}
+
+/// Where a record lives: the inputs its checksum binds it to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordContext {
+    /// Pool offset of the record's first byte.
+    pub offset: u64,
+    /// Sequence of the segment holding it.
+    pub segment_seq: u64,
+    /// The replica set's uuid.
+    pub set_uuid: Uuid,
+}
+
+/// A decoded record header (not yet verified against the payload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// What the record does.
+    pub kind: RecordKind,
+    /// Its log sequence number.
+    pub lsn: Lsn,
+    /// Key length in bytes.
+    pub key_len: u32,
+    /// Value length in bytes.
+    pub value_len: u32,
+    /// The stored checksum.
+    pub checksum: u64,
+}
+
+impl RecordHeader {
+    /// Bytes the whole record occupies (header + payload, 8-padded).
+    pub fn encoded_len(&self) -> u64 {
+        encoded_len(self.key_len as usize, self.value_len as usize)
+    }
+}
+
+/// A verified record, borrowing its key and value from the decoded bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// What the record does.
+    pub kind: RecordKind,
+    /// Its log sequence number.
+    pub lsn: Lsn,
+    /// The key.
+    pub key: &'a [u8],
+    /// The value (empty for a delete).
+    pub value: &'a [u8],
+}
+
+/// Bytes a record with these lengths occupies: header + key + value, padded to 8.
+pub fn encoded_len(key_len: usize, value_len: usize) -> u64 {
+    let payload = (key_len as u64).saturating_add(value_len as u64);
+    (RECORD_HEADER_BYTES as u64).saturating_add(payload.saturating_add(7) & !7)
+}
+
+/// Append the encoding of one record to `out`: exactly `encoded_len(key.len(), value.len())`
+/// bytes. Panics (a programmer error) if the key exceeds `KEY_BYTES_MAX` or the value `u32`.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    kind: RecordKind,
+    lsn: Lsn,
+    key: &[u8],
+    value: &[u8],
+    ctx: &RecordContext,
+) {
+    assert!(key.len() <= KEY_BYTES_MAX, "key of {} bytes exceeds the limit", key.len());
+    let value_len = u32::try_from(value.len()).expect("value length fits u32 (limits.rs)");
+    let start = out.len();
+    let len = encoded_len(key.len(), value.len()) as usize;
+    out.resize(start + len, 0);
+    let rec = &mut out[start..];
+    put_u64(rec, OFF_LSN, lsn.0);
+    put_u32(rec, OFF_KEY_LEN, key.len() as u32);
+    put_u32(rec, OFF_VALUE_LEN, value_len);
+    rec[OFF_KIND] = kind.code();
+    put_u32(rec, OFF_MARKER, RECORD_MARKER);
+    let key_end = RECORD_HEADER_BYTES + key.len();
+    rec[RECORD_HEADER_BYTES..key_end].copy_from_slice(key);
+    rec[key_end..key_end + value.len()].copy_from_slice(value);
+    let sum =
+        hash64(&rec[OFF_LSN..len]) ^ context_mix(ctx.offset, ctx.segment_seq, &ctx.set_uuid.0);
+    put_u64(rec, OFF_CHECKSUM, sum);
+}
+
+/// Decode the first `RECORD_HEADER_BYTES` of `bytes`: structural checks only (marker, kind,
+/// reserved bits, key length); the checksum is verified by [`decode_record`].
+pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, FormatError> {
+    if bytes.len() < RECORD_HEADER_BYTES {
+        return Err(FormatError::Truncated {
+            what: "record header",
+            needed: RECORD_HEADER_BYTES as u64,
+            got: bytes.len() as u64,
+        });
+    }
+    if u32_at(bytes, OFF_MARKER) != RECORD_MARKER {
+        return Err(FormatError::BadMagic { what: "record header" });
+    }
+    let kind = RecordKind::from_code(bytes[OFF_KIND])?;
+    let reserved = u32_at(bytes, OFF_KIND) >> 8;
+    if reserved != 0 || bytes[OFF_FLAGS] != 0 || bytes[OFF_RESERVED] != 0 {
+        return Err(FormatError::InvalidField {
+            field: "record reserved bits",
+            value: reserved.into(),
+        });
+    }
+    let key_len = u32_at(bytes, OFF_KEY_LEN);
+    if key_len as usize > KEY_BYTES_MAX {
+        return Err(FormatError::InvalidField {
+            field: "record key length",
+            value: key_len.into(),
+        });
+    }
+    Ok(RecordHeader {
+        kind,
+        lsn: Lsn(u64_at(bytes, OFF_LSN)),
+        key_len,
+        value_len: u32_at(bytes, OFF_VALUE_LEN),
+        checksum: u64_at(bytes, OFF_CHECKSUM),
+    })
+}
+
+/// Decode and verify the record at the start of `bytes` (which may run past its end) as living
+/// at `ctx`. Any bit flipped in it, or a valid record read at another context, is `Err`.
+pub fn decode_record<'a>(
+    bytes: &'a [u8],
+    ctx: &RecordContext,
+) -> Result<RecordRef<'a>, FormatError> {
+    let header = decode_header(bytes)?;
+    let len = header.encoded_len();
+    let Some(rec) = usize::try_from(len).ok().and_then(|len| bytes.get(..len)) else {
+        return Err(FormatError::Truncated {
+            what: "record",
+            needed: len,
+            got: bytes.len() as u64,
+        });
+    };
+    let covered = rec.get(OFF_LSN..).unwrap_or_default();
+    let sum = hash64(covered) ^ context_mix(ctx.offset, ctx.segment_seq, &ctx.set_uuid.0);
+    if sum != header.checksum {
+        return Err(FormatError::BadChecksum { what: "record" });
+    }
+    let key_end = RECORD_HEADER_BYTES + header.key_len as usize;
+    let value_end = key_end + header.value_len as usize;
+    match (rec.get(RECORD_HEADER_BYTES..key_end), rec.get(key_end..value_end)) {
+        (Some(key), Some(value)) => {
+            Ok(RecordRef { kind: header.kind, lsn: header.lsn, key, value })
+        }
+        _ => Err(FormatError::Truncated {
+            what: "record payload",
+            needed: len,
+            got: rec.len() as u64,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ctx() -> RecordContext {
+        RecordContext { offset: (2 << 20) + 128, segment_seq: 7, set_uuid: Uuid([0x5a; 16]) }
+    }
+
+    fn encode(
+        kind: RecordKind,
+        lsn: u64,
+        key: &[u8],
+        value: &[u8],
+        ctx: &RecordContext,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_record(&mut out, kind, Lsn(lsn), key, value, ctx);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(key in proptest::collection::vec(any::<u8>(), 0..300),
+                      value in proptest::collection::vec(any::<u8>(), 0..700),
+                      lsn in any::<u64>(), delete in any::<bool>(), prefix in 0usize..3) {
+            let kind = if delete { RecordKind::Delete } else { RecordKind::Put };
+            let mut out = vec![0xee; prefix * 8];
+            encode_record(&mut out, kind, Lsn(lsn), &key, &value, &ctx());
+            prop_assert_eq!(out.len() as u64 - prefix as u64 * 8, encoded_len(key.len(), value.len()));
+            prop_assert_eq!(out.len() % 8, 0);
+            out.extend_from_slice(&[0xff; 24]); // trailing bytes are not part of the record
+            let rec = decode_record(&out[prefix * 8..], &ctx()).unwrap();
+            prop_assert_eq!(rec, RecordRef { kind, lsn: Lsn(lsn), key: &key, value: &value });
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_header(&bytes);
+            prop_assert!(decode_record(&bytes, &ctx()).is_err());
+        }
+
+        #[test]
+        fn mutated_records_never_validate(key in proptest::collection::vec(any::<u8>(), 0..40),
+                                          value in proptest::collection::vec(any::<u8>(), 0..90),
+                                          at in any::<prop::sample::Index>(), byte in 1u8..) {
+            let mut rec = encode(RecordKind::Put, 3, &key, &value, &ctx());
+            let i = at.index(rec.len());
+            rec[i] ^= byte;
+            prop_assert!(decode_record(&rec, &ctx()).is_err());
+            let cut = at.index(rec.len());
+            prop_assert!(decode_record(&rec[..cut], &ctx()).is_err());
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        for (key, value) in [(&b"k"[..], &b""[..]), (b"user:0042", &[0x11; 100][..]), (b"", b"v")] {
+            let rec = encode(RecordKind::Put, 99, key, value, &ctx());
+            assert!(decode_record(&rec, &ctx()).is_ok());
+            for bit in 0..rec.len() * 8 {
+                let mut bad = rec.clone();
+                bad[bit / 8] ^= 1 << (bit % 8);
+                assert!(decode_record(&bad, &ctx()).is_err(), "flip of bit {bit} undetected");
+            }
+        }
+    }
+
+    #[test]
+    fn record_elsewhere_does_not_validate() {
+        let rec = encode(RecordKind::Put, 5, b"key", b"value", &ctx());
+        let moved = RecordContext { offset: ctx().offset + 8, ..ctx() };
+        let other_seq = RecordContext { segment_seq: 8, ..ctx() };
+        let foreign = RecordContext { set_uuid: Uuid([0x5b; 16]), ..ctx() };
+        for wrong in [moved, other_seq, foreign] {
+            assert_eq!(
+                decode_record(&rec, &wrong),
+                Err(FormatError::BadChecksum { what: "record" })
+            );
+        }
+        assert!(decode_record(&rec, &ctx()).is_ok());
+    }
+
+    #[test]
+    fn huge_lengths_are_rejected_not_allocated() {
+        let mut rec = encode(RecordKind::Put, 1, b"k", b"v", &ctx());
+        rec[OFF_VALUE_LEN..OFF_VALUE_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode_record(&rec, &ctx()), Err(FormatError::Truncated { .. })));
+        rec[OFF_KEY_LEN..OFF_KEY_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode_header(&rec), Err(FormatError::InvalidField { .. })));
+    }
+}

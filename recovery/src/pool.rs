@@ -1,0 +1,228 @@
+//! Writes that belong to the format: pool creation, superblock updates, segment
+//! (re)initialisation, record persistence and tail publication. The engine calls these; each
+//! fence names its site from `crate::sites`.
+//!
+//! INVARIANT: a segment's tail word is 0 and durable before its header changes; a segment
+//! sequence is durable in the superblock (`highest_segment_seq`) before any header carries it;
+//! a superblock update writes the slot that does not hold the newest generation.
+
+use mcstore_pmem::{FenceSite, Medium};
+
+use crate::error::Result;
+use crate::format::{
+    FORMAT_VERSION, Features, Geometry, Lsn, MemberState, SEGMENT_DATA_OFFSET,
+    SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId, SegmentState, Superblock, Uuid, encode_tail,
+};
+use crate::limits::SEGMENT_BYTES_DEFAULT;
+use crate::sites;
+
+/// What a new pool (or replica member) is created with.
+#[derive(Clone, Debug)]
+pub struct CreateParams {
+    /// Segment size (a power of two, 64 KiB ..= 1 GiB).
+    pub segment_size_bytes: u64,
+    /// This member's uuid.
+    pub pool_uuid: Uuid,
+    /// The replica set's uuid (the same for every member of a set).
+    pub set_uuid: Uuid,
+    /// This member's index (0 = primary).
+    pub member_index: u32,
+    /// This member's initial state.
+    pub member_state: MemberState,
+    /// What creates the pool, stored (≤ 64 bytes) for `info`.
+    pub created_by: String,
+    /// The creating process.
+    pub opener_pid: u32,
+}
+
+impl Default for CreateParams {
+    fn default() -> Self {
+        Self {
+            segment_size_bytes: SEGMENT_BYTES_DEFAULT,
+            pool_uuid: Uuid::random(),
+            set_uuid: Uuid::random(),
+            member_index: 0,
+            member_state: MemberState::InSync,
+            created_by: concat!("mcstore ", env!("CARGO_PKG_VERSION")).to_owned(),
+            opener_pid: std::process::id(),
+        }
+    }
+}
+
+/// Format `medium` as an empty pool: zero every segment's header and tail lines (fence
+/// `POOL_CREATE_CLEAR`), then write generation 0 to slot A and 1 to slot B (each fenced
+/// `SUPERBLOCK_WRITE`). No segment is initialised. The returned superblock (generation 1) says
+/// `clean_shutdown` (there is nothing to recover) and `highest_segment_seq` 0.
+pub fn create(medium: &dyn Medium, params: &CreateParams) -> Result<Superblock> {
+    let geometry = Geometry::for_pool(medium.len(), params.segment_size_bytes)?;
+    let count = geometry.segment_count(medium.len());
+    // PERSIST: stale headers of an earlier pool in this file must be gone before a superblock
+    // makes the file a pool, or they would be scanned as foreign segments.
+    clear_segment_lines(
+        medium,
+        &geometry,
+        SegmentId(0),
+        SegmentId(count),
+        sites::POOL_CREATE_CLEAR,
+    )?;
+    let mut sb = Superblock {
+        format_version: FORMAT_VERSION,
+        generation: 0,
+        features: Features::default(),
+        pool_uuid: params.pool_uuid,
+        set_uuid: params.set_uuid,
+        member_index: params.member_index,
+        member_state: params.member_state,
+        geometry,
+        highest_segment_seq: 0,
+        next_lsn_floor: Lsn(1),
+        clean_shutdown: true,
+        opener_pid: params.opener_pid,
+        created_unix_secs: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        created_by: params.created_by.clone(),
+    };
+    write_slot(medium, &sb)?;
+    write_superblock(medium, &mut sb)?;
+    Ok(sb)
+}
+
+/// Write `sb` with the next generation into the other slot, flush, fence `SUPERBLOCK_WRITE`.
+/// On failure the generation is restored, so a retry writes the same (possibly torn) slot
+/// again and never the one holding the newest valid copy.
+pub fn write_superblock(medium: &dyn Medium, sb: &mut Superblock) -> Result<()> {
+    sb.generation += 1;
+    sb.format_version = FORMAT_VERSION;
+    let result = write_slot(medium, sb);
+    if result.is_err() {
+        sb.generation -= 1;
+    }
+    result
+}
+
+fn write_slot(medium: &dyn Medium, sb: &Superblock) -> Result<()> {
+    let offset = SUPERBLOCK_SLOT_OFFSETS[sb.slot()];
+    let bytes = sb.encode();
+    // PERSIST: the other slot keeps the previous generation until this one is fenced.
+    medium.write(offset, &bytes)?;
+    medium.flush(offset, bytes.len() as u64)?;
+    medium.fence(sites::SUPERBLOCK_WRITE)?;
+    Ok(())
+}
+
+/// Issue the next segment sequence and initialise segment `id` with it: the superblock records
+/// the sequence first (`SUPERBLOCK_WRITE`), then [`init_segment`]. Returns the sequence.
+pub fn open_segment(medium: &dyn Medium, sb: &mut Superblock, id: SegmentId) -> Result<u64> {
+    let seq = sb.highest_segment_seq + 1;
+    sb.highest_segment_seq = seq;
+    if let Err(e) = write_superblock(medium, sb) {
+        sb.highest_segment_seq = seq - 1;
+        return Err(e);
+    }
+    let geometry = sb.geometry;
+    init_segment(medium, &geometry, id, seq, &sb.set_uuid)?;
+    Ok(seq)
+}
+
+/// (Re)initialise segment `id` as an open segment of sequence `seq` (≥ 1, already recorded in
+/// the superblock's `highest_segment_seq`). See [`init_segment_as`] for the order.
+pub fn init_segment(
+    medium: &dyn Medium,
+    g: &Geometry,
+    id: SegmentId,
+    seq: u64,
+    set_uuid: &Uuid,
+) -> Result<()> {
+    init_segment_as(
+        medium,
+        g,
+        &SegmentHeader { set_uuid: *set_uuid, id, seq, state: SegmentState::Open },
+    )
+}
+
+/// (Re)initialise a segment with `header`. Defined order: (1) tail word := 0, flush, fence
+/// `SEGMENT_TAIL_CLEAR`; (2) header, flush, fence `SEGMENT_HEADER`. A crash between them leaves
+/// the old header over an empty tail; a crash inside (2) a torn header over an empty tail, which
+/// recovery reads as a free segment. Records of the old sequence never validate under the new
+/// one (their checksums bind the sequence).
+pub fn init_segment_as(medium: &dyn Medium, g: &Geometry, header: &SegmentHeader) -> Result<()> {
+    assert!(header.seq >= 1, "segment sequence 0 is reserved");
+    assert!(
+        header.id.0 < g.segment_count(medium.len()),
+        "segment {} beyond the pool's {} segments",
+        header.id,
+        g.segment_count(medium.len())
+    );
+    let tail = g.tail_offset(header.id);
+    // PERSIST: step 1, ordered by SEGMENT_TAIL_CLEAR before the header store below.
+    medium.store_u64(tail, 0)?;
+    medium.flush(tail, 8)?;
+    medium.fence(sites::SEGMENT_TAIL_CLEAR)?;
+    let at = g.segment_offset(header.id);
+    let bytes = header.encode();
+    // PERSIST: step 2, durable at SEGMENT_HEADER; only then may records be appended.
+    medium.write(at, &bytes)?;
+    medium.flush(at, bytes.len() as u64)?;
+    medium.fence(sites::SEGMENT_HEADER)?;
+    Ok(())
+}
+
+/// Store encoded records at pool offset `offset`, flush them, fence `RECORD_PERSIST`. They are
+/// not committed until [`publish_tail`] covers them.
+pub fn persist_records(medium: &dyn Medium, offset: u64, bytes: &[u8]) -> Result<()> {
+    // PERSIST: records durable (RECORD_PERSIST) before the tail store that commits them.
+    medium.write(offset, bytes)?;
+    medium.flush(offset, bytes.len() as u64)?;
+    medium.fence(sites::RECORD_PERSIST)?;
+    Ok(())
+}
+
+/// Publish `tail` (bytes used in the data area, 8-aligned, ≤ capacity) as segment `id`'s
+/// committed tail: one `store_u64` of the checked word, flush, fence `TAIL_PUBLISH`.
+pub fn publish_tail(
+    medium: &dyn Medium,
+    g: &Geometry,
+    id: SegmentId,
+    seq: u64,
+    set_uuid: &Uuid,
+    tail: u64,
+) -> Result<()> {
+    assert!(tail <= g.data_capacity(), "tail {tail} beyond capacity {}", g.data_capacity());
+    let at = g.tail_offset(id);
+    // PERSIST: the single failure-atomic store that commits every record below `tail`.
+    medium.store_u64(at, encode_tail(tail, seq, set_uuid))?;
+    medium.flush(at, 8)?;
+    medium.fence(sites::TAIL_PUBLISH)?;
+    Ok(())
+}
+
+/// Reclaim segment `id` for reuse: its tail word := 0, flush, fence `SEGMENT_RECLAIM`. Its
+/// header stays; recovery reads it as an empty segment. Reuse goes through [`open_segment`].
+pub fn reclaim_segment(medium: &dyn Medium, g: &Geometry, id: SegmentId) -> Result<()> {
+    let at = g.tail_offset(id);
+    // PERSIST: the segment's records stop being committed at SEGMENT_RECLAIM.
+    medium.store_u64(at, 0)?;
+    medium.flush(at, 8)?;
+    medium.fence(sites::SEGMENT_RECLAIM)?;
+    Ok(())
+}
+
+/// Zero the header and tail lines of segments `[first, end)`, flush, fence `site` (used by
+/// creation with `POOL_CREATE_CLEAR` and by growth with `GROW_SEGMENTS`).
+pub fn clear_segment_lines(
+    medium: &dyn Medium,
+    g: &Geometry,
+    first: SegmentId,
+    end: SegmentId,
+    site: FenceSite,
+) -> Result<()> {
+    const ZERO: [u8; SEGMENT_DATA_OFFSET as usize] = [0; SEGMENT_DATA_OFFSET as usize];
+    for id in first.0..end.0 {
+        let at = g.segment_offset(SegmentId(id));
+        medium.write(at, &ZERO)?;
+        medium.flush(at, SEGMENT_DATA_OFFSET)?;
+    }
+    medium.fence(site)?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! THE static registry of persist points: every `Medium::fence` in mcstore names one of these.
+//!
+//! Crash harnesses count reaches and crash at each site, and fail when a site in [`ALL`] was never
+//! crashed at. A new fence gets a constant here (with what it orders) and an entry in [`ALL`].
+
+use mcstore_pmem::FenceSite;
+
+/// Records of one append are durable (flushed) before their tail is published.
+pub const RECORD_PERSIST: FenceSite = FenceSite("record.persist");
+/// The committed-tail word of a segment is durable: the append is acknowledged after this.
+pub const TAIL_PUBLISH: FenceSite = FenceSite("tail.publish");
+/// Re-initialising a segment, step 1: its tail word is cleared (0) before the header changes.
+pub const SEGMENT_TAIL_CLEAR: FenceSite = FenceSite("segment.tail_clear");
+/// Re-initialising a segment, step 2: the new header (set uuid, id, sequence, state) is durable.
+pub const SEGMENT_HEADER: FenceSite = FenceSite("segment.header");
+/// A superblock slot (generation g in slot g % 2) is durable.
+pub const SUPERBLOCK_WRITE: FenceSite = FenceSite("superblock.write");
+/// Pool creation: every segment's header and tail lines are zero before any superblock exists.
+pub const POOL_CREATE_CLEAR: FenceSite = FenceSite("pool.create_clear");
+/// Group commit: the leader has flushed every member's records of the group.
+pub const GROUP_COMMIT_RECORDS: FenceSite = FenceSite("group_commit.records");
+/// Group commit: the group's tail is published; every writer of the group may be acknowledged.
+pub const GROUP_COMMIT_TAIL: FenceSite = FenceSite("group_commit.tail");
+/// Compaction: live records copied into the destination segment are durable.
+pub const COMPACTION_COPY: FenceSite = FenceSite("compaction.copy");
+/// Compaction: the destination segment's tail (or sealed header) is published.
+pub const COMPACTION_PUBLISH: FenceSite = FenceSite("compaction.publish");
+/// Segment reclamation: a cleaned segment's tail is cleared before it is reused.
+pub const SEGMENT_RECLAIM: FenceSite = FenceSite("segment.reclaim");
+/// Growth: the new segments' header and tail lines are zero before the superblock records them.
+pub const GROW_SEGMENTS: FenceSite = FenceSite("grow.segments");
+/// Replica reconcile at open: a member's tail is set to the primary's verified tail.
+pub const REPLICA_RECONCILE: FenceSite = FenceSite("replica.reconcile");
+/// Repair: bytes rewritten from a good member are durable before the range is cleared.
+pub const REPAIR_WRITE: FenceSite = FenceSite("repair.write");
+
+/// Every persist point, in the order a write path meets them.
+pub const ALL: &[FenceSite] = &[
+    RECORD_PERSIST,
+    TAIL_PUBLISH,
+    SEGMENT_TAIL_CLEAR,
+    SEGMENT_HEADER,
+    SUPERBLOCK_WRITE,
+    POOL_CREATE_CLEAR,
+    GROUP_COMMIT_RECORDS,
+    GROUP_COMMIT_TAIL,
+    COMPACTION_COPY,
+    COMPACTION_PUBLISH,
+    SEGMENT_RECLAIM,
+    GROW_SEGMENTS,
+    REPLICA_RECONCILE,
+    REPAIR_WRITE,
+];
+
+/// The registered site called `name`, if any.
+pub fn by_name(name: &str) -> Option<FenceSite> {
+    ALL.iter().copied().find(|site| site.0 == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        let mut names: Vec<&str> = ALL.iter().map(|s| s.0).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        assert_eq!(by_name("tail.publish"), Some(TAIL_PUBLISH));
+        assert_eq!(by_name("nope"), None);
+    }
+}
