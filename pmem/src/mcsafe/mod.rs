@@ -1,62 +1,27 @@
 //! The machine-check-safe copy, the flush loop and the SIGBUS handler that makes them safe.
 //!
-//! PLACEHOLDER API (helper A replaces the bodies): the names and signatures below are the
-//! contract `mapped` codes against.
+//! Every load or flush that may meet poison runs in hand-written routines inside one text range
+//! (`asm`). The process-wide handler (`handler`, decisions in `chain`) claims a `BUS_ADRERR` or
+//! `BUS_MCEERR_AR` only when the saved RIP lies in that range, and resumes at a landing pad that
+//! returns the fault to [`read_safe`] or [`flush_range`]. `BUS_MCEERR_AO` notices go to a
+//! lock-free ring (`ring`), translated through the table of mapped ranges (`mappings`) when
+//! drained (`notices`). Everything else is chained to the previous disposition.
 
-#![allow(unsafe_code)]
+mod asm;
+mod chain;
+mod copy;
+mod cpu;
+mod flush;
+mod handler;
+mod mappings;
+mod notices;
+mod ring;
+#[cfg(test)]
+mod testutil;
 
-use crate::medium::MemberId;
-use crate::register::{Domain, ErrorRegister};
-
-/// Which cache-line write-back instruction the flush loop uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlushInsn {
-    /// `clwb`: write back, keep the line.
-    Clwb,
-    /// `clflushopt`: write back and evict, weakly ordered.
-    Clflushopt,
-    /// `clflush`: write back and evict, strongly ordered.
-    Clflush,
-}
-
-/// A fault met by the flush loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FaultAt {
-    /// Faulting address.
-    pub addr: usize,
-    /// The signal's `si_code`.
-    pub si_code: i32,
-}
-
-/// Machine-check-safe copy of `dst.len()` bytes from `src` into `dst`, recording each poisoned
-/// unit in `register` as offset `unit_addr - base` of `member`.
-///
-/// # Safety
-/// `[src, src + dst.len())` must lie in one live mapping that starts at or after `base`.
-pub unsafe fn read_safe(
-    dst: &mut [u8],
-    src: *const u8,
-    base: *const u8,
-    member: MemberId,
-    register: &mut ErrorRegister,
-    domain: Domain,
-) {
-    let _ = (base, member, register, domain);
-    // SAFETY: the caller guarantees the source range is mapped.
-    unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
-}
-
-/// Write back every cache line of `[addr, addr + len)` with `insn`; a fault is returned.
-///
-/// # Safety
-/// The range must lie in one live mapping.
-pub unsafe fn flush_range(addr: *const u8, len: usize, insn: FlushInsn) -> Result<(), FaultAt> {
-    let _ = (addr, len, insn);
-    Ok(())
-}
-
-/// Store fence.
-pub fn sfence() {
-    // SAFETY: sfence has no memory operands.
-    unsafe { std::arch::x86_64::_mm_sfence() };
-}
+pub use copy::{CopyVariant, copy_variant, read_safe, set_copy_variant};
+pub use cpu::{CpuFeatures, FlushInsn, cpu_features};
+pub use flush::{FaultAt, flush_range, sfence};
+pub use handler::{ensure_handler, verify_handler};
+pub use mappings::{MAPPING_TABLE_CAPACITY, MappingId, register_mapping, unregister_mapping};
+pub use notices::{AsyncNotice, async_overflow_count, drain_async_notices, enable_early_notices};

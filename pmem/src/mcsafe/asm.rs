@@ -1,0 +1,427 @@
+//! The assembly that may fault: every copy routine, the flush loops and the landing pad, in one
+//! text range `[mcsafe_text_start, mcsafe_text_end)` that the SIGBUS handler recognises.
+//!
+//! INVARIANT: every routine here is a leaf that never touches the stack, so at any instruction
+//! `rsp` points at its return address and the landing pad can simply `ret`. Each routine returns
+//! a [`RawOutcome`] in `rax:rdx`: `(0, 0)` when it finished, `(si_addr, encode_fault(..))` when
+//! the handler redirected a claimed fault to the landing pad.
+#![expect(unsafe_code, reason = "declares and calls the hand-written copy and flush routines")]
+
+// Routines follow the System V ABI: rdi, rsi, rdx in; rax:rdx out; rcx, r8-r11, xmm/ymm clobbered.
+std::arch::global_asm!(
+    ".pushsection .text.mcstore_mcsafe,\"ax\",@progbits",
+    ".p2align 6",
+    ".globl mcsafe_text_start",
+    ".hidden mcsafe_text_start",
+    "mcsafe_text_start:",
+    // --- rep movsb: (dst, src, len) ---
+    ".p2align 4",
+    ".globl mcsafe_copy_movsb",
+    ".hidden mcsafe_copy_movsb",
+    "mcsafe_copy_movsb:",
+    "    mov rcx, rdx",
+    "    rep movsb",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    // --- fragile: 8-byte loads aligned on the source, so no load crosses a line ---
+    ".p2align 4",
+    ".globl mcsafe_copy_fragile",
+    ".hidden mcsafe_copy_fragile",
+    "mcsafe_copy_fragile:",
+    "    mov rcx, rdx",
+    ".Lfrag_head:",
+    "    test sil, 7",
+    "    jz .Lfrag_body",
+    "    test rcx, rcx",
+    "    jz .Lfrag_done",
+    "    movzx eax, byte ptr [rsi]",
+    "    mov byte ptr [rdi], al",
+    "    inc rsi",
+    "    inc rdi",
+    "    dec rcx",
+    "    jmp .Lfrag_head",
+    ".Lfrag_body:",
+    "    cmp rcx, 32",
+    "    jb .Lfrag_words",
+    ".Lfrag_32:",
+    "    mov rax, qword ptr [rsi]",
+    "    mov r8, qword ptr [rsi + 8]",
+    "    mov r9, qword ptr [rsi + 16]",
+    "    mov r10, qword ptr [rsi + 24]",
+    "    mov qword ptr [rdi], rax",
+    "    mov qword ptr [rdi + 8], r8",
+    "    mov qword ptr [rdi + 16], r9",
+    "    mov qword ptr [rdi + 24], r10",
+    "    add rsi, 32",
+    "    add rdi, 32",
+    "    sub rcx, 32",
+    "    cmp rcx, 32",
+    "    jae .Lfrag_32",
+    ".Lfrag_words:",
+    "    cmp rcx, 8",
+    "    jb .Lfrag_tail",
+    "    mov rax, qword ptr [rsi]",
+    "    mov qword ptr [rdi], rax",
+    "    add rsi, 8",
+    "    add rdi, 8",
+    "    sub rcx, 8",
+    "    jmp .Lfrag_words",
+    ".Lfrag_tail:",
+    "    test rcx, rcx",
+    "    jz .Lfrag_done",
+    "    movzx eax, byte ptr [rsi]",
+    "    mov byte ptr [rdi], al",
+    "    inc rsi",
+    "    inc rdi",
+    "    dec rcx",
+    "    jmp .Lfrag_tail",
+    ".Lfrag_done:",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    // --- vector: unaligned 32-byte AVX2 loads, overlapping head/tail for short copies ---
+    ".p2align 4",
+    ".globl mcsafe_copy_avx2",
+    ".hidden mcsafe_copy_avx2",
+    "mcsafe_copy_avx2:",
+    "    cmp rdx, 32",
+    "    jb .Lv_small",
+    "    lea rcx, [rsi + rdx]",
+    "    lea r8, [rdi + rdx]",
+    "    cmp rdx, 128",
+    "    jb .Lv_32",
+    ".Lv_128:",
+    "    vmovdqu ymm0, ymmword ptr [rsi]",
+    "    vmovdqu ymm1, ymmword ptr [rsi + 32]",
+    "    vmovdqu ymm2, ymmword ptr [rsi + 64]",
+    "    vmovdqu ymm3, ymmword ptr [rsi + 96]",
+    "    vmovdqu ymmword ptr [rdi], ymm0",
+    "    vmovdqu ymmword ptr [rdi + 32], ymm1",
+    "    vmovdqu ymmword ptr [rdi + 64], ymm2",
+    "    vmovdqu ymmword ptr [rdi + 96], ymm3",
+    "    add rsi, 128",
+    "    add rdi, 128",
+    "    sub rdx, 128",
+    "    cmp rdx, 128",
+    "    jae .Lv_128",
+    ".Lv_32:",
+    "    cmp rdx, 32",
+    "    jb .Lv_last",
+    "    vmovdqu ymm0, ymmword ptr [rsi]",
+    "    vmovdqu ymmword ptr [rdi], ymm0",
+    "    add rsi, 32",
+    "    add rdi, 32",
+    "    sub rdx, 32",
+    "    jmp .Lv_32",
+    ".Lv_last:",
+    // Fewer than 32 bytes left of a copy of at least 32: copy its last 32 bytes, overlapping.
+    "    test rdx, rdx",
+    "    jz .Lv_done_wide",
+    "    vmovdqu ymm0, ymmword ptr [rcx - 32]",
+    "    vmovdqu ymmword ptr [r8 - 32], ymm0",
+    ".Lv_done_wide:",
+    "    vzeroupper",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".Lv_small:",
+    "    cmp rdx, 16",
+    "    jb .Lv_lt16",
+    "    vmovdqu xmm0, xmmword ptr [rsi]",
+    "    vmovdqu xmm1, xmmword ptr [rsi + rdx - 16]",
+    "    vmovdqu xmmword ptr [rdi], xmm0",
+    "    vmovdqu xmmword ptr [rdi + rdx - 16], xmm1",
+    "    jmp .Lv_done",
+    ".Lv_lt16:",
+    "    cmp rdx, 8",
+    "    jb .Lv_lt8",
+    "    mov rax, qword ptr [rsi]",
+    "    mov r8, qword ptr [rsi + rdx - 8]",
+    "    mov qword ptr [rdi], rax",
+    "    mov qword ptr [rdi + rdx - 8], r8",
+    "    jmp .Lv_done",
+    ".Lv_lt8:",
+    "    cmp rdx, 4",
+    "    jb .Lv_lt4",
+    "    mov eax, dword ptr [rsi]",
+    "    mov r8d, dword ptr [rsi + rdx - 4]",
+    "    mov dword ptr [rdi], eax",
+    "    mov dword ptr [rdi + rdx - 4], r8d",
+    "    jmp .Lv_done",
+    ".Lv_lt4:",
+    // 0..=3 bytes: first, middle and last byte cover every length.
+    "    test rdx, rdx",
+    "    jz .Lv_done",
+    "    mov r9, rdx",
+    "    shr r9, 1",
+    "    movzx eax, byte ptr [rsi]",
+    "    movzx r8d, byte ptr [rsi + r9]",
+    "    movzx r10d, byte ptr [rsi + rdx - 1]",
+    "    mov byte ptr [rdi], al",
+    "    mov byte ptr [rdi + r9], r8b",
+    "    mov byte ptr [rdi + rdx - 1], r10b",
+    ".Lv_done:",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    // --- flush loops: (addr, len), one instruction per 64-byte line ---
+    ".p2align 4",
+    ".globl mcsafe_flush_clwb",
+    ".hidden mcsafe_flush_clwb",
+    "mcsafe_flush_clwb:",
+    "    test rsi, rsi",
+    "    jz .Lclwb_done",
+    "    add rsi, rdi",
+    "    and rdi, -64",
+    ".Lclwb_loop:",
+    "    clwb byte ptr [rdi]",
+    "    add rdi, 64",
+    "    cmp rdi, rsi",
+    "    jb .Lclwb_loop",
+    ".Lclwb_done:",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".p2align 4",
+    ".globl mcsafe_flush_clflushopt",
+    ".hidden mcsafe_flush_clflushopt",
+    "mcsafe_flush_clflushopt:",
+    "    test rsi, rsi",
+    "    jz .Lclflushopt_done",
+    "    add rsi, rdi",
+    "    and rdi, -64",
+    ".Lclflushopt_loop:",
+    "    clflushopt byte ptr [rdi]",
+    "    add rdi, 64",
+    "    cmp rdi, rsi",
+    "    jb .Lclflushopt_loop",
+    ".Lclflushopt_done:",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".p2align 4",
+    ".globl mcsafe_flush_clflush",
+    ".hidden mcsafe_flush_clflush",
+    "mcsafe_flush_clflush:",
+    "    test rsi, rsi",
+    "    jz .Lclflush_done",
+    "    add rsi, rdi",
+    "    and rdi, -64",
+    ".Lclflush_loop:",
+    "    clflush byte ptr [rdi]",
+    "    add rdi, 64",
+    "    cmp rdi, rsi",
+    "    jb .Lclflush_loop",
+    ".Lclflush_done:",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    // --- landing pad: the handler put si_addr in rax and the encoded code in rdx ---
+    ".p2align 4",
+    ".globl mcsafe_landing_pad",
+    ".hidden mcsafe_landing_pad",
+    "mcsafe_landing_pad:",
+    "    ret",
+    ".globl mcsafe_text_end",
+    ".hidden mcsafe_text_end",
+    "mcsafe_text_end:",
+    ".popsection",
+);
+
+/// What a routine returns in `rax:rdx`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RawOutcome {
+    /// `si_addr` of the fault, or 0.
+    addr: usize,
+    /// `encode_fault(si_code, lsb)`, or 0 when the routine finished.
+    info: u64,
+}
+
+/// A fault the handler claimed and handed back through the landing pad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClaimedFault {
+    /// `si_addr`: the faulting address.
+    pub addr: usize,
+    /// `si_code` (`BUS_ADRERR` or `BUS_MCEERR_AR`).
+    pub si_code: i32,
+    /// `si_addr_lsb` (only meaningful for `BUS_MCEERR_*`).
+    pub lsb: u8,
+}
+
+const FAULT_FLAG: u64 = 1 << 63;
+
+/// Pack a fault's code and lsb into the value the handler writes into `rdx`. Never 0.
+pub(crate) const fn encode_fault(si_code: i32, lsb: u8) -> u64 {
+    FAULT_FLAG | ((lsb as u64) << 32) | (si_code as u32 as u64)
+}
+
+impl RawOutcome {
+    /// The claimed fault, if the routine did not finish.
+    pub(crate) fn fault(self) -> Option<ClaimedFault> {
+        if self.info & FAULT_FLAG == 0 {
+            return None;
+        }
+        Some(ClaimedFault {
+            addr: self.addr,
+            si_code: self.info as u32 as i32,
+            lsb: (self.info >> 32) as u8,
+        })
+    }
+}
+
+unsafe extern "C" {
+    fn mcsafe_text_start();
+    fn mcsafe_text_end();
+    fn mcsafe_landing_pad();
+    fn mcsafe_copy_movsb(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
+    fn mcsafe_copy_fragile(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
+    fn mcsafe_copy_avx2(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
+    fn mcsafe_flush_clwb(addr: *const u8, len: usize) -> RawOutcome;
+    fn mcsafe_flush_clflushopt(addr: *const u8, len: usize) -> RawOutcome;
+    fn mcsafe_flush_clflush(addr: *const u8, len: usize) -> RawOutcome;
+}
+
+/// The half-open address range of every instruction that may fault recoverably.
+pub(crate) fn text_range() -> (usize, usize) {
+    (mcsafe_text_start as *const () as usize, mcsafe_text_end as *const () as usize)
+}
+
+/// Where the handler sends a claimed fault.
+pub(crate) fn landing_pad() -> usize {
+    mcsafe_landing_pad as *const () as usize
+}
+
+/// The copy routines, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Routine {
+    /// `rep movsb`.
+    Movsb,
+    /// 8-byte loads aligned on the source.
+    Fragile,
+    /// AVX2 32-byte loads; only where AVX2 is available.
+    Avx2,
+}
+
+/// Copy `len` bytes from `src` to `dst` with `routine`; a claimed fault stops it early.
+///
+/// # Safety
+/// `dst` must be valid for `len` bytes of writes and not overlap `src`; `src` must lie in a live
+/// mapping for `len` bytes (poisoned pages allowed); `Avx2` only where AVX2 is available; the
+/// handler must be installed for a fault to come back instead of killing the process.
+pub(crate) unsafe fn copy(
+    routine: Routine,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+) -> RawOutcome {
+    match routine {
+        // SAFETY: the caller upholds the routine's contract (valid, non-overlapping ranges).
+        Routine::Movsb => unsafe { mcsafe_copy_movsb(dst, src, len) },
+        // SAFETY: as above.
+        Routine::Fragile => unsafe { mcsafe_copy_fragile(dst, src, len) },
+        // SAFETY: as above, and the caller checked AVX2.
+        Routine::Avx2 => unsafe { mcsafe_copy_avx2(dst, src, len) },
+    }
+}
+
+/// After a fault inside the AVX2 routine its `vzeroupper` was skipped; clear the upper halves
+/// so later SSE code pays no transition penalty.
+pub(crate) fn after_avx2_fault() {
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: AVX was detected just above.
+        unsafe { zero_upper() };
+    }
+}
+
+#[target_feature(enable = "avx")]
+fn zero_upper() {
+    std::arch::x86_64::_mm256_zeroupper();
+}
+
+/// Write back every line of `[addr, addr + len)` with the given instruction (0 = clwb,
+/// 1 = clflushopt, 2 = clflush).
+///
+/// # Safety
+/// The range must lie in a live mapping (poisoned pages allowed); the instruction must exist on
+/// this CPU.
+pub(crate) unsafe fn flush(insn: u8, addr: *const u8, len: usize) -> RawOutcome {
+    match insn {
+        // SAFETY: the caller checked clwb exists and the range is mapped.
+        0 => unsafe { mcsafe_flush_clwb(addr, len) },
+        // SAFETY: the caller checked clflushopt exists and the range is mapped.
+        1 => unsafe { mcsafe_flush_clflushopt(addr, len) },
+        // SAFETY: clflush is baseline x86-64; the caller checked the range is mapped.
+        _ => unsafe { mcsafe_flush_clflush(addr, len) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routines_and_landing_pad_lie_in_the_range() {
+        let (start, end) = text_range();
+        assert!(start < end);
+        for f in [
+            mcsafe_copy_movsb as *const () as usize,
+            mcsafe_copy_fragile as *const () as usize,
+            mcsafe_copy_avx2 as *const () as usize,
+            mcsafe_flush_clwb as *const () as usize,
+            mcsafe_flush_clflushopt as *const () as usize,
+            mcsafe_flush_clflush as *const () as usize,
+            landing_pad(),
+        ] {
+            assert!((start..end).contains(&f), "{f:#x} outside [{start:#x}, {end:#x})");
+        }
+    }
+
+    #[test]
+    fn fault_info_round_trips() {
+        let raw = RawOutcome { addr: 0x1234_5000, info: encode_fault(libc::BUS_MCEERR_AR, 12) };
+        assert_eq!(
+            raw.fault(),
+            Some(ClaimedFault { addr: 0x1234_5000, si_code: libc::BUS_MCEERR_AR, lsb: 12 })
+        );
+        assert_eq!(RawOutcome { addr: 0, info: 0 }.fault(), None);
+    }
+
+    fn check_routine(routine: Routine) {
+        let src: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in (0..300).chain([511, 512, 513, 1000, 4095, 4096, 4097]) {
+            for src_off in [0, 1, 7, 31] {
+                for dst_off in [0, 3, 64] {
+                    let mut dst = vec![0xeeu8; len + 200];
+                    let s = &src[src_off..src_off + len];
+                    // SAFETY: both ranges are in live, distinct vectors of sufficient length.
+                    let out = unsafe {
+                        copy(routine, dst.as_mut_ptr().wrapping_add(dst_off), s.as_ptr(), len)
+                    };
+                    assert_eq!(out.fault(), None);
+                    assert_eq!(&dst[dst_off..dst_off + len], s, "{routine:?} len {len}");
+                    assert!(dst[..dst_off].iter().all(|&b| b == 0xee));
+                    assert!(dst[dst_off + len..].iter().all(|&b| b == 0xee));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn movsb_copies_exactly() {
+        check_routine(Routine::Movsb);
+    }
+
+    #[test]
+    fn fragile_copies_exactly() {
+        check_routine(Routine::Fragile);
+    }
+
+    #[test]
+    fn avx2_copies_exactly() {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            check_routine(Routine::Avx2);
+        }
+    }
+}

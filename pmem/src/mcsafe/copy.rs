@@ -1,0 +1,451 @@
+//! `read_safe`: the machine-check-safe copy that records every poisoned unit it meets in the
+//! caller's register, zero-fills it in the destination and carries on after it.
+//!
+//! INVARIANT: when `read_safe` returns, every byte of `dst` equals the source byte, except the
+//! bytes of recorded poisoned units (zero) and, under `Mask::Immediate`, every byte after the
+//! first unit (zero). A clean read costs one atomic load more than the copy routine itself.
+#![expect(unsafe_code, reason = "calls the assembly copy routines on raw mapped memory")]
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::asm::{self, ClaimedFault, Routine};
+use super::cpu::{CpuFeatures, cpu_features};
+use super::handler::{ensure_handler, sigbus_blocked};
+use crate::limits::{CACHE_LINE, PAGE_SIZE};
+use crate::medium::MemberId;
+use crate::register::{Domain, ErrorRegister, Fault, FaultCode, Mask};
+
+/// Which copy routine `read_safe` uses; a process-wide setting (for the benchmark's sweep and
+/// for forcing the fragile copy on parts the CPU model check does not know).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum CopyVariant {
+    /// By CPU and copy shape: fragile on the Intel parts that need it, else `rep movsb` for
+    /// large copies whose `(dst - src) mod 4096` is at least 64, else the vector copy.
+    #[default]
+    Auto = 0,
+    /// Always `rep movsb`.
+    RepMovsb = 1,
+    /// Always the vector copy (AVX2 32-byte loads; the 8-byte loop where AVX2 is missing).
+    Vector = 2,
+    /// Always the 8-byte-load loop that never crosses a cache line in one load.
+    Fragile = 3,
+}
+
+static VARIANT: AtomicU8 = AtomicU8::new(CopyVariant::Auto as u8);
+
+/// Choose the copy routine for every later `read_safe` in the process.
+pub fn set_copy_variant(variant: CopyVariant) {
+    VARIANT.store(variant as u8, Ordering::Relaxed);
+}
+
+/// The copy routine setting in force.
+pub fn copy_variant() -> CopyVariant {
+    match VARIANT.load(Ordering::Relaxed) {
+        1 => CopyVariant::RepMovsb,
+        2 => CopyVariant::Vector,
+        3 => CopyVariant::Fragile,
+        _ => CopyVariant::Auto,
+    }
+}
+
+/// `rep movsb` pays a start-up cost; below this the vector copy wins on every CPU we measured.
+const MOVSB_MIN_BYTES: usize = 2048;
+/// `rep movsb` is 10–30x slower than a vector copy when `(dst - src) mod 4096` is below this
+/// (AMD Zen, measured in DESIGN.md).
+const MOVSB_MIN_DISTANCE: usize = 64;
+
+fn routine_for(
+    variant: CopyVariant,
+    cpu: &CpuFeatures,
+    dst: usize,
+    src: usize,
+    len: usize,
+) -> Routine {
+    let vector = if cpu.avx2 { Routine::Avx2 } else { Routine::Fragile };
+    match variant {
+        CopyVariant::Auto if cpu.fragile => Routine::Fragile,
+        CopyVariant::Auto => {
+            let distance = dst.wrapping_sub(src) % PAGE_SIZE as usize;
+            if len >= MOVSB_MIN_BYTES && distance >= MOVSB_MIN_DISTANCE {
+                Routine::Movsb
+            } else {
+                vector
+            }
+        }
+        CopyVariant::RepMovsb => Routine::Movsb,
+        CopyVariant::Vector => vector,
+        CopyVariant::Fragile => Routine::Fragile,
+    }
+}
+
+/// The poisoned unit around a claimed fault, as `(start address, length)`: a page for
+/// `BUS_ADRERR` (emulated poison; `si_addr_lsb` is not valid there), `max(64, 1 << lsb)` for a
+/// machine check. The lsb is capped at 30 (1 GiB, the largest page).
+fn poisoned_unit(addr: usize, si_code: i32, lsb: u8) -> (usize, usize, FaultCode) {
+    let (len, code) = if si_code == libc::BUS_ADRERR {
+        (PAGE_SIZE as usize, FaultCode::AdrErr)
+    } else {
+        ((1usize << lsb.min(30)).max(CACHE_LINE as usize), FaultCode::McErrAr)
+    };
+    (addr & !(len - 1), len, code)
+}
+
+/// Machine-check-safe copy of `dst.len()` bytes from `src` into `dst`, recording each poisoned
+/// unit in `register` as offset `unit_start - base` of `member` in `domain`.
+///
+/// Under [`Mask::Deferred`] every poisoned unit of the range is recorded and zero-filled and the
+/// rest is copied; under [`Mask::Immediate`] the copy stops at the first unit and the rest of
+/// `dst` is zero-filled. Installs the SIGBUS handler on first use.
+///
+/// # Safety
+/// - `[src, src + dst.len())` lies in one live mapping that starts at or after `base`
+///   (poisoned pages allowed); bounds are the caller's job.
+/// - `dst` does not overlap that range.
+/// - SIGBUS is not blocked in the calling thread (asserted in debug builds): the kernel would
+///   kill the process instead of running the handler.
+pub unsafe fn read_safe(
+    dst: &mut [u8],
+    src: *const u8,
+    base: *const u8,
+    member: MemberId,
+    register: &mut ErrorRegister,
+    domain: Domain,
+) {
+    debug_assert!(src as usize >= base as usize, "source below the mapping's base");
+    debug_assert!(!sigbus_blocked(), "mcsafe read on a thread that blocks SIGBUS");
+    let installed = ensure_handler();
+    debug_assert!(installed.is_ok(), "SIGBUS handler unavailable: {installed:?}");
+    if dst.is_empty() {
+        return;
+    }
+    let mut read = Read {
+        dst: dst.as_mut_ptr(),
+        total: dst.len(),
+        src: src as usize,
+        base: base as usize,
+        member,
+        domain,
+        register,
+        variant: copy_variant(),
+        cpu: cpu_features(),
+    };
+    read.copy_range(0, read.total);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// One `read_safe` call in progress; offsets are relative to the start of the copy.
+struct Read<'r> {
+    dst: *mut u8,
+    total: usize,
+    src: usize,
+    base: usize,
+    member: MemberId,
+    domain: Domain,
+    register: &'r mut ErrorRegister,
+    variant: CopyVariant,
+    cpu: CpuFeatures,
+}
+
+impl Read<'_> {
+    /// Copy `[from, to)`, handling every fault in it; recursion only re-copies a prefix that a
+    /// faulting routine may have left unfinished (fast-string loads run ahead of the stores).
+    fn copy_range(&mut self, from: usize, to: usize) -> Flow {
+        let mut cur = from;
+        while cur < to {
+            let routine = routine_for(
+                self.variant,
+                &self.cpu,
+                self.dst as usize + cur,
+                self.src + cur,
+                to - cur,
+            );
+            // SAFETY: `[cur, to)` lies inside both ranges `read_safe`'s caller vouched for.
+            let outcome = unsafe {
+                asm::copy(
+                    routine,
+                    self.dst.wrapping_add(cur),
+                    (self.src + cur) as *const u8,
+                    to - cur,
+                )
+            };
+            let Some(fault) = outcome.fault() else { return Flow::Continue };
+            if routine == Routine::Avx2 {
+                asm::after_avx2_fault();
+            }
+            let (unit_from, unit_to, recorded) = self.unit_within(fault, cur, to);
+            // Resume from si_addr, never from RSI: the bytes before the unit may not be copied.
+            if unit_from > cur && self.copy_range(cur, unit_from) == Flow::Stop {
+                return Flow::Stop;
+            }
+            if self.register.faults().last() != Some(&recorded) {
+                self.register.record(recorded);
+            }
+            self.zero(unit_from, unit_to);
+            if self.register.mask() == Mask::Immediate {
+                self.zero(unit_to, self.total);
+                return Flow::Stop;
+            }
+            cur = unit_to;
+        }
+        Flow::Continue
+    }
+
+    /// The part `[from, to)` of the copy covered by the fault's unit (never empty, so the copy
+    /// always progresses), and the register entry for the whole unit.
+    fn unit_within(&self, fault: ClaimedFault, cur: usize, to: usize) -> (usize, usize, Fault) {
+        let lo = self.src + cur;
+        let hi = self.src + to;
+        debug_assert!((lo..hi).contains(&fault.addr), "fault {fault:?} outside [{lo:#x}, {hi:#x})");
+        // A fault reported outside what this call read: charge the unit holding the first byte.
+        let addr = fault.addr.clamp(lo, hi - 1);
+        let (unit_start, unit_len, code) = poisoned_unit(addr, fault.si_code, fault.lsb);
+        let unit_end = unit_start + unit_len;
+        let start = unit_start.max(self.base);
+        let recorded = Fault {
+            member: self.member,
+            offset: (start - self.base) as u64,
+            len: (unit_end - start) as u64,
+            domain: self.domain,
+            code,
+        };
+        (unit_start.max(lo) - self.src, unit_end.min(hi) - self.src, recorded)
+    }
+
+    fn zero(&mut self, from: usize, to: usize) {
+        if from < to {
+            // SAFETY: `[from, to)` lies in the caller's destination slice.
+            unsafe { std::ptr::write_bytes(self.dst.wrapping_add(from), 0, to - from) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::mcsafe::testutil::PoisonedFile;
+
+    /// Tests that change the process-wide variant hold this.
+    pub(crate) static VARIANT_LOCK: Mutex<()> = Mutex::new(());
+
+    const PAGE: usize = PAGE_SIZE as usize;
+
+    fn fault(page: usize, pages: usize) -> Fault {
+        Fault {
+            member: MemberId(2),
+            offset: (page * PAGE) as u64,
+            len: (pages * PAGE) as u64,
+            domain: Domain::Engine,
+            code: FaultCode::AdrErr,
+        }
+    }
+
+    /// The register a read of `[off, off + len)` must end with: every poisoned page it touches
+    /// (adjacent ones coalesced), or only the first under `Immediate`.
+    fn expected_faults(file: &PoisonedFile, off: usize, len: usize, mask: Mask) -> Vec<Fault> {
+        let mut faults: Vec<Fault> = Vec::new();
+        if len == 0 {
+            return faults;
+        }
+        for page in off / PAGE..=(off + len - 1) / PAGE {
+            if !file.is_poisoned(page) {
+                continue;
+            }
+            match faults.last_mut() {
+                Some(last) if last.end() == (page * PAGE) as u64 => last.len += PAGE as u64,
+                _ => faults.push(fault(page, 1)),
+            }
+            if mask == Mask::Immediate {
+                break;
+            }
+        }
+        faults
+    }
+
+    /// Read `[off, off + len)` of `file` and check every byte and the register exactly.
+    fn check(file: &PoisonedFile, off: usize, len: usize, mask: Mask) {
+        let mut dst = vec![0xa5u8; len];
+        let mut reg = ErrorRegister::new(mask);
+        // SAFETY: the range lies in the file's live mapping; `dst` is a separate vector.
+        unsafe {
+            read_safe(&mut dst, file.at(off), file.at(0), MemberId(2), &mut reg, Domain::Engine)
+        };
+        let expected = expected_faults(file, off, len, mask);
+        let what = format!("off {off} len {len} {mask:?} {:?}", copy_variant());
+        assert_eq!(reg.faults(), &expected[..], "{what}");
+        assert!(!reg.overflowed());
+        let stop = match (mask, expected.first()) {
+            (Mask::Immediate, Some(first)) => (first.offset as usize).max(off),
+            _ => usize::MAX,
+        };
+        for (i, &byte) in dst.iter().enumerate() {
+            let at = off + i;
+            let want = if at >= stop || file.is_poisoned(at / PAGE) { 0 } else { file.pattern(at) };
+            assert_eq!(byte, want, "byte {at} of {what}");
+        }
+    }
+
+    fn poison_matrix() {
+        let mut file = PoisonedFile::new(8);
+        file.poison(2);
+        file.poison(3);
+        file.poison(6);
+        for mask in [Mask::Deferred, Mask::Immediate] {
+            // Unit at the start of the copy (it starts inside a poisoned page).
+            check(&file, 3 * PAGE + 100, 2 * PAGE, mask);
+            // Units in the middle.
+            check(&file, PAGE + 10, 2 * PAGE + 100, mask);
+            // Unit at the end.
+            check(&file, 5 * PAGE + 7, PAGE + 9, mask);
+            // Several units in one copy.
+            check(&file, 0, 8 * PAGE, mask);
+            check(&file, 100, 8 * PAGE - 300, mask);
+            // Small, unaligned, inside a poisoned page and across its edges.
+            for len in [1, 3, 7, 8, 15, 31, 33, 100, 2500] {
+                check(&file, 2 * PAGE + 13, len, mask);
+                check(&file, 2 * PAGE - len / 2 - 1, len, mask);
+                check(&file, 4 * PAGE - len / 2, len, mask);
+                check(&file, 6 * PAGE - len, len + 1, mask);
+                check(&file, 4 * PAGE + 1, len, mask);
+            }
+        }
+    }
+
+    #[test]
+    fn every_variant_recovers_real_sigbus() {
+        let _guard = VARIANT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for variant in
+            [CopyVariant::Auto, CopyVariant::RepMovsb, CopyVariant::Vector, CopyVariant::Fragile]
+        {
+            set_copy_variant(variant);
+            assert_eq!(copy_variant(), variant);
+            poison_matrix();
+        }
+        set_copy_variant(CopyVariant::Auto);
+    }
+
+    #[test]
+    fn clean_ranges_copy_exactly() {
+        let file = PoisonedFile::new(4);
+        for (off, len) in [(0, 4 * PAGE), (1, 4 * PAGE - 2), (4000, 200), (17, 0), (63, 1)] {
+            check(&file, off, len, Mask::Deferred);
+        }
+    }
+
+    #[test]
+    fn overflow_of_the_register_is_respected() {
+        let mut file = PoisonedFile::new(40);
+        for page in (0..40).step_by(2) {
+            file.poison(page);
+        }
+        let mut dst = vec![0u8; 40 * PAGE];
+        let mut reg = ErrorRegister::deferred();
+        // SAFETY: the range is the file's live mapping.
+        unsafe {
+            read_safe(&mut dst, file.at(0), file.at(0), MemberId(2), &mut reg, Domain::Engine)
+        };
+        assert!(reg.overflowed());
+        assert_eq!(reg.faults().len(), crate::limits::REGISTER_CAPACITY);
+        for page in 0..40 {
+            let bytes = &dst[page * PAGE..(page + 1) * PAGE];
+            if page % 2 == 0 {
+                assert!(bytes.iter().all(|&b| b == 0), "page {page}");
+            } else {
+                assert!(bytes.iter().enumerate().all(|(i, &b)| b == file.pattern(page * PAGE + i)));
+            }
+        }
+    }
+
+    #[test]
+    fn machine_check_units_follow_lsb() {
+        assert_eq!(
+            poisoned_unit(0x1234_5678, libc::BUS_ADRERR, 0),
+            (0x1234_5000, 4096, FaultCode::AdrErr)
+        );
+        assert_eq!(
+            poisoned_unit(0x1234_5678, libc::BUS_MCEERR_AR, 12),
+            (0x1234_5000, 4096, FaultCode::McErrAr)
+        );
+        assert_eq!(
+            poisoned_unit(0x1234_5678, libc::BUS_MCEERR_AR, 21),
+            (0x1220_0000, 1 << 21, FaultCode::McErrAr)
+        );
+        assert_eq!(
+            poisoned_unit(0x1234_5678, libc::BUS_MCEERR_AR, 0),
+            (0x1234_5640, 64, FaultCode::McErrAr)
+        );
+    }
+
+    #[test]
+    fn auto_picks_by_shape() {
+        let mut cpu = cpu_features();
+        cpu.fragile = false;
+        cpu.avx2 = true;
+        let big = 64 * 1024;
+        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0000, 0x20_0000, big), Routine::Avx2);
+        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0040, 0x20_0000, big), Routine::Movsb);
+        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0001, 0x20_0000, big), Routine::Avx2);
+        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0000, 0x20_0001, big), Routine::Movsb);
+        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0040, 0x20_0000, 256), Routine::Avx2);
+        assert_eq!(
+            routine_for(CopyVariant::RepMovsb, &cpu, 0x10_0000, 0x20_0000, 8),
+            Routine::Movsb
+        );
+        assert_eq!(
+            routine_for(CopyVariant::Fragile, &cpu, 0x10_0040, 0x20_0000, big),
+            Routine::Fragile
+        );
+        cpu.fragile = true;
+        assert_eq!(
+            routine_for(CopyVariant::Auto, &cpu, 0x10_0040, 0x20_0000, big),
+            Routine::Fragile
+        );
+        cpu.avx2 = false;
+        assert_eq!(routine_for(CopyVariant::Vector, &cpu, 0, 0x40, 100), Routine::Fragile);
+    }
+
+    #[test]
+    fn two_threads_reading_different_poison_never_mix_registers() {
+        let mut a = PoisonedFile::new(6);
+        a.poison(1);
+        let mut b = PoisonedFile::new(6);
+        b.poison(4);
+        std::thread::scope(|s| {
+            for (file, member, page) in [(&a, MemberId(1), 1usize), (&b, MemberId(7), 4usize)] {
+                s.spawn(move || {
+                    let mut dst = vec![0u8; 6 * PAGE];
+                    for _ in 0..300 {
+                        let mut reg = ErrorRegister::deferred();
+                        // SAFETY: the range is the file's live mapping.
+                        unsafe {
+                            read_safe(
+                                &mut dst,
+                                file.at(0),
+                                file.at(0),
+                                member,
+                                &mut reg,
+                                Domain::User,
+                            )
+                        };
+                        let want = Fault {
+                            member,
+                            offset: (page * PAGE) as u64,
+                            len: PAGE as u64,
+                            domain: Domain::User,
+                            code: FaultCode::AdrErr,
+                        };
+                        assert_eq!(reg.faults(), &[want]);
+                        assert!(dst[page * PAGE..(page + 1) * PAGE].iter().all(|&x| x == 0));
+                    }
+                });
+            }
+        });
+    }
+}
