@@ -82,7 +82,7 @@ fn check_regular(path: &Path, kind: std::fs::FileType) -> Result<()> {
     } else if kind.is_dir() {
         "a directory".to_string()
     } else if kind.is_char_device() {
-        "a character device; device DAX (/dev/daxN.M) is refused: it has no pwrite or fallocate, \
+        "a character device; devdax (/dev/daxN.M) is refused: it has no pwrite or fallocate, \
          so poisoned pages cannot be repaired without root; put the pool on fs-dax instead"
             .to_string()
     } else if kind.is_block_device() {

@@ -12,27 +12,25 @@ use crate::register::{Domain, ErrorRegister};
 
 /// Make sure the SIGBUS handler is installed (before the first read of a mapping).
 pub(super) fn ensure_handler() -> Result<()> {
-    Ok(())
+    mcsafe::ensure_handler()
 }
 
 /// The write-back instruction this CPU has (clwb, else clflushopt, else clflush).
 pub(super) fn flush_insn() -> FlushInsn {
-    FlushInsn::Clwb
+    mcsafe::cpu_features().flush_insn
 }
 
 /// A registered mapping (for turning asynchronous poison addresses into offsets).
-#[derive(Debug)]
-pub(super) struct Registration;
+pub(super) type Registration = mcsafe::MappingId;
 
 /// Record `[base, base + len)` as member `member`'s mapping.
 pub(super) fn register(base: *const u8, len: u64, member: MemberId) -> Registration {
-    let _ = (base, len, member);
-    Registration
+    mcsafe::register_mapping(base as usize, usize::try_from(len).unwrap_or(usize::MAX), member)
 }
 
 /// Forget a mapping recorded by [`register`].
 pub(super) fn unregister(registration: Registration) {
-    let _ = registration;
+    mcsafe::unregister_mapping(registration);
 }
 
 /// Machine-check-safe copy into `dst` from `src`, faults recorded relative to `base`.

@@ -275,3 +275,185 @@ impl Drop for MappedMedium {
         // The reservation unmaps everything; closing the file releases the flock.
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use super::*;
+    use crate::mapped::open::tests::{LEN, dirs, with_mode};
+    use crate::mapped::{MapOptions, ModeRequest};
+
+    const SITE: FenceSite = FenceSite("mapped-test");
+    const MODES: [ModeRequest; 2] = [ModeRequest::Msync, ModeRequest::ForcedPmem];
+
+    fn read_back(m: &MappedMedium, offset: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        let mut register = ErrorRegister::deferred();
+        m.read(offset, &mut out, &mut register, Domain::User).unwrap();
+        assert!(register.is_clean(), "{:?}", register.faults());
+        out
+    }
+
+    #[test]
+    fn write_read_store_flush_round_trip_and_persist_across_reopen() {
+        for dir in dirs() {
+            for mode in MODES {
+                let path = dir.path().join(format!("pool-{mode:?}"));
+                let m = MappedMedium::create(&path, LEN, &with_mode(mode).populate(true)).unwrap();
+                let data: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+                m.write(4000, &data).unwrap(); // straddles a page boundary
+                m.store_u64(8192, 0x0102_0304_0506_0708).unwrap();
+                m.flush(4000, data.len() as u64).unwrap();
+                m.flush(8192, 8).unwrap();
+                m.fence(SITE).unwrap();
+                assert_eq!(read_back(&m, 4000, data.len()), data);
+                assert_eq!(
+                    crate::read_u64(&m, 8192, &mut ErrorRegister::deferred(), Domain::User)
+                        .unwrap(),
+                    0x0102_0304_0506_0708
+                );
+                // The store is little-endian in the file, whatever the mode.
+                let mut word = [0u8; 8];
+                m.file.read_exact_at(&mut word, 8192).unwrap();
+                assert_eq!(word, 0x0102_0304_0506_0708u64.to_le_bytes());
+                drop(m);
+                let m = MappedMedium::open(&path, &with_mode(mode)).unwrap();
+                assert_eq!(read_back(&m, 4000, data.len()), data);
+                assert_eq!(read_back(&m, 8192, 8), 0x0102_0304_0506_0708u64.to_le_bytes());
+                assert_eq!(read_back(&m, 0, 16), vec![0u8; 16]);
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_bounds_accesses_are_errors_before_touching_memory() {
+        let [shm, _] = dirs();
+        let m = MappedMedium::create(&shm.path().join("pool"), LEN, &MapOptions::new()).unwrap();
+        let oob = |r: Result<()>| match r {
+            Err(Error::OutOfBounds { medium_len, .. }) => assert_eq!(medium_len, LEN),
+            other => panic!("{other:?}"),
+        };
+        oob(m.write(LEN - 4, &[1; 8]));
+        oob(m.write(u64::MAX, &[1]));
+        oob(m.store_u64(LEN, 1));
+        oob(m.flush(LEN - 64, 128));
+        oob(m.flush(u64::MAX - 1, 4));
+        let mut buf = [0u8; 16];
+        oob(m.read(LEN - 8, &mut buf, &mut ErrorRegister::deferred(), Domain::User));
+        // Exactly at the end is fine, and the refused write changed nothing.
+        m.write(LEN - 8, &[9; 8]).unwrap();
+        m.write(LEN, &[]).unwrap();
+        assert_eq!(read_back(&m, LEN - 8, 8), vec![9; 8]);
+        assert_eq!(read_back(&m, LEN - 16, 8), vec![0; 8]);
+    }
+
+    #[test]
+    #[should_panic(expected = "unaligned")]
+    fn unaligned_store_u64_is_a_programmer_error() {
+        let [shm, _] = dirs();
+        let m = MappedMedium::create(&shm.path().join("pool"), LEN, &MapOptions::new()).unwrap();
+        let _ = m.store_u64(12, 1);
+    }
+
+    #[test]
+    fn grow_keeps_the_base_and_the_data() {
+        for dir in dirs() {
+            for mode in MODES {
+                let path = dir.path().join(format!("pool-{mode:?}"));
+                let options = with_mode(mode).max_len(4 * LEN);
+                let m = MappedMedium::create(&path, LEN, &options).unwrap();
+                assert_eq!(m.max_len(), 4 * LEN);
+                let base = m.base_address();
+                m.store_u64(LEN - 8, 0xfeed).unwrap();
+                m.grow(3 * LEN).unwrap();
+                assert_eq!((m.len(), m.base_address()), (3 * LEN, base));
+                assert_eq!(read_back(&m, LEN - 8, 8), 0xfeedu64.to_le_bytes());
+                assert_eq!(read_back(&m, LEN, 64), vec![0; 64], "new bytes read as zero");
+                m.write(3 * LEN - 5, b"tail!").unwrap();
+                m.flush(3 * LEN - 5, 5).unwrap();
+                m.fence(SITE).unwrap();
+                m.grow(2 * LEN).unwrap(); // smaller: a no-op
+                assert_eq!(m.len(), 3 * LEN);
+                assert!(matches!(m.grow(3 * LEN + 100), Err(Error::BadSize { .. })));
+                match m.grow(5 * LEN) {
+                    Err(Error::BeyondMax { requested, max }) => {
+                        assert_eq!((requested, max), (5 * LEN, 4 * LEN))
+                    }
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(m.len(), 3 * LEN);
+                drop(m);
+                assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 * LEN);
+                let m = MappedMedium::open(&path, &with_mode(mode)).unwrap();
+                assert_eq!(read_back(&m, 3 * LEN - 5, 5), b"tail!");
+            }
+        }
+    }
+
+    #[test]
+    fn grow_beyond_the_file_system_is_out_of_space() {
+        // /dev/shm is a 24 GiB tmpfs here; fallocate of 1 TiB fails with ENOSPC before it
+        // allocates anything. The reservation is address space only (MAP_NORESERVE).
+        let [shm, _] = dirs();
+        let tib = 1u64 << 40;
+        let options = MapOptions::new().max_len(2 * tib);
+        let m = MappedMedium::create(&shm.path().join("pool"), LEN, &options).unwrap();
+        match m.grow(tib) {
+            Err(Error::OutOfSpace { requested }) => assert_eq!(requested, tib),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.len(), LEN);
+        m.write(0, b"still fine").unwrap();
+    }
+
+    #[test]
+    fn read_only_medium_reads_and_refuses_changes() {
+        let [_, disk] = dirs();
+        let path = disk.path().join("pool");
+        let m = MappedMedium::create(&path, LEN, &MapOptions::new()).unwrap();
+        m.write(100, b"hello").unwrap();
+        m.flush(100, 5).unwrap();
+        drop(m);
+        let m =
+            MappedMedium::open(&path, &MapOptions::new().read_only(true).max_len(2 * LEN)).unwrap();
+        assert_eq!(read_back(&m, 100, 5), b"hello");
+        let refused = |r: Result<()>| match r {
+            Err(Error::Io { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::PermissionDenied)
+            }
+            other => panic!("{other:?}"),
+        };
+        refused(m.write(0, b"x"));
+        refused(m.store_u64(0, 1));
+        refused(m.grow(2 * LEN));
+        refused(m.inject_poison(0, 1));
+        m.flush(100, 5).unwrap();
+        assert_eq!(read_back(&m, 0, 8), vec![0; 8]);
+    }
+
+    #[test]
+    fn concurrent_readers_see_grown_data_while_the_medium_grows() {
+        let [shm, _] = dirs();
+        let options = with_mode(ModeRequest::ForcedPmem).max_len(16 * LEN);
+        let m = MappedMedium::create(&shm.path().join("pool"), LEN, &options).unwrap();
+        m.store_u64(0, 42).unwrap();
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                // Every length a reader sees is fully mapped: its last word reads (as zero).
+                loop {
+                    let end = m.len();
+                    assert_eq!(read_back(&m, 0, 8), 42u64.to_le_bytes());
+                    assert_eq!(read_back(&m, end - 8, 8), vec![0; 8]);
+                    if end == 16 * LEN {
+                        break;
+                    }
+                }
+            });
+            for step in 2..=16 {
+                m.grow(step * LEN).unwrap();
+            }
+            reader.join().unwrap();
+        });
+    }
+}
