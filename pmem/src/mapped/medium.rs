@@ -30,13 +30,15 @@ use super::reserve::{Reservation, Share};
 /// A mapped pool file. See the module docs of [`crate::mapped`].
 #[derive(Debug)]
 pub struct MappedMedium {
+    // INVARIANT: declared before `file`, so the mapping is gone before the descriptor (and with
+    // it the pool lock) is released.
+    pub(super) reservation: Reservation,
     pub(super) path: PathBuf,
     pub(super) file: File,
     pub(super) share: Share,
     pub(super) eadr: bool,
     pub(super) member: MemberId,
     pub(super) flush_insn: FlushInsn,
-    pub(super) reservation: Reservation,
     /// Current mapped length; grows only (Release on grow, Acquire on every bounds check).
     pub(super) len: AtomicU64,
     /// Whether any page is emulated-poisoned: the write path's fast check.

@@ -292,6 +292,19 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn the_lock_is_seen_by_other_processes() {
+        let [shm, _] = dirs();
+        let path = shm.path().join("pool");
+        let m = MappedMedium::create(&path, LEN, &MapOptions::new()).unwrap();
+        // util-linux flock(1) in another process: it cannot take the lock while we hold it.
+        let try_lock =
+            || Command::new("flock").arg("--nonblock").arg(&path).arg("true").status().unwrap();
+        assert!(!try_lock().success());
+        drop(m);
+        assert!(try_lock().success());
+    }
+
+    #[test]
     fn sidecar_parse_error_fails_open() {
         let [shm, _] = dirs();
         let path = shm.path().join("pool");
