@@ -13,6 +13,8 @@ pub mod pool;
 pub mod scan;
 
 pub mod sites;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result, UnsupportedReason};
 pub use format::{
@@ -20,4 +22,7 @@ pub use format::{
     RecordRef, SegmentHeader, SegmentId, SegmentState, Superblock, Uuid,
 };
 pub use pool::CreateParams;
-pub use scan::{Damage, DamageKind, RecoveryReport};
+pub use scan::{
+    Damage, DamageKind, IndexEntry, Progress, Recovered, RecoveryReport, Repairer, ScanOptions,
+    SegmentInfo, SegmentStatus, recover,
+};

@@ -4,7 +4,16 @@
 //! segment), panic-free on any bytes; damage is listed, never truncated.
 
 mod damage;
+mod index;
+mod options;
+mod records;
+mod recover;
 mod report;
+mod segments;
+mod superblock;
 
 pub use damage::{Damage, DamageKind};
+pub use index::IndexEntry;
+pub use options::{Progress, Repairer, ScanOptions};
+pub use recover::{Recovered, SegmentInfo, SegmentStatus, recover};
 pub use report::RecoveryReport;

@@ -1,0 +1,51 @@
+//! What a caller tells a scan: progress callback, salvage, a repair hook, the mode's name.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Progress of a scan, reported after the superblock and after each segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Segments examined so far.
+    pub segments_done: u32,
+    /// Segments in the pool.
+    pub segments_total: u32,
+    /// Bytes read so far.
+    pub bytes_scanned: u64,
+    /// Records verified so far.
+    pub records: u64,
+}
+
+/// A hook that rewrites a damaged range of the scanned member from a good member ([4] plugs a
+/// replica set in here). Recovery calls it for each damaged range and re-reads what it fixed.
+pub trait Repairer: Send + Sync {
+    /// Rewrite `[offset, offset + len)` of the scanned medium from a good copy; `true` if the
+    /// range now holds good bytes (recovery verifies that by reading it again).
+    fn repair(&self, offset: u64, len: u64) -> bool;
+}
+
+/// Options of [`super::recover`].
+#[derive(Clone, Default)]
+pub struct ScanOptions {
+    /// Called with progress after the superblock and after each segment.
+    pub on_progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
+    /// Accept what can be read where a strict scan must refuse: the valid superblock slot when
+    /// the other is poisoned, and the verifiable records of a segment whose tail word is bad.
+    /// The damage is listed either way.
+    pub salvage: bool,
+    /// Repairs damaged ranges from a good member, if the caller has one.
+    pub repairer: Option<Arc<dyn Repairer>>,
+    /// The medium's mode, for the report (`Dax`, `Msync`, `ForcedPmem`, `Sim` ...).
+    pub mode: String,
+}
+
+impl fmt::Debug for ScanOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScanOptions")
+            .field("on_progress", &self.on_progress.is_some())
+            .field("salvage", &self.salvage)
+            .field("repairer", &self.repairer.is_some())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
