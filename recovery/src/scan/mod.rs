@@ -3,11 +3,13 @@
 //! INVARIANT: a pure read (idempotent), bounded (every loop advances by at least 8 bytes or one
 //! segment), panic-free on any bytes; damage is listed, never truncated.
 
+mod committed;
 mod damage;
 mod index;
 mod options;
 mod records;
 mod recover;
+mod recovered;
 mod report;
 mod segments;
 mod superblock;
@@ -15,5 +17,6 @@ mod superblock;
 pub use damage::{Damage, DamageKind};
 pub use index::IndexEntry;
 pub use options::{Progress, Repairer, ScanOptions};
-pub use recover::{Recovered, SegmentInfo, SegmentStatus, recover};
+pub use recover::recover;
+pub use recovered::{Recovered, SegmentInfo, SegmentStatus};
 pub use report::RecoveryReport;

@@ -7,75 +7,20 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use mcstore_pmem::{Domain, ErrorRegister, Fault, Medium};
+use mcstore_pmem::Medium;
 
+use super::committed::read_and_walk;
 use super::damage::{Damage, DamageKind};
-use super::index::{IndexEntry, build};
+use super::index::build;
 use super::options::{Progress, ScanOptions};
-use super::records::walk;
+use super::recovered::{Recovered, SegmentInfo, SegmentStatus};
 use super::report::RecoveryReport;
 use super::segments::{Class, classify};
 use super::superblock::choose;
 use crate::error::Result;
 use crate::format::{
-    Geometry, Lsn, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SegmentId,
-    SegmentState, Superblock,
+    Lsn, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SegmentId, SegmentState,
 };
-
-/// What a segment turned out to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SegmentStatus {
-    /// Never initialised (or torn while being initialised): free for use.
-    Free,
-    /// Initialised for this set, its tail verified.
-    InUse,
-    /// Header or tail damaged, foreign, misplaced or stale (see `Recovered::damage`).
-    Damaged,
-}
-
-/// One segment as recovery found it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegmentInfo {
-    /// Its position.
-    pub id: SegmentId,
-    /// What it is.
-    pub status: SegmentStatus,
-    /// Its sequence (0 when free or unreadable).
-    pub seq: u64,
-    /// Its header's state, when the header is valid.
-    pub state: Option<SegmentState>,
-    /// Committed bytes of its data area (0 unless in use).
-    pub tail: u64,
-    /// Records verified in it.
-    pub records: u64,
-    /// Of those, the newest version of their key (tombstones included).
-    pub live_records: u64,
-    /// Bytes of those live records.
-    pub live_bytes: u64,
-}
-
-/// Everything the engine needs to open a pool.
-#[derive(Clone, Debug)]
-pub struct Recovered {
-    /// The chosen superblock.
-    pub superblock: Superblock,
-    /// The pool's geometry.
-    pub geometry: Geometry,
-    /// Every segment, by id.
-    pub segments: Vec<SegmentInfo>,
-    /// The segment to append to: the highest-sequence in-use segment, if it has room for a record.
-    pub open_segment: Option<SegmentId>,
-    /// The index: sorted by key, newest version of each key, tombstones kept as `Delete`.
-    pub entries: Vec<IndexEntry>,
-    /// The next LSN to issue (above every LSN found and the superblock's floor).
-    pub next_lsn: Lsn,
-    /// The next segment sequence to issue (above every sequence found or recorded).
-    pub next_segment_seq: u64,
-    /// The report.
-    pub report: RecoveryReport,
-    /// Unrepaired damage (the same list as `report.damage`); the engine applies its policy.
-    pub damage: Vec<Damage>,
-}
 
 /// Read the pool on `medium` back. See the module docs and `docs/format.md`.
 pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
@@ -256,84 +201,6 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     })
 }
 
-/// The records and damage of one committed range.
-struct Outcome {
-    entries: Vec<IndexEntry>,
-    damage: Vec<Damage>,
-}
-
-fn read_and_walk(
-    medium: &dyn Medium,
-    start: u64,
-    len: u64,
-    seq: u64,
-    sb: &Superblock,
-    salvage_walk: bool,
-) -> Result<Outcome> {
-    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    let mut register = ErrorRegister::deferred();
-    medium.read(start, &mut buf, &mut register, Domain::Engine)?;
-    let faults: Vec<Fault> = register.faults().to_vec();
-    let mut entries = Vec::new();
-    let mut bad: Vec<(u64, u64)> = Vec::new();
-    walk(
-        &buf,
-        start,
-        seq,
-        &sb.set_uuid,
-        salvage_walk,
-        |rec, offset, len| {
-            entries.push(IndexEntry {
-                key: rec.key.into(),
-                kind: rec.kind,
-                lsn: rec.lsn,
-                offset,
-                len,
-                segment_seq: seq,
-            });
-        },
-        |offset, len| bad.push((offset, len)),
-    );
-    let overlaps = |f: &Fault, off: u64, len: u64| f.offset < off + len && off < f.end();
-    let mut damage: Vec<Damage> = bad
-        .iter()
-        .map(|&(offset, len)| {
-            let media = faults.iter().any(|f| overlaps(f, offset, len));
-            Damage {
-                kind: if media { DamageKind::Media } else { DamageKind::BadRecord },
-                offset,
-                len,
-                segment: None,
-                detail: if media {
-                    "poisoned record(s) in the committed range".into()
-                } else {
-                    "record(s) failing verification in the committed range".into()
-                },
-            }
-        })
-        .collect();
-    // Poison whose zero fill happened to leave a record valid is still bad media.
-    for f in faults.iter().filter(|f| !bad.iter().any(|&(off, len)| overlaps(f, off, len))) {
-        damage.push(Damage {
-            kind: DamageKind::Media,
-            offset: f.offset,
-            len: f.len,
-            segment: None,
-            detail: "poison in the committed range (records still verify)".into(),
-        });
-    }
-    if register.overflowed() {
-        damage.push(Damage {
-            kind: DamageKind::Media,
-            offset: start,
-            len,
-            segment: None,
-            detail: "more faults than the error register holds".into(),
-        });
-    }
-    Ok(Outcome { entries, damage })
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -343,7 +210,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::format::{RecordKind, SegmentHeader, Uuid};
+    use crate::format::{RecordKind, SegmentHeader, Superblock, Uuid};
     use crate::scan::Repairer;
     use crate::testing::{Appender, new_pool};
 
