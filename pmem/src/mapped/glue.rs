@@ -45,6 +45,7 @@ pub(super) unsafe fn read(
     register: &mut ErrorRegister,
     domain: Domain,
 ) {
+    debug_assert!(src >= base, "read below the mapping's base");
     // SAFETY: forwarded from the caller.
     unsafe { mcsafe::read_safe(dst, src, base, member, register, domain) }
 }
@@ -54,6 +55,7 @@ pub(super) unsafe fn read(
 /// # Safety
 /// The range lies in a live mapping.
 pub(super) unsafe fn flush(addr: *const u8, len: usize, insn: FlushInsn) -> Result<(), FaultAt> {
+    debug_assert!(!addr.is_null() && (addr as usize).checked_add(len).is_some());
     // SAFETY: forwarded from the caller.
     unsafe { mcsafe::flush_range(addr, len, insn) }
 }

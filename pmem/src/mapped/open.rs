@@ -152,8 +152,10 @@ pub(super) mod tests {
             assert_eq!((m.len(), m.max_len(), m.path()), (LEN, LEN, path.as_path()));
             assert!(!m.eadr() && !m.flush_is_noop());
             drop(m);
-            let m = MappedMedium::open(&path, &with_mode(ModeRequest::ForcedPmem)).unwrap();
-            assert_eq!(m.mode(), Mode::ForcedPmem);
+            // A max_len below the file's length reserves the file's length.
+            let forced = with_mode(ModeRequest::ForcedPmem).max_len(1);
+            let m = MappedMedium::open(&path, &forced).unwrap();
+            assert_eq!((m.mode(), m.max_len()), (Mode::ForcedPmem, LEN));
             assert_eq!(m.mode().to_string(), "forced-pmem");
         }
     }
