@@ -347,4 +347,57 @@ mod tests {
             }
         }
     }
+
+    /// Crash at each fence of an append (records, then tail), both crash modes: the batch is
+    /// whole or absent, earlier batches are intact, and nothing is damage.
+    #[test]
+    fn crash_during_append_is_whole_or_absent() {
+        let (medium, mut sb) = new_pool(2);
+        let mut seg = Appender::open(&medium, &mut sb, SegmentId(1));
+        seg.put(&medium, &sb, 1, "first", "one");
+        let base = medium.persistent_image();
+        for crash_at in 1..=2 {
+            for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+                let run = SimMedium::from_image(base.clone(), mcstore_pmem::MemberId(0));
+                run.crash_at_fence(Some(crash_at));
+                let mut seg = Appender { tail: seg.tail, ..seg };
+                let batch: [(crate::format::RecordKind, u64, &[u8], &[u8]); 3] = [
+                    (crate::format::RecordKind::Put, 2, b"second", &[2; 70]),
+                    (crate::format::RecordKind::Delete, 3, b"first", b""),
+                    (crate::format::RecordKind::Put, 4, b"third", &[3; 200]),
+                ];
+                let result = seg.try_append(&run, &sb, &batch);
+                assert!(result.is_err() && run.is_crashed());
+                let mut outcomes = std::collections::BTreeSet::new();
+                for image in run.crash_images(mode, 1024, crash_at) {
+                    let rec = recover(
+                        &SimMedium::from_image(image, mcstore_pmem::MemberId(0)),
+                        &ScanOptions::default(),
+                    )
+                    .unwrap();
+                    assert!(
+                        rec.damage.is_empty(),
+                        "crash at fence {crash_at} {mode:?}: {:?}",
+                        rec.damage
+                    );
+                    let keys: Vec<(Vec<u8>, u64)> =
+                        rec.entries.iter().map(|e| (e.key.to_vec(), e.lsn.0)).collect();
+                    assert!(
+                        keys == vec![(b"first".to_vec(), 1)]
+                            || keys
+                                == vec![
+                                    (b"first".to_vec(), 3),
+                                    (b"second".to_vec(), 2),
+                                    (b"third".to_vec(), 4)
+                                ],
+                        "partial batch: {keys:?}"
+                    );
+                    outcomes.insert(keys.len());
+                }
+                if crash_at == 2 {
+                    assert_eq!(outcomes.len(), 2, "the tail store may or may not persist");
+                }
+            }
+        }
+    }
 }

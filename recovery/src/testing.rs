@@ -37,6 +37,16 @@ impl Appender {
         sb: &Superblock,
         batch: &[(RecordKind, u64, &[u8], &[u8])],
     ) -> Vec<u64> {
+        self.try_append(medium, sb, batch).unwrap()
+    }
+
+    /// [`Self::append`], returning the medium's error (a simulated crash) instead of panicking.
+    pub(crate) fn try_append(
+        &mut self,
+        medium: &dyn Medium,
+        sb: &Superblock,
+        batch: &[(RecordKind, u64, &[u8], &[u8])],
+    ) -> crate::error::Result<Vec<u64>> {
         let g = sb.geometry;
         let start = g.data_start(self.id) + self.tail;
         let mut bytes = Vec::new();
@@ -50,10 +60,10 @@ impl Appender {
             offsets.push(ctx.offset);
             encode_record(&mut bytes, kind, Lsn(lsn), key, value, &ctx);
         }
-        pool::persist_records(medium, start, &bytes).unwrap();
+        pool::persist_records(medium, start, &bytes)?;
         self.tail += bytes.len() as u64;
-        pool::publish_tail(medium, &g, self.id, self.seq, &sb.set_uuid, self.tail).unwrap();
-        offsets
+        pool::publish_tail(medium, &g, self.id, self.seq, &sb.set_uuid, self.tail)?;
+        Ok(offsets)
     }
 
     /// Append one put.
