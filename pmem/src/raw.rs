@@ -67,8 +67,9 @@ impl RawRegion {
     /// Store `data` at `offset`, write back its lines, fence. Panics if out of bounds.
     pub fn persist(&self, offset: usize, data: &[u8]) {
         assert!(offset.checked_add(data.len()).is_some_and(|end| end <= self.len));
+        let dst = self.base.wrapping_add(offset);
         // SAFETY: the range is inside the mapping (asserted above) and `data` is a separate buffer.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(offset), data.len()) };
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         self.write_back(offset, data.len());
         // SAFETY: sfence has no operands.
         unsafe { std::arch::x86_64::_mm_sfence() };
@@ -77,10 +78,11 @@ impl RawRegion {
     /// The raw two-fence append: persist `record` at `offset`, then store `tail` as one word at
     /// `tail_offset` and persist it. Panics if out of bounds or `tail_offset` is not 8-aligned.
     pub fn two_fence_append(&self, offset: usize, record: &[u8], tail_offset: usize, tail: u64) {
-        assert!(tail_offset % 8 == 0 && tail_offset + 8 <= self.len);
+        assert!(tail_offset.is_multiple_of(8) && tail_offset + 8 <= self.len);
         self.persist(offset, record);
+        let word = self.base.wrapping_add(tail_offset).cast::<u64>();
         // SAFETY: in bounds and 8-aligned (asserted); the mapping is page-aligned.
-        unsafe { std::ptr::write_volatile(self.base.add(tail_offset).cast::<u64>(), tail.to_le()) };
+        unsafe { std::ptr::write_volatile(word, tail.to_le()) };
         self.write_back(tail_offset, 8);
         // SAFETY: sfence has no operands.
         unsafe { std::arch::x86_64::_mm_sfence() };
@@ -90,8 +92,7 @@ impl RawRegion {
         let first = offset & !(LINE - 1);
         let mut line = first;
         while line < offset + len {
-            // SAFETY: `line` is inside the mapping: it is at most `offset + len - 1` rounded down.
-            let p = unsafe { self.base.add(line) };
+            let p = self.base.wrapping_add(line);
             // SAFETY: p is mapped; `write_back_line` picks an instruction the CPU has.
             unsafe { write_back_line(p) };
             line += LINE;
