@@ -89,8 +89,27 @@ std::arch::global_asm!(
     "    jb .Lv_small",
     "    lea rcx, [rsi + rdx]",
     "    lea r8, [rdi + rdx]",
+    "    cmp rdx, 64",
+    "    ja .Lv_over64",
+    // 32..=64 bytes: head and tail, overlapping.
+    "    vmovdqu ymm0, ymmword ptr [rsi]",
+    "    vmovdqu ymm1, ymmword ptr [rcx - 32]",
+    "    vmovdqu ymmword ptr [rdi], ymm0",
+    "    vmovdqu ymmword ptr [r8 - 32], ymm1",
+    "    jmp .Lv_done_wide",
+    ".Lv_over64:",
     "    cmp rdx, 128",
-    "    jb .Lv_32",
+    "    ja .Lv_128",
+    // 65..=128 bytes: two from the head, two from the tail.
+    "    vmovdqu ymm0, ymmword ptr [rsi]",
+    "    vmovdqu ymm1, ymmword ptr [rsi + 32]",
+    "    vmovdqu ymm2, ymmword ptr [rcx - 64]",
+    "    vmovdqu ymm3, ymmword ptr [rcx - 32]",
+    "    vmovdqu ymmword ptr [rdi], ymm0",
+    "    vmovdqu ymmword ptr [rdi + 32], ymm1",
+    "    vmovdqu ymmword ptr [r8 - 64], ymm2",
+    "    vmovdqu ymmword ptr [r8 - 32], ymm3",
+    "    jmp .Lv_done_wide",
     ".Lv_128:",
     "    vmovdqu ymm0, ymmword ptr [rsi]",
     "    vmovdqu ymm1, ymmword ptr [rsi + 32]",
@@ -259,6 +278,7 @@ pub(crate) const fn encode_fault(si_code: i32, lsb: u8) -> u64 {
 
 impl RawOutcome {
     /// The claimed fault, if the routine did not finish.
+    #[inline(always)]
     pub(crate) fn fault(self) -> Option<ClaimedFault> {
         if self.info & FAULT_FLAG == 0 {
             return None;
@@ -310,6 +330,7 @@ pub(crate) enum Routine {
 /// `dst` must be valid for `len` bytes of writes and not overlap `src`; `src` must lie in a live
 /// mapping for `len` bytes (poisoned pages allowed); `Avx2` only where AVX2 is available; the
 /// handler must be installed for a fault to come back instead of killing the process.
+#[inline(always)]
 pub(crate) unsafe fn copy(
     routine: Routine,
     dst: *mut u8,

@@ -3,81 +3,16 @@
 //!
 //! INVARIANT: when `read_safe` returns, every byte of `dst` equals the source byte, except the
 //! bytes of recorded poisoned units (zero) and, under `Mask::Immediate`, every byte after the
-//! first unit (zero). A clean read costs one atomic load more than the copy routine itself.
+//! first unit (zero). A clean read costs one atomic load and a branch more than the copy
+//! routine itself.
 #![expect(unsafe_code, reason = "calls the assembly copy routines on raw mapped memory")]
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use super::asm::{self, ClaimedFault, Routine};
-use super::cpu::{CpuFeatures, cpu_features};
-use super::handler::{ensure_handler, sigbus_blocked};
+use super::dispatch::Dispatch;
+use super::handler::sigbus_blocked;
 use crate::limits::{CACHE_LINE, PAGE_SIZE};
 use crate::medium::MemberId;
 use crate::register::{Domain, ErrorRegister, Fault, FaultCode, Mask};
-
-/// Which copy routine `read_safe` uses; a process-wide setting (for the benchmark's sweep and
-/// for forcing the fragile copy on parts the CPU model check does not know).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[repr(u8)]
-pub enum CopyVariant {
-    /// By CPU and copy shape: fragile on the Intel parts that need it, else `rep movsb` for
-    /// large copies whose `(dst - src) mod 4096` is at least 64, else the vector copy.
-    #[default]
-    Auto = 0,
-    /// Always `rep movsb`.
-    RepMovsb = 1,
-    /// Always the vector copy (AVX2 32-byte loads; the 8-byte loop where AVX2 is missing).
-    Vector = 2,
-    /// Always the 8-byte-load loop that never crosses a cache line in one load.
-    Fragile = 3,
-}
-
-static VARIANT: AtomicU8 = AtomicU8::new(CopyVariant::Auto as u8);
-
-/// Choose the copy routine for every later `read_safe` in the process.
-pub fn set_copy_variant(variant: CopyVariant) {
-    VARIANT.store(variant as u8, Ordering::Relaxed);
-}
-
-/// The copy routine setting in force.
-pub fn copy_variant() -> CopyVariant {
-    match VARIANT.load(Ordering::Relaxed) {
-        1 => CopyVariant::RepMovsb,
-        2 => CopyVariant::Vector,
-        3 => CopyVariant::Fragile,
-        _ => CopyVariant::Auto,
-    }
-}
-
-/// `rep movsb` pays a start-up cost; below this the vector copy wins on every CPU we measured.
-const MOVSB_MIN_BYTES: usize = 2048;
-/// `rep movsb` is 10–30x slower than a vector copy when `(dst - src) mod 4096` is below this
-/// (AMD Zen, measured in DESIGN.md).
-const MOVSB_MIN_DISTANCE: usize = 64;
-
-fn routine_for(
-    variant: CopyVariant,
-    cpu: &CpuFeatures,
-    dst: usize,
-    src: usize,
-    len: usize,
-) -> Routine {
-    let vector = if cpu.avx2 { Routine::Avx2 } else { Routine::Fragile };
-    match variant {
-        CopyVariant::Auto if cpu.fragile => Routine::Fragile,
-        CopyVariant::Auto => {
-            let distance = dst.wrapping_sub(src) % PAGE_SIZE as usize;
-            if len >= MOVSB_MIN_BYTES && distance >= MOVSB_MIN_DISTANCE {
-                Routine::Movsb
-            } else {
-                vector
-            }
-        }
-        CopyVariant::RepMovsb => Routine::Movsb,
-        CopyVariant::Vector => vector,
-        CopyVariant::Fragile => Routine::Fragile,
-    }
-}
 
 /// The poisoned unit around a claimed fault, as `(start address, length)`: a page for
 /// `BUS_ADRERR` (emulated poison; `si_addr_lsb` is not valid there), `max(64, 1 << lsb)` for a
@@ -104,6 +39,7 @@ fn poisoned_unit(addr: usize, si_code: i32, lsb: u8) -> (usize, usize, FaultCode
 /// - `dst` does not overlap that range.
 /// - SIGBUS is not blocked in the calling thread (asserted in debug builds): the kernel would
 ///   kill the process instead of running the handler.
+#[inline]
 pub unsafe fn read_safe(
     dst: &mut [u8],
     src: *const u8,
@@ -114,23 +50,32 @@ pub unsafe fn read_safe(
 ) {
     debug_assert!(src as usize >= base as usize, "source below the mapping's base");
     debug_assert!(!sigbus_blocked(), "mcsafe read on a thread that blocks SIGBUS");
-    let installed = ensure_handler();
-    debug_assert!(installed.is_ok(), "SIGBUS handler unavailable: {installed:?}");
-    if dst.is_empty() {
-        return;
+    let dispatch = Dispatch::load();
+    let len = dst.len();
+    let routine = dispatch.routine(dst.as_ptr() as usize, src as usize, len);
+    // SAFETY: the caller vouches for both ranges; the routine exists on this CPU.
+    let outcome = unsafe { asm::copy(routine, dst.as_mut_ptr(), src, len) };
+    if let Some(fault) = outcome.fault() {
+        let read = Read {
+            dst: dst.as_mut_ptr(),
+            total: len,
+            src: src as usize,
+            base: base as usize,
+            member,
+            domain,
+            register,
+            dispatch,
+        };
+        recover(read, fault, routine);
     }
-    let mut read = Read {
-        dst: dst.as_mut_ptr(),
-        total: dst.len(),
-        src: src as usize,
-        base: base as usize,
-        member,
-        domain,
-        register,
-        variant: copy_variant(),
-        cpu: cpu_features(),
-    };
-    read.copy_range(0, read.total);
+}
+
+/// The first routine call over the whole range met `fault`: finish the read from there.
+#[cold]
+#[inline(never)]
+fn recover(mut read: Read<'_>, fault: ClaimedFault, routine: Routine) {
+    let total = read.total;
+    read.copy_range(0, total, Some((fault, routine)));
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,39 +93,47 @@ struct Read<'r> {
     member: MemberId,
     domain: Domain,
     register: &'r mut ErrorRegister,
-    variant: CopyVariant,
-    cpu: CpuFeatures,
+    dispatch: Dispatch,
 }
 
 impl Read<'_> {
-    /// Copy `[from, to)`, handling every fault in it; recursion only re-copies a prefix that a
-    /// faulting routine may have left unfinished (fast-string loads run ahead of the stores).
-    fn copy_range(&mut self, from: usize, to: usize) -> Flow {
+    /// Copy `[from, to)`, handling every fault in it (`pending`: a fault already met by a call
+    /// over `[from, to)`). Recursion only re-copies a prefix that a faulting routine may have
+    /// left unfinished (fast-string loads run ahead of the stores).
+    fn copy_range(
+        &mut self,
+        from: usize,
+        to: usize,
+        mut pending: Option<(ClaimedFault, Routine)>,
+    ) -> Flow {
         let mut cur = from;
         while cur < to {
-            let routine = routine_for(
-                self.variant,
-                &self.cpu,
-                self.dst as usize + cur,
-                self.src + cur,
-                to - cur,
-            );
-            // SAFETY: `[cur, to)` lies inside both ranges `read_safe`'s caller vouched for.
-            let outcome = unsafe {
-                asm::copy(
-                    routine,
-                    self.dst.wrapping_add(cur),
-                    (self.src + cur) as *const u8,
-                    to - cur,
-                )
+            let (fault, routine) = match pending.take() {
+                Some(met) => met,
+                None => {
+                    let routine =
+                        self.dispatch.routine(self.dst as usize + cur, self.src + cur, to - cur);
+                    // SAFETY: `[cur, to)` lies inside both ranges `read_safe`'s caller vouched for.
+                    let outcome = unsafe {
+                        asm::copy(
+                            routine,
+                            self.dst.wrapping_add(cur),
+                            (self.src + cur) as *const u8,
+                            to - cur,
+                        )
+                    };
+                    match outcome.fault() {
+                        None => return Flow::Continue,
+                        Some(fault) => (fault, routine),
+                    }
+                }
             };
-            let Some(fault) = outcome.fault() else { return Flow::Continue };
             if routine == Routine::Avx2 {
                 asm::after_avx2_fault();
             }
             let (unit_from, unit_to, recorded) = self.unit_within(fault, cur, to);
             // Resume from si_addr, never from RSI: the bytes before the unit may not be copied.
-            if unit_from > cur && self.copy_range(cur, unit_from) == Flow::Stop {
+            if unit_from > cur && self.copy_range(cur, unit_from, None) == Flow::Stop {
                 return Flow::Stop;
             }
             if self.register.faults().last() != Some(&recorded) {
@@ -230,6 +183,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::mcsafe::dispatch::{CopyVariant, copy_variant, set_copy_variant};
     use crate::mcsafe::testutil::PoisonedFile;
 
     /// Tests that change the process-wide variant hold this.
@@ -381,34 +335,6 @@ mod tests {
             poisoned_unit(0x1234_5678, libc::BUS_MCEERR_AR, 0),
             (0x1234_5640, 64, FaultCode::McErrAr)
         );
-    }
-
-    #[test]
-    fn auto_picks_by_shape() {
-        let mut cpu = cpu_features();
-        cpu.fragile = false;
-        cpu.avx2 = true;
-        let big = 64 * 1024;
-        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0000, 0x20_0000, big), Routine::Avx2);
-        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0040, 0x20_0000, big), Routine::Movsb);
-        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0001, 0x20_0000, big), Routine::Avx2);
-        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0000, 0x20_0001, big), Routine::Movsb);
-        assert_eq!(routine_for(CopyVariant::Auto, &cpu, 0x10_0040, 0x20_0000, 256), Routine::Avx2);
-        assert_eq!(
-            routine_for(CopyVariant::RepMovsb, &cpu, 0x10_0000, 0x20_0000, 8),
-            Routine::Movsb
-        );
-        assert_eq!(
-            routine_for(CopyVariant::Fragile, &cpu, 0x10_0040, 0x20_0000, big),
-            Routine::Fragile
-        );
-        cpu.fragile = true;
-        assert_eq!(
-            routine_for(CopyVariant::Auto, &cpu, 0x10_0040, 0x20_0000, big),
-            Routine::Fragile
-        );
-        cpu.avx2 = false;
-        assert_eq!(routine_for(CopyVariant::Vector, &cpu, 0, 0x40, 100), Routine::Fragile);
     }
 
     #[test]

@@ -54,6 +54,23 @@ pub fn cpu_features() -> CpuFeatures {
     *FEATURES.get_or_init(detect)
 }
 
+/// The two facts the copy dispatch needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CopyCpu {
+    /// The AVX2 vector copy is usable.
+    pub avx2: bool,
+    /// The fragile copy is required.
+    pub fragile: bool,
+}
+
+impl CopyCpu {
+    /// From [`cpu_features`].
+    pub(crate) fn detect() -> Self {
+        let f = cpu_features();
+        CopyCpu { avx2: f.avx2, fragile: f.fragile }
+    }
+}
+
 fn detect() -> CpuFeatures {
     let leaf0 = __cpuid(0);
     let max_leaf = leaf0.eax;
@@ -141,6 +158,7 @@ mod tests {
     fn this_machine_is_detected() {
         let f = cpu_features();
         assert_eq!(f, cpu_features());
+        assert_eq!(CopyCpu::detect(), CopyCpu { avx2: f.avx2, fragile: f.fragile });
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
         let has = |flag: &str| cpuinfo.split_whitespace().any(|w| w == flag);
         assert_eq!(f.avx2, has("avx2"));

@@ -6,7 +6,7 @@
 
 use super::asm;
 use super::cpu::{FlushInsn, cpu_features};
-use super::handler::ensure_handler;
+use super::handler::ensure_handler_on_hot_path;
 
 /// A fault met by the flush loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +24,7 @@ pub struct FaultAt {
 /// The range must lie in one live mapping (poisoned pages allowed), and `insn` must exist on this
 /// CPU (use [`cpu_features`]`().flush_insn`; asserted in debug builds).
 pub unsafe fn flush_range(addr: *const u8, len: usize, insn: FlushInsn) -> Result<(), FaultAt> {
-    let installed = ensure_handler();
-    debug_assert!(installed.is_ok(), "SIGBUS handler unavailable: {installed:?}");
+    ensure_handler_on_hot_path();
     debug_assert!(supported(insn), "{insn:?} is not available on this CPU");
     // SAFETY: the caller guarantees the range is mapped and the instruction exists.
     let outcome = unsafe { asm::flush(insn.index(), addr, len) };

@@ -113,11 +113,29 @@ fn ours() -> usize {
 
 /// Install the SIGBUS handler if it is not installed yet. Idempotent; after the first success it
 /// is one atomic load (a plain `mov` on x86-64).
+#[inline]
 pub fn ensure_handler() -> Result<(), Error> {
     if INSTALLED.load(Ordering::Acquire) {
         return Ok(());
     }
     install()
+}
+
+/// [`ensure_handler`] for the read and flush paths, which cannot return an error: inlined to one
+/// load; a failure is asserted in debug builds (release proceeds, and a fault would then kill the
+/// process as it would without mcstore).
+#[inline]
+pub(crate) fn ensure_handler_on_hot_path() {
+    if !INSTALLED.load(Ordering::Acquire) {
+        install_from_hot_path();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn install_from_hot_path() {
+    let installed = install();
+    debug_assert!(installed.is_ok(), "SIGBUS handler unavailable: {installed:?}");
 }
 
 #[cold]

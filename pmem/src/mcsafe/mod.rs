@@ -11,6 +11,7 @@ mod asm;
 mod chain;
 mod copy;
 mod cpu;
+mod dispatch;
 mod flush;
 mod handler;
 mod mappings;
@@ -19,8 +20,9 @@ mod ring;
 #[cfg(test)]
 mod testutil;
 
-pub use copy::{CopyVariant, copy_variant, read_safe, set_copy_variant};
+pub use copy::read_safe;
 pub use cpu::{CpuFeatures, FlushInsn, cpu_features};
+pub use dispatch::{CopyVariant, copy_variant, set_copy_variant};
 pub use flush::{FaultAt, flush_range, sfence};
 pub use handler::{ensure_handler, verify_handler};
 pub use mappings::{MAPPING_TABLE_CAPACITY, MappingId, register_mapping, unregister_mapping};
