@@ -1,0 +1,181 @@
+//! `Iter`: ordered, double-ended iteration over a key range.
+//!
+//! Keys are fetched from the ordered index in chunks (one short read lock each); each key's value
+//! is read through the barrier when the item is produced. INVARIANT: the front and back cursors
+//! bound a shrinking unclaimed range, so no key is produced twice; a key removed before its item
+//! is produced is skipped; every key live for the whole iteration is produced exactly once.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::db::Db;
+use crate::error::Result;
+use crate::limits::ITER_CHUNK_KEYS;
+use crate::value::Value;
+
+/// Iterator over `(key, value)` pairs, ascending; `.rev()` or `next_back` for descending.
+/// An item that cannot be read is an `Err` item; iteration continues after it.
+pub struct Iter {
+    db: Db,
+    /// Lower bound of the keys not yet fetched by either end.
+    low: Bound<Arc<[u8]>>,
+    /// Upper bound of the keys not yet fetched by either end.
+    high: Bound<Arc<[u8]>>,
+    /// Fetched for the front, ascending.
+    front: VecDeque<Arc<[u8]>>,
+    /// Fetched for the back, descending.
+    back: VecDeque<Arc<[u8]>>,
+    /// Nothing is left between `low` and `high`.
+    exhausted: bool,
+}
+
+impl std::fmt::Debug for Iter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter").field("low", &self.low).field("high", &self.high).finish()
+    }
+}
+
+fn borrow(bound: &Bound<Arc<[u8]>>) -> Bound<&[u8]> {
+    bound.as_ref().map(|key| &**key)
+}
+
+impl Iter {
+    pub(crate) fn new(db: Db, low: Bound<Arc<[u8]>>, high: Bound<Arc<[u8]>>) -> Self {
+        Self { db, low, high, front: VecDeque::new(), back: VecDeque::new(), exhausted: false }
+    }
+
+    /// Fetch the next chunk for one end; moves that end's cursor past it.
+    fn refill(&mut self, reverse: bool) {
+        if self.exhausted {
+            return;
+        }
+        let keys = self.db.inner.index.read().keys_between(
+            borrow(&self.low),
+            borrow(&self.high),
+            ITER_CHUNK_KEYS,
+            reverse,
+        );
+        let Some(last) = keys.last() else {
+            self.exhausted = true;
+            return;
+        };
+        if reverse {
+            self.high = Bound::Excluded(Arc::clone(last));
+            self.back.extend(keys);
+        } else {
+            self.low = Bound::Excluded(Arc::clone(last));
+            self.front.extend(keys);
+        }
+    }
+
+    /// The next key claimed by one end: its own buffer, a new chunk, or what the other end
+    /// fetched but has not produced.
+    fn next_key(&mut self, reverse: bool) -> Option<Arc<[u8]>> {
+        let own_empty = if reverse { self.back.is_empty() } else { self.front.is_empty() };
+        if own_empty {
+            self.refill(reverse);
+        }
+        if reverse {
+            self.back.pop_front().or_else(|| self.front.pop_back())
+        } else {
+            self.front.pop_front().or_else(|| self.back.pop_back())
+        }
+    }
+
+    fn next_item(&mut self, reverse: bool) -> Option<Result<(Value, Value)>> {
+        loop {
+            let key = self.next_key(reverse)?;
+            match self.db.inner.read_value(&key, "iterate") {
+                Ok(Some(value)) => return Some(Ok((Value::from(key), value))),
+                Ok(None) => continue,
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(Value, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_item(false)
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.next_item(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::{sim_db, small_options};
+
+    fn keys(
+        items: impl Iterator<Item = crate::Result<(crate::Value, crate::Value)>>,
+    ) -> Vec<Vec<u8>> {
+        items.map(|item| item.unwrap().0.to_vec()).collect()
+    }
+
+    fn k(i: u32) -> Vec<u8> {
+        format!("key{i:04}").into_bytes()
+    }
+
+    #[test]
+    fn range_and_prefix_in_both_directions() {
+        let (_sim, db) = sim_db(1 << 20, small_options());
+        for i in 0..300u32 {
+            db.put(k(i), i.to_le_bytes()).unwrap();
+        }
+        db.put("other", "x").unwrap();
+        db.put([0xffu8, 0xff], "high").unwrap();
+        let forward = keys(db.range(k(10)..k(200)));
+        assert_eq!(forward, (10..200).map(k).collect::<Vec<_>>());
+        let backward = keys(db.range(k(10)..=k(200)).rev());
+        assert_eq!(backward, (10..=200).rev().map(k).collect::<Vec<_>>());
+        assert_eq!(keys(db.prefix("key01")), (100..200).map(k).collect::<Vec<_>>());
+        assert_eq!(keys(db.prefix("key01").rev()), (100..200).rev().map(k).collect::<Vec<_>>());
+        assert_eq!(keys(db.prefix([0xffu8])), vec![vec![0xff, 0xff]]);
+        assert_eq!(keys(db.prefix("")).len(), 302);
+        assert!(keys(db.range(k(20)..k(10))).is_empty());
+        let (key, value) = db.range(k(7)..).next().unwrap().unwrap();
+        assert_eq!((key.to_vec(), value.to_vec()), (k(7), 7u32.to_le_bytes().to_vec()));
+        assert_eq!(keys(db.iter()).len(), 302);
+    }
+
+    #[test]
+    fn both_ends_meet_without_repeating_a_key() {
+        let (_sim, db) = sim_db(1 << 20, small_options());
+        for i in 0..200u32 {
+            db.put(k(i), "v").unwrap();
+        }
+        let mut iter = db.range(k(0)..k(200));
+        let mut seen = Vec::new();
+        let mut from_back = true;
+        while let Some(item) = if from_back { iter.next_back() } else { iter.next() } {
+            seen.push(item.unwrap().0.to_vec());
+            from_back = seen.len() % 3 != 0;
+        }
+        seen.sort();
+        assert_eq!(seen, (0..200).map(k).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn keys_removed_before_their_turn_are_skipped() {
+        let (_sim, db) = sim_db(1 << 20, small_options());
+        for i in 0..10u32 {
+            db.put(k(i), "v").unwrap();
+        }
+        let mut iter = db.iter();
+        assert_eq!(iter.next().unwrap().unwrap().0.to_vec(), k(0));
+        db.remove(k(5)).unwrap();
+        db.put(k(6), "changed").unwrap();
+        let rest: Vec<(Vec<u8>, Vec<u8>)> =
+            iter.map(|item| item.map(|(a, b)| (a.to_vec(), b.to_vec())).unwrap()).collect();
+        assert_eq!(rest.len(), 8);
+        assert!(!rest.iter().any(|(key, _)| *key == k(5)));
+        assert!(rest.contains(&(k(6), b"changed".to_vec())));
+    }
+}

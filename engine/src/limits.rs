@@ -1,0 +1,22 @@
+//! Limits of the engine, in one place (documented in `docs/limits.md`). Input beyond them is a
+//! typed error, never a panic.
+
+/// Longest key, in bytes.
+pub const KEY_BYTES_MAX: usize = 64 * 1024;
+/// Longest value, in bytes. A record (header, key, value, padding) must also fit in one
+/// segment's data area, so small segments allow less (`Error::ValueTooLarge` says how much).
+pub const VALUE_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Most operations in one batch. A batch must also fit in one segment's data area.
+pub const BATCH_OPS_MAX: usize = 1 << 20;
+/// Largest pool, in bytes (also the largest `max_size_bytes`).
+pub const POOL_BYTES_MAX: u64 = 1 << 44;
+/// Pool size `Options::default()` creates.
+pub const DEFAULT_POOL_BYTES: u64 = 64 << 20;
+/// Segment size `Options::default()` creates.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 2 << 20;
+/// Smallest segment size accepted.
+pub const SEGMENT_BYTES_MIN: u64 = 64 << 10;
+/// Largest segment size accepted.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+/// Keys fetched from the ordered index per lock acquisition while iterating.
+pub const ITER_CHUNK_KEYS: usize = 64;

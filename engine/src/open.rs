@@ -1,0 +1,357 @@
+//! Opening and closing a store: create or open the medium, recover, apply the Engine policy to
+//! what recovery found, bulk-load the index, mark the pool in use; and the reverse at close.
+//!
+//! INVARIANT: a store that is read-only, failed, or running in a process other than the one that
+//! opened it (a forked child) writes nothing at close; otherwise the last handle's drop marks a
+//! clean shutdown and releases the pool's lock before it returns.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mcstore_pmem::{MapOptions, MappedMedium, Medium};
+use mcstore_recovery::format::RecordKind;
+use mcstore_recovery::scan::{Recovered, ScanOptions, SegmentStatus};
+use mcstore_recovery::{CreateParams, pool};
+use parking_lot::{Mutex, RwLock};
+
+use crate::db::{Db, Inner};
+use crate::error::{Error, Result};
+use crate::index::{Index, Location};
+use crate::latch::Latch;
+use crate::options::Options;
+use crate::policy::EngineFallback;
+use crate::stats::Counters;
+use crate::writer::{LogWriter, OpenSegment, WriterStart};
+
+/// Granularity pool sizes are rounded up to.
+const POOL_SIZE_ALIGN: u64 = mcstore_pmem::limits::PAGE_SIZE;
+
+impl Db {
+    /// Create a new pool file at `path` of `options.size_bytes` and open it
+    /// (`Error::AlreadyExists` if the file exists).
+    pub fn create(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let path = path.as_ref();
+        options.validate(false)?;
+        let len = options.size_bytes.next_multiple_of(POOL_SIZE_ALIGN);
+        let map = map_options(&options, len);
+        let medium = MappedMedium::create(path, len, &map)
+            .map_err(|error| Error::pmem("creating the pool file", error))?;
+        let mode = medium.mode().as_str();
+        let medium: Arc<dyn Medium> = Arc::new(medium);
+        let created = format_pool(medium.as_ref(), &options)
+            .and_then(|()| open_medium(medium, Some(path.to_path_buf()), mode, options, false));
+        if created.is_err() {
+            // Not a pool: do not leave a file that every later open would refuse.
+            let _ = std::fs::remove_file(path);
+        }
+        created
+    }
+
+    /// Open the pool file at `path` (`Error::NotFound` if absent). The pool grows to
+    /// `options.size_bytes` if it is smaller (unless read-only).
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let path = path.as_ref();
+        options.validate(false)?;
+        let current = std::fs::metadata(path).map_or(0, |m| m.len());
+        let map = map_options(&options, current);
+        let medium = MappedMedium::open(path, &map)
+            .map_err(|error| Error::pmem("opening the pool file", error))?;
+        let mode = medium.mode().as_str();
+        let wanted = options.size_bytes.next_multiple_of(POOL_SIZE_ALIGN);
+        if !options.read_only && medium.len() < wanted {
+            medium.grow(wanted).map_err(|error| Error::pmem("growing the pool", error))?;
+        }
+        open_medium(Arc::new(medium), Some(path.to_path_buf()), mode, options, false)
+    }
+
+    /// Open the pool at `path`, creating it if absent.
+    pub fn open_or_create(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let path = path.as_ref();
+        match Db::open(path, options.clone()) {
+            Err(Error::NotFound { .. }) => match Db::create(path, options.clone()) {
+                // Someone else created it between our open and create.
+                Err(Error::AlreadyExists { .. }) => Db::open(path, options),
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    /// Format `medium` as a new pool and open it (tests and fuzzing: a `SimMedium`). The
+    /// medium's length is the pool size; `size_bytes` is ignored, `max_size_bytes` applies.
+    pub fn create_on(medium: Arc<dyn Medium>, options: Options) -> Result<Db> {
+        options.validate(true)?;
+        format_pool(medium.as_ref(), &options)?;
+        open_medium(medium, None, "custom", options, true)
+    }
+
+    /// Open the pool on `medium` (tests and fuzzing: a `SimMedium` or a crash image).
+    pub fn open_on(medium: Arc<dyn Medium>, options: Options) -> Result<Db> {
+        options.validate(true)?;
+        open_medium(medium, None, "custom", options, true)
+    }
+
+    /// Close this handle. The last handle persists, marks a clean shutdown and releases the
+    /// pool's lock, returning what failed; other handles keep the store open (then this only
+    /// reports the failed state).
+    pub fn close(self) -> Result<()> {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner.shutdown(),
+            Err(shared) => shared.latch.check(),
+        }
+    }
+}
+
+fn map_options(options: &Options, current_len: u64) -> MapOptions {
+    MapOptions::new()
+        .mode(options.mode.into())
+        .max_len(options.max_len(current_len, false).next_multiple_of(POOL_SIZE_ALIGN))
+        .read_only(options.read_only)
+}
+
+fn format_pool(medium: &dyn Medium, options: &Options) -> Result<()> {
+    let params =
+        CreateParams { segment_size_bytes: options.segment_size_bytes, ..Default::default() };
+    pool::create(medium, &params).map_err(|error| Error::recovery("formatting the pool", error))?;
+    Ok(())
+}
+
+/// Recover `medium`, apply the Engine policy to damage, and build the store.
+fn open_medium(
+    medium: Arc<dyn Medium>,
+    path: Option<PathBuf>,
+    mode: &'static str,
+    options: Options,
+    sized_by_medium: bool,
+) -> Result<Db> {
+    let scan = ScanOptions {
+        on_progress: options.on_recovery_progress.clone(),
+        mode: mode.to_string(),
+        ..ScanOptions::default()
+    };
+    let recovered = mcstore_recovery::scan::recover(medium.as_ref(), &scan)
+        .map_err(|error| Error::recovery("recovering the pool", error))?;
+    let latch = Arc::new(Latch::default());
+    if !recovered.damage.is_empty() {
+        // Engine domain: `retry_replica` has no replica to read yet; straight to the fallback.
+        match options.policy.engine.fallback {
+            // At open, `Halt` returns the report instead of aborting.
+            EngineFallback::Fail | EngineFallback::Halt => {
+                return Err(Error::Damaged(Box::new(recovered.report)));
+            }
+            EngineFallback::Latch => latch.trip(format!(
+                "recovery found {} damaged range(s); see recovery_report()",
+                recovered.damage.len()
+            )),
+        }
+    }
+    let Recovered {
+        mut superblock,
+        geometry,
+        segments,
+        open_segment,
+        entries,
+        next_lsn,
+        next_segment_seq,
+        report,
+        ..
+    } = recovered;
+    // INVARIANT: never issue a sequence recovery saw (persisted with the next superblock write).
+    superblock.highest_segment_seq =
+        superblock.highest_segment_seq.max(next_segment_seq.saturating_sub(1));
+    let index =
+        Index::bulk_load(entries.into_iter().filter(|e| e.kind == RecordKind::Put).map(|e| {
+            let location =
+                Location { offset: e.offset, len: e.len, segment_seq: e.segment_seq, lsn: e.lsn.0 };
+            (Arc::<[u8]>::from(e.key), location)
+        }));
+    let set_uuid = superblock.set_uuid;
+    let writer = if options.read_only || latch.is_tripped() {
+        None
+    } else {
+        let open = open_segment
+            .and_then(|id| segments.iter().find(|s| s.id == id))
+            .map(|s| OpenSegment { id: s.id, seq: s.seq, tail: s.tail });
+        let free: BTreeSet<u32> =
+            segments.iter().filter(|s| s.status == SegmentStatus::Free).map(|s| s.id.0).collect();
+        let start = WriterStart {
+            superblock,
+            geometry,
+            open,
+            free,
+            next_lsn: next_lsn.0,
+            max_len: options.max_len(medium.len(), sized_by_medium),
+        };
+        let mut writer = LogWriter::new(Arc::clone(&medium), Arc::clone(&latch), start);
+        let pid = std::process::id();
+        // PERSIST: the pool is marked in use (SUPERBLOCK_WRITE) before any write is accepted,
+        // so a crash from here on is seen as an unclean shutdown.
+        writer.update_superblock(|sb| {
+            sb.clean_shutdown = false;
+            sb.opener_pid = pid;
+        })?;
+        Some(writer)
+    };
+    let inner = Inner {
+        medium,
+        path,
+        mode,
+        options,
+        geometry,
+        set_uuid,
+        index: RwLock::new(index),
+        writer: Mutex::new(writer),
+        latch,
+        report: Arc::new(report),
+        opener_pid: std::process::id(),
+        counters: Counters::default(),
+        closed: AtomicBool::new(false),
+    };
+    Ok(Db { inner: Arc::new(inner) })
+}
+
+impl Inner {
+    /// Mark a clean shutdown (once). Skipped when read-only, failed, or in a forked child; a
+    /// failed store reports `Failed`.
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.latch.check()?;
+        if std::process::id() != self.opener_pid {
+            return Ok(());
+        }
+        let mut writer = self.writer.lock();
+        match writer.as_mut() {
+            // PERSIST: every record is already durable (acknowledged = persisted); the flag is
+            // the last write (SUPERBLOCK_WRITE).
+            Some(writer) => writer.update_superblock(|sb| sb.clean_shutdown = true),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // Errors have nowhere to go from a drop; `close()` returns them.
+            let _ = self.shutdown();
+        }
+        // The medium (and with it the pool's lock) is released when the fields drop, before
+        // the last handle's drop returns.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcstore_pmem::{Medium, SimMedium};
+    use mcstore_recovery::format::SegmentId;
+
+    use super::*;
+    use crate::policy::Policy;
+    use crate::test_support::{SEGMENT, reopen, shm_dir, sim_db, small_options};
+
+    #[test]
+    fn mapped_pool_create_open_and_lock() {
+        let dir = shm_dir();
+        let path = dir.path().join("pool");
+        let options = small_options().size_bytes(1 << 20).mode(crate::Mode::ForcedPmem);
+        let db = Db::create(&path, options.clone()).unwrap();
+        assert_eq!(db.stats().mode, "forced-pmem");
+        db.put("a", "1").unwrap();
+        assert!(matches!(Db::create(&path, options.clone()), Err(Error::AlreadyExists { .. })));
+        assert!(matches!(Db::open(&path, options.clone()), Err(Error::Locked { .. })));
+        drop(db);
+        // The lock is released by the time drop returns.
+        let db = Db::open(&path, options.clone()).unwrap();
+        assert!(db.recovery_report().clean_shutdown);
+        assert_eq!(db.get("a").unwrap().unwrap(), b"1");
+        db.close().unwrap();
+        let missing = dir.path().join("missing");
+        assert!(matches!(Db::open(&missing, options.clone()), Err(Error::NotFound { .. })));
+        let db = Db::open_or_create(&missing, options.clone()).unwrap();
+        db.put("b", "2").unwrap();
+        drop(db);
+        let db = Db::open_or_create(&missing, options).unwrap();
+        assert_eq!(db.get("b").unwrap().unwrap(), b"2");
+    }
+
+    #[test]
+    fn open_grows_to_size_bytes_and_never_shrinks() {
+        let dir = shm_dir();
+        let path = dir.path().join("pool");
+        let options = small_options().mode(crate::Mode::ForcedPmem);
+        Db::create(&path, options.clone().size_bytes(512 << 10)).unwrap().close().unwrap();
+        let db = Db::open(&path, options.clone().size_bytes(1 << 20)).unwrap();
+        assert_eq!(db.stats().pool_bytes, 1 << 20);
+        db.close().unwrap();
+        let db = Db::open(&path, options.size_bytes(256 << 10)).unwrap();
+        assert_eq!(db.stats().pool_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn out_of_space_is_clean_and_not_latched_and_growth_helps() {
+        // Superblocks and 3 segments of 64 KiB.
+        let (sim, db) = sim_db(256 << 10, small_options());
+        let value = vec![9u8; 4000];
+        let mut written = 0u32;
+        let error = loop {
+            match db.put(written.to_be_bytes(), &value) {
+                Ok(()) => written += 1,
+                Err(error) => break error,
+            }
+        };
+        assert!(matches!(error, Error::OutOfSpace { .. }), "{error:?}");
+        assert!(written >= 40, "{written}");
+        assert!(!db.stats().failed);
+        assert_eq!(db.len(), written as usize);
+        assert_eq!(db.get(0u32.to_be_bytes()).unwrap().unwrap(), value);
+        assert!(matches!(db.put("x", &value), Err(Error::OutOfSpace { .. })));
+        drop(db);
+        // Same pool, allowed to grow: writes go on.
+        let db = reopen(&sim, small_options().max_size_bytes(1 << 20));
+        for i in written..written + 100 {
+            db.put(i.to_be_bytes(), &value).unwrap();
+        }
+        assert!(db.stats().pool_bytes > 256 << 10);
+        drop(db);
+        let db = reopen(&sim, small_options());
+        assert_eq!(db.len(), written as usize + 100);
+        assert_eq!(db.get((written + 99).to_be_bytes()).unwrap().unwrap(), value);
+    }
+
+    #[test]
+    fn poisoned_segment_header_at_open_follows_the_engine_policy() {
+        let (sim, db) = sim_db(512 << 10, small_options());
+        db.put("a", "1").unwrap();
+        drop(db);
+        let geometry = mcstore_recovery::format::Geometry::for_segment_size(SEGMENT).unwrap();
+        sim.inject_poison(geometry.segment_offset(SegmentId(0)), 64).unwrap();
+        // Latch (the default): open succeeds into the failed state, the report says why.
+        let db = reopen(&sim, small_options());
+        assert!(db.get("a").unwrap_err().is_failed());
+        assert!(db.put("b", "2").unwrap_err().is_failed());
+        assert!(db.stats().failed);
+        assert!(db.recovery_report().damage_found > 0);
+        drop(db);
+        // Fail: open returns the report.
+        let medium: Arc<dyn Medium> = sim.clone();
+        let fail = small_options().policy(Policy::default().engine(true, EngineFallback::Fail));
+        assert!(matches!(Db::open_on(medium, fail), Err(Error::Damaged(_))));
+        // Halt at open: an Err with the report, not an abort.
+        let medium: Arc<dyn Medium> = sim.clone();
+        let halt = small_options().policy(Policy::default().engine(true, EngineFallback::Halt));
+        assert!(matches!(Db::open_on(medium, halt), Err(Error::Damaged(_))));
+    }
+
+    #[test]
+    fn unformatted_medium_is_unsupported_format() {
+        let medium: Arc<dyn Medium> = Arc::new(SimMedium::new(256 << 10));
+        assert!(matches!(
+            Db::open_on(medium, small_options()),
+            Err(Error::UnsupportedFormat { .. })
+        ));
+    }
+}

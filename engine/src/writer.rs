@@ -1,0 +1,261 @@
+//! `LogWriter`: the single writer's state and the commit protocol of `docs/commit.md` —
+//! reserve, encode, persist the records, publish the committed tail; segment roll and growth.
+//!
+//! INVARIANT: a record is reachable (below a published tail) only after its bytes were flushed
+//! and fenced (RECORD_PERSIST); a segment sequence is issued in the superblock before any header
+//! carries it; `OutOfSpace` is decided before anything is written. A failed persist trips the
+//! latch. Group commit ([3]) replaces `append`'s body with a leader persisting many writers'
+//! reservations behind one pair of fences; the shape (reserve → encode → persist → publish)
+//! stays.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use mcstore_pmem::Medium;
+use mcstore_recovery::format::{
+    Geometry, Lsn, RecordContext, RecordKind, SegmentId, Superblock, Uuid, encode_record,
+    encoded_len,
+};
+use mcstore_recovery::{pool, sites};
+
+use crate::error::{Error, Result};
+use crate::index::Location;
+use crate::latch::Latch;
+
+/// One record to append.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingRecord<'a> {
+    /// Put or delete.
+    pub kind: RecordKind,
+    /// The key.
+    pub key: &'a [u8],
+    /// The value (empty for a delete).
+    pub value: &'a [u8],
+}
+
+/// The segment records are appended to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpenSegment {
+    /// Which segment.
+    pub id: SegmentId,
+    /// Its sequence.
+    pub seq: u64,
+    /// Bytes used in its data area (the committed tail).
+    pub tail: u64,
+}
+
+/// What the writer starts from (from recovery or a fresh pool).
+pub(crate) struct WriterStart {
+    /// The current superblock (the writer updates and rewrites it).
+    pub superblock: Superblock,
+    /// The pool's geometry.
+    pub geometry: Geometry,
+    /// The segment to append to, if any.
+    pub open: Option<OpenSegment>,
+    /// Segments never used (free for a roll).
+    pub free: BTreeSet<u32>,
+    /// The next log sequence number.
+    pub next_lsn: u64,
+    /// The size the pool may grow to.
+    pub max_len: u64,
+}
+
+/// The single writer. Callers hold the writer mutex around every method.
+pub(crate) struct LogWriter {
+    medium: Arc<dyn Medium>,
+    latch: Arc<Latch>,
+    superblock: Superblock,
+    geometry: Geometry,
+    set_uuid: Uuid,
+    open: Option<OpenSegment>,
+    free: BTreeSet<u32>,
+    next_lsn: u64,
+    max_len: u64,
+    rolls: u64,
+    scratch: Vec<u8>,
+}
+
+impl LogWriter {
+    /// A writer over `medium` starting from `start`.
+    pub(crate) fn new(medium: Arc<dyn Medium>, latch: Arc<Latch>, start: WriterStart) -> Self {
+        let set_uuid = start.superblock.set_uuid;
+        Self {
+            medium,
+            latch,
+            superblock: start.superblock,
+            geometry: start.geometry,
+            set_uuid,
+            open: start.open,
+            free: start.free,
+            next_lsn: start.next_lsn,
+            max_len: start.max_len,
+            rolls: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes one segment's data area holds: the most one record or batch may take.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.geometry.data_capacity()
+    }
+
+    /// The segment appended to, if any.
+    pub(crate) fn open_segment(&self) -> Option<OpenSegment> {
+        self.open
+    }
+
+    /// Segments never used.
+    pub(crate) fn free_segments(&self) -> usize {
+        self.free.len()
+    }
+
+    /// The next log sequence number.
+    pub(crate) fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// Segment rolls since open.
+    pub(crate) fn rolls(&self) -> u64 {
+        self.rolls
+    }
+
+    /// The size the pool may grow to.
+    pub(crate) fn max_len(&self) -> u64 {
+        self.max_len
+    }
+
+    /// Append `records` atomically: after a crash all of them are in the log or none is.
+    /// Returns each record's location, in order. The caller checked the total fits in one
+    /// segment (`capacity`).
+    pub(crate) fn append(&mut self, records: &[PendingRecord<'_>]) -> Result<Vec<Location>> {
+        self.latch.check()?;
+        let total: u64 = records.iter().map(|r| encoded_len(r.key.len(), r.value.len())).sum();
+        assert!(total <= self.capacity(), "caller must bound records to one segment");
+        // 1. Reserve: room in the open segment, or a new one. OutOfSpace leaves nothing written.
+        let segment = self.reserve(total)?;
+        // 2. Encode at their final offsets (the checksum covers offset, segment seq, set uuid).
+        let start = self.geometry.data_start(segment.id) + segment.tail;
+        self.scratch.clear();
+        let mut locations = Vec::with_capacity(records.len());
+        for record in records {
+            let offset = start + self.scratch.len() as u64;
+            let ctx = RecordContext { offset, segment_seq: segment.seq, set_uuid: self.set_uuid };
+            let lsn = self.next_lsn;
+            self.next_lsn += 1;
+            let before = self.scratch.len();
+            encode_record(&mut self.scratch, record.kind, Lsn(lsn), record.key, record.value, &ctx);
+            let len = self.scratch.len() - before;
+            assert_eq!(len as u64, encoded_len(record.key.len(), record.value.len()));
+            let len = u32::try_from(len).map_err(|_| Error::ValueTooLarge {
+                len: record.value.len(),
+                max: u32::MAX as usize,
+            })?;
+            locations.push(Location { offset, len, segment_seq: segment.seq, lsn });
+        }
+        debug_assert_eq!(self.scratch.len() as u64, total);
+        // 3. PERSIST: records written, flushed and fenced (RECORD_PERSIST) before the tail that
+        //    makes them reachable is stored.
+        if let Err(error) = pool::persist_records(self.medium.as_ref(), start, &self.scratch) {
+            return Err(self.trip("persisting records", error));
+        }
+        // 4. PERSIST: publish the committed tail: one failure-atomic store, flushed and fenced
+        //    (TAIL_PUBLISH). After this fence the batch is durable and, on recovery, visible.
+        let tail = segment.tail + total;
+        let (medium, geometry, set_uuid) = (&self.medium, &self.geometry, &self.set_uuid);
+        if let Err(error) =
+            pool::publish_tail(medium.as_ref(), geometry, segment.id, segment.seq, set_uuid, tail)
+        {
+            return Err(self.trip("publishing the committed tail", error));
+        }
+        self.open = Some(OpenSegment { tail, ..segment });
+        Ok(locations)
+    }
+
+    /// Write the superblock (generation + 1, the other slot) with `change` applied.
+    pub(crate) fn update_superblock(&mut self, change: impl FnOnce(&mut Superblock)) -> Result<()> {
+        self.latch.check()?;
+        let mut next = self.superblock.clone();
+        change(&mut next);
+        if let Err(error) = pool::write_superblock(self.medium.as_ref(), &mut next) {
+            return Err(self.trip("writing the superblock", error));
+        }
+        self.superblock = next;
+        Ok(())
+    }
+
+    /// Make room for `total` bytes: the open segment if it has them, else roll to a free segment
+    /// (growing the pool first when none is free).
+    fn reserve(&mut self, total: u64) -> Result<OpenSegment> {
+        if let Some(open) = self.open
+            && open.tail + total <= self.capacity()
+        {
+            return Ok(open);
+        }
+        let id = match self.free.first().copied() {
+            Some(id) => id,
+            None => self.grow(total)?,
+        };
+        self.roll(SegmentId(id))
+    }
+
+    /// Start appending to segment `id`: issue its sequence in the superblock, then initialise it
+    /// in the defined order (tail cleared and fenced before the new header).
+    fn roll(&mut self, id: SegmentId) -> Result<OpenSegment> {
+        self.latch.check()?;
+        let mut next = self.superblock.clone();
+        // PERSIST: `open_segment` issues the sequence in the superblock (SUPERBLOCK_WRITE) before
+        // a header carries it, then SEGMENT_TAIL_CLEAR, then SEGMENT_HEADER.
+        let seq = match pool::open_segment(self.medium.as_ref(), &mut next, id) {
+            Ok(seq) => seq,
+            Err(error) => return Err(self.trip("opening a segment", error)),
+        };
+        self.superblock = next;
+        self.free.remove(&id.0);
+        self.rolls += 1;
+        let open = OpenSegment { id, seq, tail: 0 };
+        self.open = Some(open);
+        Ok(open)
+    }
+
+    /// Grow the pool (doubling, capped at `max_len`) until a new segment exists; its id.
+    /// Nothing is written on failure, and failure does not latch.
+    fn grow(&mut self, needed: u64) -> Result<u32> {
+        let len = self.medium.len();
+        let count = self.geometry.segment_count(len);
+        let step = len.max(self.geometry.segment_size_bytes);
+        let target = len.saturating_add(step).min(self.max_len);
+        let out_of_space =
+            || Error::OutOfSpace { needed, pool_bytes: len, max_bytes: self.max_len };
+        if target <= len || self.geometry.segment_count(target) <= count {
+            return Err(out_of_space());
+        }
+        match self.medium.grow(target) {
+            Ok(()) => {}
+            Err(mcstore_pmem::Error::OutOfSpace { .. } | mcstore_pmem::Error::BeyondMax { .. }) => {
+                return Err(out_of_space());
+            }
+            Err(error) => return Err(Error::pmem("growing the pool", error)),
+        }
+        let grown = self.geometry.segment_count(self.medium.len());
+        // PERSIST: the new segments' header and tail lines are zero (GROW_SEGMENTS) before one
+        // is opened, whatever the file held there.
+        let (first, end) = (SegmentId(count), SegmentId(grown));
+        if let Err(error) = pool::clear_segment_lines(
+            self.medium.as_ref(),
+            &self.geometry,
+            first,
+            end,
+            sites::GROW_SEGMENTS,
+        ) {
+            return Err(self.trip("clearing grown segments", error));
+        }
+        self.free.extend(count..grown);
+        self.free.first().copied().ok_or_else(out_of_space)
+    }
+
+    /// Trip the latch for a failed persist and return the error for the call that met it.
+    fn trip(&self, context: &str, error: mcstore_recovery::Error) -> Error {
+        self.latch.trip(format!("{context} failed: {error}"));
+        Error::recovery(context, error)
+    }
+}
