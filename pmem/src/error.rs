@@ -63,6 +63,14 @@ pub enum Error {
         /// The length asked for.
         requested: u64,
     },
+    /// A change (write, store, grow, poison injection, repair) on a medium opened read-only.
+    #[error("{path}: {what} refused: opened read-only")]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+        /// What was refused.
+        what: String,
+    },
     /// A grow beyond the reserved maximum.
     #[error("grow to {requested} bytes exceeds the reserved maximum of {max} bytes")]
     BeyondMax {

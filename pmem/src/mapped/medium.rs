@@ -8,7 +8,6 @@
 #![allow(unsafe_code)]
 
 use std::fs::File;
-use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -122,10 +121,7 @@ impl MappedMedium {
 
     pub(super) fn refuse_read_only(&self, what: &str) -> Result<()> {
         if self.share.read_only {
-            return Err(Error::io(
-                format!("{}: {what} on a medium opened read-only", self.path.display()),
-                io::Error::from(io::ErrorKind::PermissionDenied),
-            ));
+            return Err(Error::ReadOnly { path: self.path.clone(), what: what.to_string() });
         }
         Ok(())
     }
@@ -421,9 +417,7 @@ mod tests {
             MappedMedium::open(&path, &MapOptions::new().read_only(true).max_len(2 * LEN)).unwrap();
         assert_eq!(read_back(&m, 100, 5), b"hello");
         let refused = |r: Result<()>| match r {
-            Err(Error::Io { source, .. }) => {
-                assert_eq!(source.kind(), io::ErrorKind::PermissionDenied)
-            }
+            Err(Error::ReadOnly { path: p, .. }) => assert_eq!(p, path),
             other => panic!("{other:?}"),
         };
         refused(m.write(0, b"x"));
