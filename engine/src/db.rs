@@ -541,6 +541,38 @@ mod tests {
         assert_eq!(db.get("k2").unwrap().unwrap(), b"fresh");
     }
 
+    /// Real SIGBUS: emulated poison on a mapped pool in /dev/shm is met by the machine-check-safe
+    /// copy; the read fails with the key, other keys read fine, and the store carries on.
+    #[test]
+    fn mapped_poison_fails_the_read_naming_the_key() {
+        let dir = crate::test_support::shm_dir();
+        let map = mcstore_pmem::MapOptions::new().mode(mcstore_pmem::ModeRequest::ForcedPmem);
+        let mapped = Arc::new(
+            mcstore_pmem::MappedMedium::create(&dir.path().join("pool"), 1 << 20, &map).unwrap(),
+        );
+        let medium: Arc<dyn Medium> = mapped.clone();
+        let db = Db::create_on(medium, small_options()).unwrap();
+        db.put("before", "b").unwrap();
+        db.put("victim", vec![7u8; 3 * 4096]).unwrap();
+        db.put("after", "a").unwrap();
+        let location = db.inner.index.read().get(b"victim").unwrap();
+        let page = location.offset.next_multiple_of(4096);
+        assert!(page + 4096 <= location.offset + u64::from(location.len));
+        mapped.inject_poison(page, 4096).unwrap();
+        match db.get("victim") {
+            Err(Error::Media { domain: Domain::User, offset, len, key, .. }) => {
+                assert_eq!((offset, len), (page, 4096));
+                assert_eq!(key.as_deref(), Some(&b"victim"[..]));
+            }
+            other => panic!("expected Error::Media, got {other:?}"),
+        }
+        assert_eq!(db.get("before").unwrap().unwrap(), b"b");
+        assert_eq!(db.get("after").unwrap().unwrap(), b"a");
+        db.put("later", "l").unwrap();
+        assert_eq!(db.get("later").unwrap().unwrap(), b"l");
+        assert!(!db.stats().failed);
+    }
+
     /// `Halt` on a poisoned value: the hook runs, then the process aborts. Run in a child (this
     /// test binary re-executed), since the abort kills the process.
     #[test]

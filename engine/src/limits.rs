@@ -1,8 +1,11 @@
 //! Limits of the engine, in one place (documented in `docs/limits.md`). Input beyond them is a
-//! typed error, never a panic.
+//! typed error, never a panic. The format's limits (`mcstore_recovery::limits`) are the source
+//! of the key and segment limits here.
+
+use mcstore_recovery::limits as format;
 
 /// Longest key, in bytes.
-pub const KEY_BYTES_MAX: usize = 64 * 1024;
+pub const KEY_BYTES_MAX: usize = format::KEY_BYTES_MAX;
 /// Longest value, in bytes. A record (header, key, value, padding) must also fit in one
 /// segment's data area, so small segments allow less (`Error::ValueTooLarge` says how much).
 pub const VALUE_BYTES_MAX: usize = 256 * 1024 * 1024;
@@ -13,10 +16,10 @@ pub const POOL_BYTES_MAX: u64 = 1 << 44;
 /// Pool size `Options::default()` creates.
 pub const DEFAULT_POOL_BYTES: u64 = 64 << 20;
 /// Segment size `Options::default()` creates.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 2 << 20;
+pub const DEFAULT_SEGMENT_BYTES: u64 = format::SEGMENT_BYTES_DEFAULT;
 /// Smallest segment size accepted.
-pub const SEGMENT_BYTES_MIN: u64 = 64 << 10;
+pub const SEGMENT_BYTES_MIN: u64 = format::SEGMENT_BYTES_MIN;
 /// Largest segment size accepted.
-pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+pub const SEGMENT_BYTES_MAX: u64 = format::SEGMENT_BYTES_MAX;
 /// Keys fetched from the ordered index per lock acquisition while iterating.
 pub const ITER_CHUNK_KEYS: usize = 64;

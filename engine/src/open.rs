@@ -133,6 +133,14 @@ fn open_medium(
     };
     let recovered = mcstore_recovery::scan::recover(medium.as_ref(), &scan)
         .map_err(|error| Error::recovery("recovering the pool", error))?;
+    if let Some(reason) = &recovered.report.read_only_reason
+        && !options.read_only
+    {
+        return Err(Error::UnsupportedFormat {
+            reason: format!("{reason}: the pool can be opened read-only only"),
+            source: None,
+        });
+    }
     let latch = Arc::new(Latch::default());
     if !recovered.damage.is_empty() {
         // Engine domain: `retry_replica` has no replica to read yet; straight to the fallback.
