@@ -99,7 +99,7 @@ std::arch::global_asm!(
     "    jmp .Lv_done_wide",
     ".Lv_over64:",
     "    cmp rdx, 128",
-    "    ja .Lv_128",
+    "    ja .Lv_over128",
     // 65..=128 bytes: two from the head, two from the tail.
     "    vmovdqu ymm0, ymmword ptr [rsi]",
     "    vmovdqu ymm1, ymmword ptr [rsi + 32]",
@@ -110,15 +110,47 @@ std::arch::global_asm!(
     "    vmovdqu ymmword ptr [r8 - 64], ymm2",
     "    vmovdqu ymmword ptr [r8 - 32], ymm3",
     "    jmp .Lv_done_wide",
+    ".Lv_over128:",
+    "    cmp rdx, 256",
+    "    ja .Lv_big",
+    // 129..=256 bytes: four from the head, four from the tail.
+    "    vmovdqu ymm0, ymmword ptr [rsi]",
+    "    vmovdqu ymm1, ymmword ptr [rsi + 32]",
+    "    vmovdqu ymm2, ymmword ptr [rsi + 64]",
+    "    vmovdqu ymm3, ymmword ptr [rsi + 96]",
+    "    vmovdqu ymm4, ymmword ptr [rcx - 128]",
+    "    vmovdqu ymm5, ymmword ptr [rcx - 96]",
+    "    vmovdqu ymm6, ymmword ptr [rcx - 64]",
+    "    vmovdqu ymm7, ymmword ptr [rcx - 32]",
+    "    vmovdqu ymmword ptr [rdi], ymm0",
+    "    vmovdqu ymmword ptr [rdi + 32], ymm1",
+    "    vmovdqu ymmword ptr [rdi + 64], ymm2",
+    "    vmovdqu ymmword ptr [rdi + 96], ymm3",
+    "    vmovdqu ymmword ptr [r8 - 128], ymm4",
+    "    vmovdqu ymmword ptr [r8 - 96], ymm5",
+    "    vmovdqu ymmword ptr [r8 - 64], ymm6",
+    "    vmovdqu ymmword ptr [r8 - 32], ymm7",
+    "    jmp .Lv_done_wide",
+    // Over 256 bytes: copy the first 32, then continue from the next 32-aligned destination.
+    ".Lv_big:",
+    "    vmovdqu ymm0, ymmword ptr [rsi]",
+    "    vmovdqu ymmword ptr [rdi], ymm0",
+    "    mov r9, rdi",
+    "    and r9, 31",
+    "    mov r10, 32",
+    "    sub r10, r9",
+    "    add rsi, r10",
+    "    add rdi, r10",
+    "    sub rdx, r10",
     ".Lv_128:",
     "    vmovdqu ymm0, ymmword ptr [rsi]",
     "    vmovdqu ymm1, ymmword ptr [rsi + 32]",
     "    vmovdqu ymm2, ymmword ptr [rsi + 64]",
     "    vmovdqu ymm3, ymmword ptr [rsi + 96]",
-    "    vmovdqu ymmword ptr [rdi], ymm0",
-    "    vmovdqu ymmword ptr [rdi + 32], ymm1",
-    "    vmovdqu ymmword ptr [rdi + 64], ymm2",
-    "    vmovdqu ymmword ptr [rdi + 96], ymm3",
+    "    vmovdqa ymmword ptr [rdi], ymm0",
+    "    vmovdqa ymmword ptr [rdi + 32], ymm1",
+    "    vmovdqa ymmword ptr [rdi + 64], ymm2",
+    "    vmovdqa ymmword ptr [rdi + 96], ymm3",
     "    add rsi, 128",
     "    add rdi, 128",
     "    sub rdx, 128",
@@ -413,7 +445,7 @@ mod tests {
         let src: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
         for len in (0..300).chain([511, 512, 513, 1000, 4095, 4096, 4097]) {
             for src_off in [0, 1, 7, 31] {
-                for dst_off in [0, 3, 64] {
+                for dst_off in [0, 1, 3, 17, 31, 64] {
                     let mut dst = vec![0xeeu8; len + 200];
                     let s = &src[src_off..src_off + len];
                     // SAFETY: both ranges are in live, distinct vectors of sufficient length.
