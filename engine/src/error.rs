@@ -176,6 +176,7 @@ impl Error {
             P::Locked { ref path } => {
                 Error::Locked { path: path.clone(), source: Some(error.into()) }
             }
+            P::ReadOnly { .. } => Error::ReadOnly,
             P::OutOfSpace { requested } => {
                 Error::OutOfSpace { needed: 0, pool_bytes: requested, max_bytes: requested }
             }

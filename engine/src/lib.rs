@@ -21,6 +21,7 @@ pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod value;
+mod write;
 mod writer;
 
 pub use batch::{Batch, BatchOp};

@@ -1,0 +1,420 @@
+//! The write operations of `Db`: put, insert, remove, delete, compare-and-swap, batches — each
+//! checked against the limits, run under the writer lock and committed through `LogWriter`.
+//!
+//! INVARIANT: an operation that reads (insert, remove, CAS) reads and checks its register
+//! under the writer lock BEFORE anything is written; the index changes only after the tail
+//! that publishes the change is durable (`docs/commit.md`).
+
+use mcstore_recovery::format::{RecordKind, encoded_len};
+
+use crate::batch::{Batch, BatchOp};
+use crate::db::{Db, Inner};
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::stats::Counters;
+use crate::value::{CasError, Value};
+use crate::writer::{LogWriter, PendingRecord};
+
+impl Db {
+    /// Set `key` to `value`.
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.inner.write(|inner, writer| {
+            inner.check_record(writer, key, value)?;
+            inner.commit(writer, &[PendingRecord { kind: RecordKind::Put, key, value }])
+        })
+    }
+
+    /// Set `key` to `value`, returning the previous value (read and checked first).
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Option<Value>> {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.inner.write(|inner, writer| {
+            inner.check_record(writer, key, value)?;
+            let old = inner.read_value(key, "insert")?;
+            inner.commit(writer, &[PendingRecord { kind: RecordKind::Put, key, value }])?;
+            Ok(old)
+        })
+    }
+
+    /// Remove `key`, returning its value (read and checked first: a value that cannot be read
+    /// fails the remove under `Fail`; `delete` removes without reading).
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
+        let key = key.as_ref();
+        self.inner.write(|inner, writer| {
+            inner.check_record(writer, key, &[])?;
+            let old = inner.read_value(key, "remove")?;
+            if old.is_some() {
+                inner.commit(
+                    writer,
+                    &[PendingRecord { kind: RecordKind::Delete, key, value: &[] }],
+                )?;
+            }
+            Ok(old)
+        })
+    }
+
+    /// Remove `key` without reading its value (so a key whose value is lost can still be
+    /// removed); `true` if it was present.
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        self.inner.write(|inner, writer| {
+            inner.check_record(writer, key, &[])?;
+            if inner.index.read().get(key).is_none() {
+                return Ok(false);
+            }
+            inner.commit(writer, &[PendingRecord { kind: RecordKind::Delete, key, value: &[] }])?;
+            Ok(true)
+        })
+    }
+
+    /// Replace the value of `key` with `new` if it is `expected` (`None`: absent / delete).
+    /// `Ok(Err(CasError { current }))` when the current value differs; nothing is written then.
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Option<impl AsRef<[u8]>>,
+        new: Option<impl AsRef<[u8]>>,
+    ) -> Result<std::result::Result<(), CasError>> {
+        let key = key.as_ref();
+        let expected = expected.as_ref().map(AsRef::as_ref);
+        let new = new.as_ref().map(AsRef::as_ref);
+        self.inner.write(|inner, writer| {
+            inner.check_record(writer, key, new.unwrap_or(&[]))?;
+            let current = inner.read_value(key, "compare_and_swap")?;
+            if current.as_deref() != expected {
+                return Ok(Err(CasError { current }));
+            }
+            match (new, &current) {
+                (Some(value), _) => {
+                    inner.commit(writer, &[PendingRecord { kind: RecordKind::Put, key, value }])?;
+                }
+                (None, Some(_)) => {
+                    let delete = PendingRecord { kind: RecordKind::Delete, key, value: &[] };
+                    inner.commit(writer, &[delete])?;
+                }
+                (None, None) => {}
+            }
+            Ok(Ok(()))
+        })
+    }
+
+    /// Apply every operation of `batch`, in order, atomically: after a crash all of them are
+    /// applied or none. The batch must fit in one segment (`BatchTooLarge`).
+    pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return self.inner.latch.check();
+        }
+        self.inner.write(|inner, writer| {
+            let records: Vec<PendingRecord<'_>> = batch
+                .ops()
+                .iter()
+                .map(|op| match op {
+                    BatchOp::Put { key, value } => {
+                        PendingRecord { kind: RecordKind::Put, key, value }
+                    }
+                    BatchOp::Remove { key } => {
+                        PendingRecord { kind: RecordKind::Delete, key, value: &[] }
+                    }
+                })
+                .collect();
+            for record in &records {
+                inner.check_record(writer, record.key, record.value)?;
+            }
+            let bytes: u64 = records.iter().map(|r| encoded_len(r.key.len(), r.value.len())).sum();
+            if records.len() > limits::BATCH_OPS_MAX || bytes > writer.capacity() {
+                return Err(Error::BatchTooLarge {
+                    ops: records.len(),
+                    bytes,
+                    max_bytes: writer.capacity(),
+                    max_ops: limits::BATCH_OPS_MAX,
+                });
+            }
+            inner.commit(writer, &records)
+        })
+    }
+}
+
+impl Inner {
+    /// Run a write under the writer lock (refused when read-only or failed).
+    fn write<T>(&self, op: impl FnOnce(&Self, &mut LogWriter) -> Result<T>) -> Result<T> {
+        self.latch.check()?;
+        let mut guard = self.writer.lock();
+        let writer = guard.as_mut().ok_or(Error::ReadOnly)?;
+        op(self, writer)
+    }
+
+    /// Refuse a key or value beyond the limits, or a record that cannot fit in a segment.
+    fn check_record(&self, writer: &LogWriter, key: &[u8], value: &[u8]) -> Result<()> {
+        if key.len() > limits::KEY_BYTES_MAX {
+            return Err(Error::KeyTooLarge { len: key.len(), max: limits::KEY_BYTES_MAX });
+        }
+        let fits = encoded_len(key.len(), value.len()) <= writer.capacity();
+        if value.len() > limits::VALUE_BYTES_MAX || !fits {
+            let in_segment = mcstore_recovery::limits::value_bytes_max(&self.geometry, key.len());
+            let max =
+                usize::try_from(in_segment).unwrap_or(usize::MAX).min(limits::VALUE_BYTES_MAX);
+            return Err(Error::ValueTooLarge { len: value.len(), max });
+        }
+        Ok(())
+    }
+
+    /// Append `records` (persist, publish), then update the index in order.
+    fn commit(&self, writer: &mut LogWriter, records: &[PendingRecord<'_>]) -> Result<()> {
+        let locations = writer.append(records)?;
+        Counters::add(&self.counters.records_written, records.len() as u64);
+        let mut index = self.index.write();
+        for (record, location) in records.iter().zip(locations) {
+            match record.kind {
+                RecordKind::Delete => {
+                    index.remove(record.key);
+                }
+                _ => {
+                    index.insert(record.key, location);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use mcstore_pmem::{CrashMode, Medium, MemberId, SimMedium};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::{SEGMENT, reopen, sim_db, small_options};
+
+    const POOL: u64 = 512 << 10;
+
+    #[test]
+    fn put_get_overwrite_remove_round_trip() {
+        let (_sim, db) = sim_db(POOL, small_options());
+        assert!(db.is_empty());
+        db.put("a", "1").unwrap();
+        db.put(b"b", vec![2u8; 300]).unwrap();
+        assert_eq!(db.get("a").unwrap().unwrap(), b"1");
+        assert_eq!(db.get("b").unwrap().unwrap(), vec![2u8; 300]);
+        assert_eq!(db.get("c").unwrap(), None);
+        db.put("a", "one").unwrap();
+        assert_eq!(db.get("a").unwrap().unwrap(), b"one");
+        assert_eq!(db.len(), 2);
+        let mut out = Vec::with_capacity(8);
+        assert!(db.get_into("a", &mut out).unwrap());
+        assert_eq!(out, b"one");
+        assert!(!db.get_into("zz", &mut out).unwrap());
+        assert_eq!(db.remove("a").unwrap().unwrap(), b"one");
+        assert_eq!(db.remove("a").unwrap(), None);
+        assert!(!db.contains_key("a").unwrap());
+        assert!(db.contains_key("b").unwrap());
+        assert_eq!(db.insert("b", "new").unwrap().unwrap(), vec![2u8; 300]);
+        assert_eq!(db.insert("c", "3").unwrap(), None);
+        assert!(db.delete("c").unwrap());
+        assert!(!db.delete("c").unwrap());
+        db.put("", "empty key").unwrap();
+        assert_eq!(db.get("").unwrap().unwrap(), b"empty key");
+        assert_eq!(db.len(), 2);
+        assert_eq!(db.stats().records_written, 8);
+    }
+
+    #[test]
+    fn compare_and_swap_checks_the_current_value() {
+        let (_sim, db) = sim_db(POOL, small_options());
+        let none: Option<&[u8]> = None;
+        assert_eq!(db.compare_and_swap("k", none, Some("v1")).unwrap(), Ok(()));
+        let refused = db.compare_and_swap("k", none, Some("v2")).unwrap();
+        assert_eq!(refused, Err(CasError { current: Some(Value::from("v1")) }));
+        assert_eq!(db.compare_and_swap("k", Some("v1"), Some("v2")).unwrap(), Ok(()));
+        assert_eq!(db.get("k").unwrap().unwrap(), b"v2");
+        let wrong = db.compare_and_swap("k", Some("v1"), none).unwrap();
+        assert_eq!(wrong, Err(CasError { current: Some(Value::from("v2")) }));
+        assert_eq!(db.compare_and_swap("k", Some("v2"), none).unwrap(), Ok(()));
+        assert_eq!(db.get("k").unwrap(), None);
+        let absent = db.compare_and_swap("k", Some("v2"), Some("v3")).unwrap();
+        assert_eq!(absent, Err(CasError { current: None }));
+        assert_eq!(db.compare_and_swap("k", none, none).unwrap(), Ok(()));
+        assert_eq!(db.get("k").unwrap(), None);
+    }
+
+    #[test]
+    fn batch_applies_in_order() {
+        let (_sim, db) = sim_db(POOL, small_options());
+        db.put("gone", "x").unwrap();
+        let batch = Batch::default().put("a", "1").put("b", "2").remove("gone").put("a", "3");
+        db.apply_batch(batch).unwrap();
+        assert_eq!(db.get("a").unwrap().unwrap(), b"3");
+        assert_eq!(db.get("b").unwrap().unwrap(), b"2");
+        assert_eq!(db.get("gone").unwrap(), None);
+        assert_eq!(db.len(), 2);
+        db.apply_batch(Batch::default()).unwrap();
+    }
+
+    #[test]
+    fn out_of_range_input_is_a_typed_error_and_writes_nothing() {
+        let (_sim, db) = sim_db(POOL, small_options());
+        let big_key = vec![0u8; limits::KEY_BYTES_MAX + 1];
+        assert!(matches!(db.put(&big_key, "v"), Err(Error::KeyTooLarge { .. })));
+        let big_value = vec![0u8; SEGMENT as usize];
+        match db.put("k", &big_value) {
+            Err(Error::ValueTooLarge { len, max }) => {
+                assert_eq!(len, SEGMENT as usize);
+                assert!(max < len && max > 60_000, "max {max}");
+                db.put("k", vec![1u8; max]).unwrap();
+                assert_eq!(db.get("k").unwrap().unwrap().len(), max);
+            }
+            other => panic!("expected ValueTooLarge, got {other:?}"),
+        }
+        let records_before = db.stats().records_written;
+        let mut batch = Batch::default();
+        for i in 0..40u32 {
+            batch.push_put(i.to_le_bytes(), vec![7u8; 2000]);
+        }
+        assert!(matches!(db.apply_batch(batch), Err(Error::BatchTooLarge { ops: 40, .. })));
+        assert_eq!(db.stats().records_written, records_before);
+        assert_eq!(db.get(0u32.to_le_bytes()).unwrap(), None);
+        assert!(!db.stats().failed);
+    }
+
+    #[test]
+    fn failed_persist_latches_until_reopen() {
+        let (sim, db) = sim_db(POOL, small_options());
+        db.put("a", "1").unwrap();
+        sim.fail_nth(mcstore_pmem::sim::SimOp::Fence, 1, false);
+        assert!(matches!(db.put("b", "2"), Err(Error::Io { .. })));
+        assert!(db.get("a").unwrap_err().is_failed());
+        assert!(db.put("c", "3").unwrap_err().is_failed());
+        assert!(db.stats().failed);
+        assert!(db.close().unwrap_err().is_failed());
+        sim.clear_failures();
+        let db = reopen(&sim, small_options());
+        assert!(!db.recovery_report().clean_shutdown);
+        assert_eq!(db.get("a").unwrap().unwrap(), b"1");
+    }
+
+    /// Crash at every fence of a batch (and of a put that rolls a segment), in both crash modes:
+    /// each image recovers to all of the operation or none of it, with earlier writes intact.
+    #[test]
+    fn batch_is_atomic_at_every_fence() {
+        for fill in [0usize, 40] {
+            let (sim, db) = sim_db(POOL, small_options());
+            db.put("before", "kept").unwrap();
+            for i in 0..fill {
+                db.put(format!("fill{i}"), vec![1u8; 1500]).unwrap();
+            }
+            let fences_before = sim.fences_seen();
+            let batch = Batch::default().put("a", vec![b'a'; 700]).put("b", "2").remove("before");
+            db.apply_batch(batch.clone()).unwrap();
+            let fences = sim.fences_seen() - fences_before;
+            assert!(fences >= 2);
+            drop(db);
+            for crash_at in 1..=fences {
+                let (sim, db) = sim_db(POOL, small_options());
+                db.put("before", "kept").unwrap();
+                for i in 0..fill {
+                    db.put(format!("fill{i}"), vec![1u8; 1500]).unwrap();
+                }
+                sim.crash_at_fence(Some(sim.fences_seen() + crash_at));
+                assert!(db.apply_batch(batch.clone()).is_err());
+                drop(db);
+                for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+                    for image in sim.crash_images(mode, 64, crash_at) {
+                        let medium: Arc<dyn Medium> =
+                            Arc::new(SimMedium::from_image(image, MemberId(0)));
+                        let db = Db::open_on(medium, small_options()).unwrap();
+                        let a = db.get("a").unwrap();
+                        let applied = a.is_some();
+                        assert_eq!(db.get("b").unwrap().is_some(), applied);
+                        assert_eq!(db.get("before").unwrap().is_none(), applied);
+                        if applied {
+                            assert_eq!(a.unwrap(), vec![b'a'; 700]);
+                        } else {
+                            assert_eq!(db.get("before").unwrap().unwrap(), b"kept");
+                        }
+                        assert_eq!(db.len(), fill + if applied { 2 } else { 1 });
+                    }
+                }
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(u8, Vec<u8>),
+        Remove(u8),
+        Cas(u8, Option<Vec<u8>>, Option<Vec<u8>>),
+        Batch(Vec<(u8, Option<Vec<u8>>)>),
+        Reopen,
+    }
+
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..600)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..16, value()).prop_map(|(k, v)| Op::Put(k, v)),
+            2 => (0u8..16).prop_map(Op::Remove),
+            1 => (0u8..16, prop::option::of(value()), prop::option::of(value()))
+                .prop_map(|(k, e, n)| Op::Cas(k, e, n)),
+            1 => prop::collection::vec((0u8..16, prop::option::of(value())), 0..6).prop_map(Op::Batch),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #[test]
+        fn behaves_like_a_btreemap_across_reopens(ops in prop::collection::vec(op(), 1..80)) {
+            let (sim, mut db) = sim_db(1 << 20, small_options());
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Put(k, v) => {
+                        db.put([k], &v).unwrap();
+                        model.insert(vec![k], v);
+                    }
+                    Op::Remove(k) => {
+                        let got = db.remove([k]).unwrap().map(|v| v.to_vec());
+                        prop_assert_eq!(got, model.remove(&vec![k]));
+                    }
+                    Op::Cas(k, expected, new) => {
+                        let current = model.get(&vec![k]).cloned();
+                        let result = db.compare_and_swap([k], expected.as_ref(), new.as_ref()).unwrap();
+                        if current == expected {
+                            prop_assert!(result.is_ok());
+                            match new {
+                                Some(v) => { model.insert(vec![k], v); }
+                                None => { model.remove(&vec![k]); }
+                            }
+                        } else {
+                            let refused = result.unwrap_err().current.map(|v| v.to_vec());
+                            prop_assert_eq!(refused, current);
+                        }
+                    }
+                    Op::Batch(ops) => {
+                        let mut batch = Batch::default();
+                        for (k, v) in ops {
+                            match v {
+                                Some(v) => { batch.push_put([k], &v); model.insert(vec![k], v); }
+                                None => { batch.push_remove([k]); model.remove(&vec![k]); }
+                            }
+                        }
+                        db.apply_batch(batch).unwrap();
+                    }
+                    Op::Reopen => {
+                        drop(db);
+                        db = reopen(&sim, small_options());
+                    }
+                }
+                prop_assert_eq!(db.len(), model.len());
+            }
+            let all: Vec<(Vec<u8>, Vec<u8>)> =
+                db.iter().map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<Result<_>>().unwrap();
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().collect();
+            prop_assert_eq!(all, expected);
+        }
+    }
+}
