@@ -150,14 +150,18 @@ impl Read<'_> {
     }
 
     /// The part `[from, to)` of the copy covered by the fault's unit (never empty, so the copy
-    /// always progresses), and the register entry for the whole unit.
+    /// always progresses), and the register entry for the whole unit. `si_addr` may lie before
+    /// `from` (the kernel reports some machine checks by page address).
     fn unit_within(&self, fault: ClaimedFault, cur: usize, to: usize) -> (usize, usize, Fault) {
         let lo = self.src + cur;
         let hi = self.src + to;
-        debug_assert!((lo..hi).contains(&fault.addr), "fault {fault:?} outside [{lo:#x}, {hi:#x})");
-        // A fault reported outside what this call read: charge the unit holding the first byte.
-        let addr = fault.addr.clamp(lo, hi - 1);
-        let (unit_start, unit_len, code) = poisoned_unit(addr, fault.si_code, fault.lsb);
+        let (mut unit_start, mut unit_len, code) =
+            poisoned_unit(fault.addr, fault.si_code, fault.lsb);
+        if unit_start.saturating_add(unit_len) <= lo || unit_start >= hi {
+            debug_assert!(false, "fault {fault:?} outside the read [{lo:#x}, {hi:#x})");
+            // Charge the unit holding the first byte rather than loop forever.
+            (unit_start, unit_len, _) = poisoned_unit(lo, fault.si_code, fault.lsb);
+        }
         let unit_end = unit_start + unit_len;
         let start = unit_start.max(self.base);
         let recorded = Fault {
@@ -335,6 +339,57 @@ mod tests {
             poisoned_unit(0x1234_5678, libc::BUS_MCEERR_AR, 0),
             (0x1234_5640, 64, FaultCode::McErrAr)
         );
+    }
+
+    /// A machine check cannot be raised here; feed `recover` the fault the handler would pass
+    /// back (page address below the start of the read, as memory_failure reports it).
+    fn recover_from(
+        file: &PoisonedFile,
+        off: usize,
+        len: usize,
+        fault: ClaimedFault,
+    ) -> (Vec<u8>, ErrorRegister) {
+        let mut dst = vec![0xa5u8; len];
+        let mut register = ErrorRegister::deferred();
+        let read = Read {
+            dst: dst.as_mut_ptr(),
+            total: len,
+            src: file.at(off) as usize,
+            base: file.at(0) as usize,
+            member: MemberId(1),
+            domain: Domain::User,
+            register: &mut register,
+            dispatch: Dispatch::load(),
+        };
+        recover(read, fault, Routine::Fragile);
+        (dst, register)
+    }
+
+    #[test]
+    fn machine_check_units_are_recorded_whole() {
+        let file = PoisonedFile::new(3);
+        let page1 = file.at(PAGE) as usize;
+        let ar = |addr, lsb| ClaimedFault { addr, si_code: libc::BUS_MCEERR_AR, lsb };
+        let (dst, reg) = recover_from(&file, PAGE + 100, PAGE, ar(page1, 12));
+        let want = Fault {
+            member: MemberId(1),
+            offset: PAGE as u64,
+            len: PAGE as u64,
+            domain: Domain::User,
+            code: FaultCode::McErrAr,
+        };
+        assert_eq!(reg.faults(), &[want]);
+        assert!(dst[..PAGE - 100].iter().all(|&b| b == 0));
+        assert!(
+            dst[PAGE - 100..].iter().enumerate().all(|(i, &b)| b == file.pattern(2 * PAGE + i))
+        );
+        // A line-sized unit (lsb 6) in the middle of the read.
+        let (dst, reg) = recover_from(&file, PAGE, PAGE, ar(page1 + 130, 6));
+        assert_eq!(reg.faults(), &[Fault { offset: (PAGE + 128) as u64, len: 64, ..want }]);
+        for (i, &b) in dst.iter().enumerate() {
+            let want_byte = if (128..192).contains(&i) { 0 } else { file.pattern(PAGE + i) };
+            assert_eq!(b, want_byte, "byte {i}");
+        }
     }
 
     #[test]
