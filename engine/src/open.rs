@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mcstore_pmem::{MapOptions, MappedMedium, Medium};
-use mcstore_recovery::format::RecordKind;
+use mcstore_recovery::format::{FormatError, RecordKind};
 use mcstore_recovery::scan::{Recovered, ScanOptions, SegmentStatus};
 use mcstore_recovery::{CreateParams, pool};
 use parking_lot::{Mutex, RwLock};
@@ -114,8 +114,14 @@ fn map_options(options: &Options, current_len: u64) -> MapOptions {
 fn format_pool(medium: &dyn Medium, options: &Options) -> Result<()> {
     let params =
         CreateParams { segment_size_bytes: options.segment_size_bytes, ..Default::default() };
-    pool::create(medium, &params).map_err(|error| Error::recovery("formatting the pool", error))?;
-    Ok(())
+    match pool::create(medium, &params) {
+        Ok(_) => Ok(()),
+        // A pool too small for one segment is the caller's input, not a damaged pool.
+        Err(mcstore_recovery::Error::Format(FormatError::BadGeometry { reason })) => {
+            Err(Error::InvalidOptions { reason })
+        }
+        Err(error) => Err(Error::recovery("formatting the pool", error)),
+    }
 }
 
 /// Recover `medium`, apply the Engine policy to damage, and build the store.
@@ -352,6 +358,58 @@ mod tests {
         let medium: Arc<dyn Medium> = sim.clone();
         let halt = small_options().policy(Policy::default().engine(true, EngineFallback::Halt));
         assert!(matches!(Db::open_on(medium, halt), Err(Error::Damaged(_))));
+    }
+
+    #[test]
+    fn too_small_a_pool_is_invalid_options() {
+        let medium: Arc<dyn Medium> = Arc::new(SimMedium::new(96 << 10));
+        assert!(matches!(
+            Db::create_on(medium, small_options()),
+            Err(Error::InvalidOptions { .. })
+        ));
+        let dir = shm_dir();
+        let path = dir.path().join("pool");
+        let tiny = small_options().size_bytes(64 << 10).mode(crate::Mode::ForcedPmem);
+        assert!(matches!(Db::create(&path, tiny), Err(Error::InvalidOptions { .. })));
+        assert!(!path.exists(), "a failed create leaves no file behind");
+    }
+
+    #[test]
+    fn recovery_progress_is_reported_at_open() {
+        let (sim, db) = sim_db(512 << 10, small_options());
+        db.put("a", "1").unwrap();
+        drop(db);
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&calls);
+        let options = small_options().on_recovery_progress(move |p| seen.lock().unwrap().push(p));
+        let db = reopen(&sim, options);
+        let calls = calls.lock().unwrap();
+        let last = calls.last().expect("progress was reported");
+        assert_eq!(last.segments_done, last.segments_total);
+        assert_eq!(last.records, 1);
+        assert_eq!(db.recovery_report().records, 1);
+    }
+
+    #[test]
+    fn stats_describe_the_store() {
+        let (_sim, db) = sim_db(512 << 10, small_options().durability(crate::Durability::Eventual));
+        for i in 0..100u32 {
+            db.put(i.to_be_bytes(), [1u8; 100]).unwrap();
+        }
+        db.get(5u32.to_be_bytes()).unwrap();
+        let stats = db.stats();
+        assert_eq!(stats.keys, 100);
+        assert_eq!(stats.mode, "custom");
+        assert_eq!(stats.durability, crate::Durability::Eventual);
+        assert_eq!(stats.segment_size_bytes, SEGMENT);
+        assert_eq!(stats.segments_total, 7);
+        assert_eq!(stats.segment_rolls, 1);
+        assert_eq!(stats.segments_free, 6);
+        assert_eq!(stats.records_written, 100);
+        assert_eq!(stats.reads, 1);
+        assert!(stats.index_bytes_per_key >= 4);
+        assert!(stats.open_segment_tail_bytes > 0 && !stats.failed && !stats.read_only);
+        assert_eq!(stats.next_lsn, db.stats().next_lsn);
     }
 
     #[test]

@@ -223,7 +223,9 @@ impl LogWriter {
         let len = self.medium.len();
         let count = self.geometry.segment_count(len);
         let step = len.max(self.geometry.segment_size_bytes);
-        let target = len.saturating_add(step).min(self.max_len);
+        // Whole pages: a mapped medium grows by pages.
+        let page = mcstore_pmem::limits::PAGE_SIZE;
+        let target = len.saturating_add(step).min(self.max_len) / page * page;
         let out_of_space =
             || Error::OutOfSpace { needed, pool_bytes: len, max_bytes: self.max_len };
         if target <= len || self.geometry.segment_count(target) <= count {
