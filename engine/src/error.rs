@@ -177,9 +177,6 @@ impl Error {
                 Error::Locked { path: path.clone(), source: Some(error.into()) }
             }
             P::ReadOnly { .. } => Error::ReadOnly,
-            P::OutOfSpace { requested } => {
-                Error::OutOfSpace { needed: 0, pool_bytes: requested, max_bytes: requested }
-            }
             other => Error::Io { context: context.to_string(), source: Box::new(other) },
         }
     }

@@ -60,8 +60,14 @@ impl Db {
             .map_err(|error| Error::pmem("opening the pool file", error))?;
         let mode = medium.mode().as_str();
         let wanted = options.size_bytes.next_multiple_of(POOL_SIZE_ALIGN);
-        if !options.read_only && medium.len() < wanted {
-            medium.grow(wanted).map_err(|error| Error::pmem("growing the pool", error))?;
+        let len = medium.len();
+        if !options.read_only && len < wanted {
+            medium.grow(wanted).map_err(|error| match error {
+                mcstore_pmem::Error::OutOfSpace { .. } => {
+                    Error::OutOfSpace { needed: wanted - len, pool_bytes: len, max_bytes: wanted }
+                }
+                other => Error::pmem("growing the pool to size_bytes", other),
+            })?;
         }
         open_medium(Arc::new(medium), Some(path.to_path_buf()), mode, options, false)
     }
