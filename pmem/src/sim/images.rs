@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn sampling_is_reproducible_and_used_beyond_the_limit() {
-        let medium = SimMedium::new(64 * 1024);
+        let medium = SimMedium::new(8 * 1024);
         medium.write(0, &vec![0x5A; 64 * 64]).unwrap();
         medium.flush(0, 4096).unwrap();
         for mode in MODES {
@@ -342,8 +342,17 @@ mod tests {
         ]
     }
 
+    /// Proptest settings; under Miri few cases and no failure file (isolation forbids getcwd).
+    fn config(cases: u32) -> ProptestConfig {
+        if cfg!(miri) {
+            ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() }
+        } else {
+            ProptestConfig { cases, ..ProptestConfig::default() }
+        }
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 200 }, ..ProptestConfig::default() })]
+        #![proptest_config(config(200))]
 
         /// Brute force over a word-level reference: the exhaustive image set of each mode equals
         /// every per-line prefix (or every subset) of the pending stores applied to the fenced bytes.

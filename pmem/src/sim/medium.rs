@@ -385,8 +385,17 @@ mod tests {
         }
     }
 
+    /// Proptest settings; under Miri few cases and no failure file (isolation forbids getcwd).
+    fn config(cases: u32) -> ProptestConfig {
+        if cfg!(miri) {
+            ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() }
+        } else {
+            ProptestConfig { cases, ..ProptestConfig::default() }
+        }
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 256 }, ..ProptestConfig::default() })]
+        #![proptest_config(config(256))]
 
         #[test]
         fn persistent_image_matches_a_byte_level_reference(ops in proptest::collection::vec(op(), 1..60)) {
