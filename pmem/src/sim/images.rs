@@ -327,6 +327,29 @@ mod tests {
         assert!(!small.crash_images(CrashMode::PerLinePrefix, 3, 0).is_exhaustive());
     }
 
+    #[test]
+    #[cfg_attr(miri, ignore = "megabytes of images are too slow under Miri")]
+    fn large_pools_yield_whole_images_built_on_the_persistent_bytes() {
+        let medium = SimMedium::new(1 << 20);
+        medium.write(0, &vec![1u8; 1 << 18]).unwrap();
+        medium.flush(0, 1 << 17).unwrap();
+        medium.fence(SITE).unwrap();
+        assert_eq!(medium.pending_words(), (1 << 17) / 8);
+        for mode in MODES {
+            let images: Vec<Vec<u8>> = medium.crash_images(mode, 16, 3).collect();
+            assert_eq!(images.len(), 16);
+            assert_eq!(images[0], medium.persistent_image());
+            assert_eq!(images[1], medium.visible_image());
+            for image in &images[2..] {
+                assert_eq!(image.len(), 1 << 20);
+                assert!(image[..1 << 17].iter().all(|b| *b == 1));
+                assert!(image[1 << 18..].iter().all(|b| *b == 0));
+                assert!(image[1 << 17..1 << 18].contains(&1));
+                assert!(image[1 << 17..1 << 18].contains(&0));
+            }
+        }
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Store(u64, u8),
