@@ -50,7 +50,7 @@ impl SimMedium {
         self.state.lock().control.plan()
     }
 
-    /// Crash now, without a fence: every later [`Medium`] call returns [`Error::Crashed`].
+    /// Crash now, without a fence: every later [`crate::Medium`] call returns [`crate::Error::Crashed`].
     pub fn freeze(&self) {
         self.state.lock().control.freeze();
     }
@@ -82,7 +82,7 @@ impl SimMedium {
 
     // ---- failure injection ----
 
-    /// Make the n-th call of `op` from now (1-based) return [`Error::Injected`] having done
+    /// Make the n-th call of `op` from now (1-based) return [`crate::Error::Injected`] having done
     /// nothing; with `persistent`, every later call too. Replaces an earlier point for `op`.
     pub fn fail_nth(&self, op: SimOp, n: u64, persistent: bool) {
         self.state.lock().control.fail_nth(op, n, persistent);
