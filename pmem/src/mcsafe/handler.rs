@@ -260,6 +260,44 @@ mod tests {
         unsafe { libc::_exit(if right { 43 } else { 44 }) };
     }
 
+    static CLOBBERED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn clobber_errno(_sig: c_int) {
+        // SAFETY: writes this thread's errno, as a careless handler would.
+        unsafe { *libc::__errno_location() = libc::EIO };
+        CLOBBERED.store(true, Ordering::Relaxed);
+    }
+
+    /// In a child: a previous handler that clobbers errno; a SIGBUS sent by a process is chained
+    /// to it, and the interrupted code must still see its own errno.
+    fn play_errno() {
+        set_disposition(clobber_errno as extern "C" fn(c_int) as usize, 0);
+        ensure_handler().unwrap();
+        // SAFETY: sigqueue-style siginfo, sent to this very thread.
+        let mut info: siginfo_t = unsafe { std::mem::zeroed() };
+        info.si_signo = libc::SIGBUS;
+        info.si_code = libc::SI_QUEUE;
+        // SAFETY: plain getters.
+        let pid = unsafe { libc::getpid() };
+        // SAFETY: as above.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: this thread's errno.
+        unsafe { *libc::__errno_location() = libc::EAGAIN };
+        // SAFETY: rt_tgsigqueueinfo to our own thread; the signal is handled before it returns.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, libc::SIGBUS, &raw mut info)
+        };
+        // SAFETY: this thread's errno.
+        let errno = unsafe { *libc::__errno_location() };
+        let code = if rc == 0 && CLOBBERED.load(Ordering::Relaxed) && errno == libc::EAGAIN {
+            45
+        } else {
+            46
+        };
+        // SAFETY: ends the child with the verdict.
+        unsafe { libc::_exit(code) };
+    }
+
     fn set_disposition(handler: usize, flags: c_int) {
         // SAFETY: sigaction is plain old data.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -274,6 +312,7 @@ mod tests {
     fn play(role: &str) {
         no_core_dumps();
         match role {
+            "errno" => play_errno(),
             "store" | "load" => {}
             "default" => set_disposition(libc::SIG_DFL, 0),
             "ignore" => set_disposition(libc::SIG_IGN, 0),
@@ -335,5 +374,14 @@ mod tests {
         let test = concat!(module_path!(), "::unclaimed_faults_reach_previous_handlers");
         assert_eq!(child_outcome(test, "plain"), (None, Some(42)));
         assert_eq!(child_outcome(test, "siginfo"), (None, Some(43)), "siginfo and address intact");
+    }
+
+    #[test]
+    fn errno_survives_a_chained_handler() {
+        if let Some(role) = child_role() {
+            return play(&role);
+        }
+        let test = concat!(module_path!(), "::errno_survives_a_chained_handler");
+        assert_eq!(child_outcome(test, "errno"), (None, Some(45)));
     }
 }
