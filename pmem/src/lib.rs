@@ -17,7 +17,7 @@ pub mod register;
 pub mod sim;
 
 pub use error::{Error, Result};
-pub use mapped::{MapOptions, MappedMedium, Mode, ModeRequest};
+pub use mapped::{BadBlocks, MapOptions, MappedMedium, Mode, ModeRequest};
 pub use medium::{FenceSite, Medium, MemberId, read_u64};
 pub use register::{Domain, ErrorRegister, Fault, FaultCode, Mask, RegisterScope};
-pub use sim::{CrashMode, SimMedium};
+pub use sim::{CrashImages, CrashMode, CrashPlan, NotPersisted, SimMedium, SimOp};
