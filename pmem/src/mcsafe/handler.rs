@@ -262,9 +262,15 @@ mod tests {
 
     static CLOBBERED: AtomicBool = AtomicBool::new(false);
 
+    fn set_errno(value: c_int) {
+        // SAFETY: __errno_location never fails.
+        let errno = unsafe { libc::__errno_location() };
+        // SAFETY: it points at this thread's errno.
+        unsafe { *errno = value };
+    }
+
     extern "C" fn clobber_errno(_sig: c_int) {
-        // SAFETY: writes this thread's errno, as a careless handler would.
-        unsafe { *libc::__errno_location() = libc::EIO };
+        set_errno(libc::EIO);
         CLOBBERED.store(true, Ordering::Relaxed);
     }
 
@@ -281,15 +287,13 @@ mod tests {
         let pid = unsafe { libc::getpid() };
         // SAFETY: as above.
         let tid = unsafe { libc::gettid() };
-        // SAFETY: this thread's errno.
-        unsafe { *libc::__errno_location() = libc::EAGAIN };
+        set_errno(libc::EAGAIN);
         // SAFETY: rt_tgsigqueueinfo to our own thread; the signal is handled before it returns.
         let rc = unsafe {
             libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, libc::SIGBUS, &raw mut info)
         };
-        // SAFETY: this thread's errno.
-        let errno = unsafe { *libc::__errno_location() };
-        let code = if rc == 0 && CLOBBERED.load(Ordering::Relaxed) && errno == libc::EAGAIN {
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        let code = if rc == 0 && CLOBBERED.load(Ordering::Relaxed) && errno == Some(libc::EAGAIN) {
             45
         } else {
             46
