@@ -1,5 +1,6 @@
-//! The write operations of `Db`: put, insert, remove, delete, compare-and-swap, batches — each
-//! checked against the limits, run under the writer lock and committed through `LogWriter`.
+//! The write operations of `Db`: put, insert, remove, delete, compare-and-swap, update and
+//! batches — each checked against the limits, run under the writer lock and committed through
+//! `LogWriter`.
 //!
 //! INVARIANT: an operation that reads (insert, remove, CAS) reads and checks its register
 //! under the writer lock BEFORE anything is written; the index changes only after the tail
@@ -95,6 +96,33 @@ impl Db {
                 (None, None) => {}
             }
             Ok(Ok(()))
+        })
+    }
+
+    /// Read-modify-write `key` atomically with respect to every other write: `f` gets the
+    /// current value (read and checked first) and returns the new one (`None`: remove). Returns
+    /// the new value. `f` runs under the writer lock: keep it short.
+    pub fn update<F>(&self, key: impl AsRef<[u8]>, f: F) -> Result<Option<Value>>
+    where
+        F: FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
+    {
+        let key = key.as_ref();
+        self.inner.write(|inner, writer| {
+            inner.check_record(writer, key, &[])?;
+            let current = inner.read_value(key, "update")?;
+            let new = f(current.as_deref());
+            match (&new, &current) {
+                (Some(value), _) => {
+                    inner.check_record(writer, key, value)?;
+                    inner.commit(writer, &[PendingRecord { kind: RecordKind::Put, key, value }])?;
+                }
+                (None, Some(_)) => {
+                    let delete = PendingRecord { kind: RecordKind::Delete, key, value: &[] };
+                    inner.commit(writer, &[delete])?;
+                }
+                (None, None) => {}
+            }
+            Ok(new.map(Value::from))
         })
     }
 
@@ -237,6 +265,31 @@ mod tests {
         assert_eq!(absent, Err(CasError { current: None }));
         assert_eq!(db.compare_and_swap("k", none, none).unwrap(), Ok(()));
         assert_eq!(db.get("k").unwrap(), None);
+    }
+
+    #[test]
+    fn update_reads_then_writes_under_one_lock() {
+        let (_sim, db) = sim_db(POOL, small_options());
+        let incr = |v: Option<&[u8]>| {
+            let n = v.map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap()));
+            Some((n + 1).to_le_bytes().to_vec())
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                let db = db.clone();
+                scope.spawn(move || {
+                    for _ in 0..200 {
+                        db.update("counter", incr).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(db.get("counter").unwrap().unwrap(), 400u64.to_le_bytes());
+        assert_eq!(db.update("counter", |_| None).unwrap(), None);
+        assert_eq!(db.get("counter").unwrap(), None);
+        assert_eq!(db.update("absent", |_| None).unwrap(), None);
+        let big = vec![0u8; SEGMENT as usize];
+        assert!(matches!(db.update("k", |_| Some(big)), Err(Error::ValueTooLarge { .. })));
     }
 
     #[test]
