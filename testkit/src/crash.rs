@@ -1,0 +1,342 @@
+//! The crash-at-every-fence driver: run a workload on a `SimMedium`, crash at each fence of its
+//! in-flight operation, take every crash image (both modes; exhaustive up to a bound, sampled
+//! from a fixed seed beyond), deduplicate them, and recover each one against the model.
+//!
+//! The oracle, per image: `open` succeeds with no damage and not failed; the contents equal the
+//! model before or after the in-flight operation (acknowledged writes exact, the operation whole
+//! or absent, nothing else); point reads agree; recovering the recovered image again gives the
+//! same contents. After the operation returns, every image must show it (it was acknowledged).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use mcstore_engine::{Db, Error, Options};
+use mcstore_pmem::{CrashMode, FenceSite, SimMedium};
+
+use crate::images::ImageSet;
+use crate::model::{Bytes, Model, Op, apply_db, db_contents};
+use crate::pools::{as_medium, image_medium};
+
+/// A failed check, with what was being checked.
+pub type Failure = String;
+
+/// How many images to check per crash point.
+#[derive(Clone, Copy, Debug)]
+pub struct CrashConfig {
+    /// Enumerate every image when a mode allows at most this many.
+    pub exhaustive_max: u128,
+    /// Otherwise check this many samples (the no-store and all-stores images first).
+    pub samples: usize,
+    /// Seed of the samples (mixed with the crash point, so each point draws its own).
+    pub seed: u64,
+}
+
+impl Default for CrashConfig {
+    fn default() -> Self {
+        Self { exhaustive_max: 4096, samples: 256, seed: 0x6d63_7374_6f72_6521 }
+    }
+}
+
+impl CrashConfig {
+    /// The defaults, with `samples` from `MCSTORE_CRASH_SAMPLES` when set (CI may raise it).
+    pub fn from_env() -> Self {
+        let samples = std::env::var("MCSTORE_CRASH_SAMPLES").ok().and_then(|s| s.parse().ok());
+        let default = Self::default();
+        Self { samples: samples.unwrap_or(default.samples), ..default }
+    }
+}
+
+/// The operation a workload crashes inside.
+#[derive(Clone, Debug)]
+pub enum InFlight {
+    /// A write through the API (`Put`, `Remove`, `Batch`, ...).
+    Op(Op),
+    /// Reopening the cleanly closed pool (recovery, then the "in use" superblock update).
+    Open,
+    /// Dropping the last handle (the clean-shutdown superblock update).
+    Close,
+    /// Formatting a new pool (`Db::create_on`).
+    Create,
+}
+
+/// A workload: acknowledged setup operations, then one operation crashed at each of its fences.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Name, for messages and figures.
+    pub name: &'static str,
+    /// Size of the `SimMedium`.
+    pub pool_bytes: u64,
+    /// If set, the medium and the store may grow to this size.
+    pub max_pool_bytes: Option<u64>,
+    /// Options the store is created and reopened with.
+    pub options: Options,
+    /// Operations acknowledged before the crash point (each must succeed).
+    pub setup: Vec<Op>,
+    /// The operation crashed in.
+    pub in_flight: InFlight,
+    /// Sites the in-flight operation must reach (each is then crashed at).
+    pub sites: Vec<FenceSite>,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct CrashSummary {
+    /// Fences of the in-flight operation (= crash points).
+    pub fences: u64,
+    /// Distinct images recovered and checked.
+    pub images: u64,
+    /// Images generated, duplicates included.
+    pub images_offered: u64,
+    /// (crash point, mode) pairs enumerated exhaustively.
+    pub exhaustive: u64,
+    /// (crash point, mode) pairs sampled.
+    pub sampled: u64,
+    /// Sites the in-flight operation reached.
+    pub sites_reached: BTreeSet<FenceSite>,
+    /// Sites a crash fired at.
+    pub sites_crashed: BTreeSet<FenceSite>,
+}
+
+/// The state before the in-flight operation.
+struct Prepared {
+    sim: Arc<SimMedium>,
+    db: Option<Db>,
+    model: Model,
+}
+
+/// Run `workload` under `config`: a dry run, then a crash at every fence of the in-flight
+/// operation, every image checked. `Err` names the first check that failed.
+pub fn run(workload: &Workload, config: &CrashConfig) -> Result<CrashSummary, Failure> {
+    let name = workload.name;
+    let mut summary = CrashSummary::default();
+    // Dry run: count the fences and learn their sites; the model after the operation.
+    let prepared = prepare(workload)?;
+    let before = prepared.model.clone();
+    let sim = Arc::clone(&prepared.sim);
+    let start = sim.fences_seen();
+    let mut after = before.clone();
+    let acknowledged = run_in_flight(workload, prepared, &mut after, Some(&before))?;
+    // Acknowledged: every image of the state right after it shows it.
+    sim.freeze();
+    check_images(workload, &sim, config, 0, &[&after], &mut ImageSet::new(), &mut summary)
+        .map_err(|e| format!("{name}: after acknowledgement: {e}"))?;
+    drop(acknowledged);
+    let log = sim.fence_log();
+    let sites: Vec<FenceSite> = log.get(start as usize..).unwrap_or_default().to_vec();
+    summary.fences = sites.len() as u64;
+    summary.sites_reached = sites.iter().copied().collect();
+    for wanted in &workload.sites {
+        if !summary.sites_reached.contains(wanted) {
+            return Err(format!("{name}: the in-flight operation never reached {wanted:?}"));
+        }
+    }
+    let expected: Vec<&Model> = vec![&before, &after];
+    for (k, site) in (1..).zip(&sites) {
+        let prepared = prepare(workload)?;
+        let sim = Arc::clone(&prepared.sim);
+        let n0 = sim.fences_seen();
+        if n0 != start {
+            return Err(format!("{name}: setup is not deterministic ({n0} fences, then {start})"));
+        }
+        sim.crash_at_fence(Some(n0 + k));
+        let mut scratch = before.clone();
+        let acknowledged = run_in_flight(workload, prepared, &mut scratch, None);
+        match sim.crashed_at() {
+            Some((at, crashed_site)) if at == n0 + k && crashed_site == *site => {
+                summary.sites_crashed.insert(crashed_site);
+            }
+            other => {
+                return Err(format!("{name}: crash {k} at {site:?} fired as {other:?}"));
+            }
+        }
+        match acknowledged {
+            Ok(Some(_)) if !matches!(workload.in_flight, InFlight::Close) => {
+                return Err(format!("{name}: acknowledged although crashed at fence {k}"));
+            }
+            _ => {}
+        }
+        let mut seen = ImageSet::new();
+        check_images(workload, &sim, config, k, &expected, &mut seen, &mut summary)
+            .map_err(|e| format!("{name}: crash at fence {k} ({site:?}): {e}"))?;
+    }
+    Ok(summary)
+}
+
+/// A fresh medium with the setup applied (and, for `Open` and `Create`, no store open).
+fn prepare(workload: &Workload) -> Result<Prepared, Failure> {
+    let name = workload.name;
+    let mut sim = SimMedium::new(workload.pool_bytes);
+    if let Some(max) = workload.max_pool_bytes {
+        sim = sim.with_max_len(max);
+    }
+    let sim = Arc::new(sim);
+    let mut model = Model::new();
+    if matches!(workload.in_flight, InFlight::Create) {
+        return Ok(Prepared { sim, db: None, model });
+    }
+    let db = Db::create_on(as_medium(&sim), workload.options.clone())
+        .map_err(|e| format!("{name}: create_on: {e}"))?;
+    for (i, op) in workload.setup.iter().enumerate() {
+        let want = model.apply(op);
+        let got = apply_db(&db, op).map_err(|e| format!("{name}: setup op {i} {op:?}: {e}"))?;
+        if got != want {
+            return Err(format!("{name}: setup op {i}: got {got:?}, model says {want:?}"));
+        }
+    }
+    let db = match workload.in_flight {
+        InFlight::Open => {
+            drop(db);
+            None
+        }
+        _ => Some(db),
+    };
+    Ok(Prepared { sim, db, model })
+}
+
+/// Run the in-flight operation, applying it to `model`. `Ok(Some(db))` when it was acknowledged
+/// and left a store open; `Ok(None)` when it was acknowledged and left none (Close). `check`
+/// (dry run only) compares the operation's result with the model's.
+fn run_in_flight(
+    workload: &Workload,
+    prepared: Prepared,
+    model: &mut Model,
+    check: Option<&Model>,
+) -> Result<Option<Db>, Failure> {
+    let Prepared { sim, db, .. } = prepared;
+    let name = workload.name;
+    let options = workload.options.clone();
+    match &workload.in_flight {
+        InFlight::Op(op) => {
+            let db = db.ok_or_else(|| format!("{name}: no store"))?;
+            let want = model.apply(op);
+            let got = apply_db(&db, op).map_err(|e| format!("{name}: in-flight {op:?}: {e}"))?;
+            if check.is_some() && got != want {
+                return Err(format!("{name}: in-flight: got {got:?}, model says {want:?}"));
+            }
+            Ok(Some(db))
+        }
+        InFlight::Open => {
+            let db = Db::open_on(as_medium(&sim), options).map_err(|e| format!("{name}: {e}"))?;
+            Ok(Some(db))
+        }
+        InFlight::Close => {
+            drop(db);
+            Ok(None)
+        }
+        InFlight::Create => {
+            let db = Db::create_on(as_medium(&sim), options).map_err(|e| format!("{name}: {e}"))?;
+            Ok(Some(db))
+        }
+    }
+}
+
+/// Check the images of `sim`'s current (crashed or frozen) state in both modes.
+fn check_images(
+    workload: &Workload,
+    sim: &SimMedium,
+    config: &CrashConfig,
+    point: u64,
+    expected: &[&Model],
+    seen: &mut ImageSet,
+    summary: &mut CrashSummary,
+) -> Result<(), Failure> {
+    for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+        let count = sim.image_count(mode);
+        let limit = if count <= config.exhaustive_max {
+            summary.exhaustive += 1;
+            usize::try_from(config.exhaustive_max).unwrap_or(usize::MAX)
+        } else {
+            summary.sampled += 1;
+            config.samples
+        };
+        let seed = config.seed ^ point.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for (i, image) in sim.crash_images(mode, limit, seed).enumerate() {
+            summary.images_offered += 1;
+            if !seen.insert(&image) {
+                continue;
+            }
+            summary.images += 1;
+            check_image(workload, image, expected, point > 0)
+                .map_err(|e| format!("{mode:?} image {i} of {count}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Recover one image and check it against the models it may equal. `crashed`: the image is of a
+/// crash inside the operation (not after its acknowledgement).
+pub fn check_image(
+    workload: &Workload,
+    image: Vec<u8>,
+    expected: &[&Model],
+    crashed: bool,
+) -> Result<(), Failure> {
+    let medium = image_medium(image);
+    let db = match Db::open_on(as_medium(&medium), workload.options.clone()) {
+        Ok(db) => db,
+        // A crash while formatting may leave no pool at all (no superblock, or the first one
+        // torn): nothing was acknowledged, and the error is typed.
+        Err(Error::UnsupportedFormat { .. } | Error::Corrupt { .. })
+            if crashed && matches!(workload.in_flight, InFlight::Create) =>
+        {
+            return Ok(());
+        }
+        Err(e) => return Err(format!("open: {e}")),
+    };
+    let contents = check_recovered(&db, expected)?;
+    // Recover the recovered pool again (as if it crashed right after opening): same contents.
+    let again = image_medium(medium.persistent_image());
+    drop(db);
+    let db = Db::open_on(as_medium(&again), workload.options.clone())
+        .map_err(|e| format!("second recovery: open: {e}"))?;
+    let second = check_recovered(&db, expected)?;
+    if second != contents {
+        return Err(format!(
+            "second recovery changed the contents: {} keys, then {}",
+            contents.len(),
+            second.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A recovered store: clean report, not failed, contents equal to one of `expected` (returned).
+fn check_recovered(db: &Db, expected: &[&Model]) -> Result<Vec<(Bytes, Bytes)>, Failure> {
+    let report = db.recovery_report();
+    if !report.is_clean() || report.damage_found != 0 {
+        return Err(format!("damage reported for a pure crash: {report}"));
+    }
+    if db.stats().failed {
+        return Err("the recovered store is failed".into());
+    }
+    let contents = db_contents(db).map_err(|e| format!("iterating: {e}"))?;
+    if !expected.iter().any(|model| model.contents() == contents) {
+        return Err(describe_mismatch(&contents, expected));
+    }
+    if db.len() != contents.len() {
+        return Err(format!("len {} but {} keys iterated", db.len(), contents.len()));
+    }
+    let mut keys: BTreeSet<&Bytes> = BTreeSet::new();
+    for model in expected {
+        keys.extend(model.keys());
+    }
+    for key in keys {
+        let got = db.get(key).map_err(|e| format!("get {}: {e}", key.escape_ascii()))?;
+        let want = contents.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        if got.as_deref() != want.map(Vec::as_slice) {
+            return Err(format!("get {} disagrees with iteration", key.escape_ascii()));
+        }
+    }
+    Ok(contents)
+}
+
+fn describe_mismatch(contents: &[(Bytes, Bytes)], expected: &[&Model]) -> Failure {
+    let mut text = format!("recovered {} keys matching no allowed state;", contents.len());
+    for (i, model) in expected.iter().enumerate() {
+        let want = model.contents();
+        let missing = want.iter().filter(|kv| !contents.contains(kv)).count();
+        let extra = contents.iter().filter(|kv| !want.contains(kv)).count();
+        text.push_str(&format!(" vs state {i}: {missing} missing or different, {extra} extra;"));
+    }
+    text
+}

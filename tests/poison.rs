@@ -1,0 +1,185 @@
+//! Poisoned media under the commit barrier's policy (`docs/policy.md`): a poisoned value fails
+//! only its own key (SimMedium, and a real SIGBUS on a MappedMedium in /dev/shm); poison in the
+//! log found at open is Engine-domain damage (Latch: failed store with a report; Fail and Halt:
+//! `Err(Damaged)`); `Halt` on a User read runs the hook and aborts (a re-executed child).
+
+use std::sync::Arc;
+
+use mcstore::pmem::{Domain, MapOptions, MappedMedium, Medium, MemberId, ModeRequest, SimMedium};
+use mcstore::recovery::format::{Geometry, SegmentId};
+use mcstore::{Db, EngineFallback, Error, Policy, UserFallback};
+use mcstore_testkit::pools::{SEGMENT_BYTES, as_medium, reopen, sim_db, small_options};
+
+use crate::support::{child_role, run_child, shm_dir};
+
+/// The offset of the only occurrence of `needle` in `haystack`.
+fn find_unique(haystack: &[u8], needle: &[u8]) -> u64 {
+    let mut hits = haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle);
+    let (at, _) = hits.next().expect("the pattern is in the pool");
+    assert!(hits.next().is_none(), "the pattern occurs twice");
+    at as u64
+}
+
+/// A value no other key's bytes contain: `len` bytes counting up from `seed`.
+fn distinct_value(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| seed.wrapping_add((i % 199) as u8).wrapping_mul(3) ^ 0x5A).collect()
+}
+
+fn expect_media_error(result: mcstore::Result<impl std::fmt::Debug>, key: &[u8], at: (u64, u64)) {
+    match result {
+        Err(Error::Media { domain, member, offset, len, key: named }) => {
+            assert_eq!(domain, Domain::User);
+            assert_eq!(member, MemberId(0));
+            assert!(offset <= at.0 && at.0 + at.1 <= offset + len, "range {offset}+{len}");
+            assert_eq!(named.as_deref(), Some(key));
+        }
+        other => panic!("expected Error::Media naming {}, got {other:?}", key.escape_ascii()),
+    }
+}
+
+#[test]
+fn poisoned_value_on_sim_fails_its_key_only() {
+    let (sim, db) = sim_db(512 << 10, small_options()).expect("sim_db");
+    let keys: Vec<Vec<u8>> = (0..20u8).map(|i| format!("key{i:02}").into_bytes()).collect();
+    for (i, key) in keys.iter().enumerate() {
+        db.put(key, distinct_value(i as u8, 400)).expect("put");
+    }
+    let victim = &keys[7];
+    let at = find_unique(&sim.visible_image(), &distinct_value(7, 400));
+    let line = (at + 128) & !63;
+    sim.inject_poison(line, 64).expect("inject");
+    expect_media_error(db.get(victim), victim, (line, 64));
+    expect_media_error(db.get_into(victim, &mut Vec::new()), victim, (line, 64));
+    expect_media_error(db.insert(victim, "x"), victim, (line, 64));
+    expect_media_error(db.remove(victim), victim, (line, 64));
+    expect_media_error(db.compare_and_swap(victim, None::<&[u8]>, Some("x")), victim, (line, 64));
+    assert!(db.contains_key(victim).expect("index only"), "the key is still there");
+    for (i, key) in keys.iter().enumerate().filter(|(_, k)| *k != victim) {
+        assert_eq!(
+            db.get(key).expect("other keys read").as_deref(),
+            Some(&distinct_value(i as u8, 400)[..])
+        );
+    }
+    // Iteration: exactly the victim's item is an error; the others come through.
+    let items: Vec<_> = db.iter().collect();
+    assert_eq!(items.len(), keys.len());
+    let errors: Vec<_> = items.iter().filter_map(|item| item.as_ref().err()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key(), Some(&victim[..]));
+    // Nothing was written by the refused operations; the store carries on.
+    assert!(!db.stats().failed);
+    db.put("after", "still writable").expect("put after poison");
+    assert_eq!(db.len(), keys.len() + 1);
+}
+
+/// A poisoned page of a value in a mapped pool: the copy takes a real SIGBUS and survives it.
+#[test]
+fn poisoned_value_on_mapped_medium_fails_its_key_only_with_real_sigbus() {
+    let dir = shm_dir();
+    let path = dir.path().join("pool");
+    let map = MapOptions::new().mode(ModeRequest::ForcedPmem).max_len(1 << 20);
+    let medium = Arc::new(MappedMedium::create(&path, 1 << 20, &map).expect("create the file"));
+    let shared: Arc<dyn Medium> = medium.clone();
+    let db = Db::create_on(shared, small_options()).expect("create_on the mapped medium");
+    let big = distinct_value(1, 3 * 4096);
+    db.put("small-before", "a").expect("put");
+    db.put("big", &big).expect("put");
+    db.put("small-after", "b").expect("put");
+    // The pool file shares its pages with the mapping (tmpfs): find a page wholly inside `big`.
+    let at = find_unique(&std::fs::read(&path).expect("read the pool file"), &big);
+    let page = (at + 4095) & !4095;
+    assert!(page + 4096 <= at + big.len() as u64);
+    medium.inject_poison(page, 4096).expect("inject poison");
+    expect_media_error(db.get("big"), b"big", (page, 4096));
+    assert_eq!(db.get("small-before").expect("get").as_deref(), Some(&b"a"[..]));
+    assert_eq!(db.get("small-after").expect("get").as_deref(), Some(&b"b"[..]));
+    assert!(!db.stats().failed);
+    assert!(db.stats().read_faults >= 1);
+}
+
+fn first_segment_header() -> u64 {
+    Geometry::for_segment_size(SEGMENT_BYTES).expect("geometry").segment_offset(SegmentId(0))
+}
+
+#[test]
+fn poisoned_segment_header_at_open_latches_by_default() {
+    let (sim, db) = sim_db(512 << 10, small_options()).expect("sim_db");
+    db.put("a", "1").expect("put");
+    drop(db);
+    sim.inject_poison(first_segment_header(), 64).expect("inject");
+    // docs/policy.md: under Latch, open succeeds into the failed state; the report says why.
+    let db = reopen(&sim, small_options()).expect("open under Latch");
+    assert!(db.stats().failed);
+    assert!(db.recovery_report().damage_found >= 1);
+    assert!(!db.recovery_report().is_clean());
+    assert!(db.get("a").expect_err("failed store").is_failed());
+    assert!(db.put("b", "2").expect_err("failed store").is_failed());
+    assert!(db.remove("a").expect_err("failed store").is_failed());
+    assert!(db.sync().expect_err("failed store").is_failed());
+    let fences = sim.fences_seen();
+    drop(db);
+    assert_eq!(
+        sim.fences_seen(),
+        fences,
+        "nothing is written to a damaged pool, not even at close"
+    );
+    // Fail and Halt at open: Err(Damaged) with the report; no abort.
+    for fallback in [EngineFallback::Fail, EngineFallback::Halt] {
+        let options = small_options().policy(Policy::default().engine(true, fallback));
+        match Db::open_on(as_medium(&sim), options) {
+            Err(Error::Damaged(report)) => assert!(report.damage_found >= 1),
+            other => panic!("{fallback:?}: expected Err(Damaged), got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn poisoned_value_found_at_open_is_engine_damage() {
+    let (sim, db) = sim_db(512 << 10, small_options()).expect("sim_db");
+    db.put("victim", distinct_value(3, 500)).expect("put");
+    db.put("other", "fine").expect("put");
+    drop(db);
+    let at = find_unique(&sim.persistent_image(), &distinct_value(3, 500));
+    let line = (at + 128) & !63;
+    sim.inject_poison(line, 64).expect("inject");
+    let options = small_options().policy(Policy::default().engine(true, EngineFallback::Fail));
+    match Db::open_on(as_medium(&sim), options) {
+        Err(Error::Damaged(report)) => {
+            let lost = &report.lost_ranges;
+            assert!(lost.iter().any(|&(o, l)| o <= line && line < o + l), "{report}");
+        }
+        other => panic!("expected Err(Damaged), got {other:?}"),
+    }
+}
+
+const HALT_TEST: &str = "poison::user_halt_runs_the_hook_then_aborts";
+const HALT_MARKER: &str = "MCSTORE_IT_HALT_MARKER";
+
+/// `Halt` on a poisoned value: the hook runs (it writes a marker file), then the process
+/// aborts. The child is this binary re-executed on this one test.
+#[test]
+fn user_halt_runs_the_hook_then_aborts() {
+    if child_role().as_deref() == Some("halt") {
+        let marker = std::env::var_os(HALT_MARKER).expect("marker path");
+        let policy = Policy::default().user(true, UserFallback::Halt).on_halt(move |report| {
+            std::fs::write(&marker, report.to_string()).expect("write the marker");
+        });
+        let sim = Arc::new(SimMedium::new(512 << 10));
+        let db = Db::create_on(as_medium(&sim), small_options().policy(policy)).expect("create_on");
+        db.put("victim", distinct_value(9, 400)).expect("put");
+        let at = find_unique(&sim.visible_image(), &distinct_value(9, 400));
+        sim.inject_poison((at + 128) & !63, 64).expect("inject");
+        let returned = db.get("victim");
+        eprintln!("not reached: get returned {returned:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("halted");
+    let output = run_child(HALT_TEST, "halt", &[(HALT_MARKER, &marker)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "status {:?}: {stderr}", output.status);
+    assert!(!stderr.contains("not reached"), "{stderr}");
+    let report = std::fs::read_to_string(&marker).expect("the hook wrote its marker");
+    assert!(report.contains("key victim") && report.contains("User"), "{report}");
+}
