@@ -23,3 +23,6 @@ pub const SEGMENT_BYTES_MIN: u64 = format::SEGMENT_BYTES_MIN;
 pub const SEGMENT_BYTES_MAX: u64 = format::SEGMENT_BYTES_MAX;
 /// Keys fetched from the ordered index per lock acquisition while iterating.
 pub const ITER_CHUNK_KEYS: usize = 64;
+/// The last segment a pool can have keeps `capacity / REMOVE_RESERVE_FRACTION` bytes for
+/// delete-only writes, so a full pool can still remove.
+pub const REMOVE_RESERVE_FRACTION: u64 = 16;

@@ -21,6 +21,7 @@ use mcstore_recovery::{pool, sites};
 use crate::error::{Error, Result};
 use crate::index::Location;
 use crate::latch::Latch;
+use crate::limits;
 
 /// One record to append.
 #[derive(Clone, Copy, Debug)]
@@ -132,7 +133,8 @@ impl LogWriter {
         let total: u64 = records.iter().map(|r| encoded_len(r.key.len(), r.value.len())).sum();
         assert!(total <= self.capacity(), "caller must bound records to one segment");
         // 1. Reserve: room in the open segment, or a new one. OutOfSpace leaves nothing written.
-        let segment = self.reserve(total)?;
+        let delete_only = records.iter().all(|r| r.kind == RecordKind::Delete);
+        let segment = self.reserve(total, delete_only)?;
         // 2. Encode at their final offsets (the checksum covers offset, segment seq, set uuid).
         let start = self.geometry.data_start(segment.id) + segment.tail;
         self.scratch.clear();
@@ -183,18 +185,39 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Bytes of the pool's last possible segment that only delete-only writes may use, so a
+    /// full pool can still remove keys (compaction in [3] will also draw on it).
+    pub(crate) fn remove_reserve(&self) -> u64 {
+        self.capacity() / limits::REMOVE_RESERVE_FRACTION
+    }
+
+    /// Whether `grow` could add at least one segment.
+    fn can_grow(&self) -> bool {
+        let page = mcstore_pmem::limits::PAGE_SIZE;
+        let target = self.max_len / page * page;
+        self.geometry.segment_count(target) > self.geometry.segment_count(self.medium.len())
+    }
+
     /// Make room for `total` bytes: the open segment if it has them, else roll to a free segment
-    /// (growing the pool first when none is free).
-    fn reserve(&mut self, total: u64) -> Result<OpenSegment> {
-        if let Some(open) = self.open
-            && open.tail + total <= self.capacity()
-        {
-            return Ok(open);
+    /// (growing the pool first when none is free). Writes that are not delete-only must leave
+    /// `remove_reserve` bytes free in the last segment the pool can have.
+    fn reserve(&mut self, total: u64, delete_only: bool) -> Result<OpenSegment> {
+        let keep = if delete_only { 0 } else { self.remove_reserve() };
+        if let Some(open) = self.open {
+            let last = self.free.is_empty() && !self.can_grow();
+            if open.tail + total + if last { keep } else { 0 } <= self.capacity() {
+                return Ok(open);
+            }
         }
         let id = match self.free.first().copied() {
             Some(id) => id,
             None => self.grow(total)?,
         };
+        let last = self.free.len() == 1 && !self.can_grow();
+        if total + if last { keep } else { 0 } > self.capacity() {
+            let (pool_bytes, max_bytes) = (self.medium.len(), self.max_len);
+            return Err(Error::OutOfSpace { needed: total, pool_bytes, max_bytes });
+        }
         self.roll(SegmentId(id))
     }
 
@@ -286,6 +309,34 @@ mod tests {
             (key, Some(value)) => db.put(key, value),
             (key, None) => db.remove(key).map(drop),
         }
+    }
+
+    /// A pool with no free segment and no room to grow keeps a reserve in its last segment that
+    /// only delete-only writes may use: a full pool can still remove.
+    #[test]
+    fn a_full_pool_can_still_remove() {
+        let (sim, db) = sim_db(256 << 10, small_options());
+        let mut written = 0u32;
+        for len in [3000usize, 300, 30, 1] {
+            while db.put(written.to_be_bytes(), vec![1u8; len]).is_ok() {
+                written += 1;
+            }
+        }
+        assert!(matches!(db.put("x", ""), Err(crate::Error::OutOfSpace { .. })));
+        let image = sim.persistent_image();
+        assert!(matches!(db.put("x", ""), Err(crate::Error::OutOfSpace { .. })));
+        assert_eq!(sim.persistent_image(), image, "a refused put wrote nothing");
+        assert_eq!(db.remove(0u32.to_be_bytes()).unwrap().map(|v| v.len()), Some(3000));
+        assert!(db.delete(1u32.to_be_bytes()).unwrap());
+        let batch = crate::Batch::default().remove(2u32.to_be_bytes()).remove(3u32.to_be_bytes());
+        db.apply_batch(batch).unwrap();
+        assert_eq!(db.len(), written as usize - 4);
+        assert!(!db.stats().failed);
+        drop(db);
+        let db = crate::test_support::reopen(&sim, small_options());
+        assert_eq!(db.len(), written as usize - 4);
+        assert!(matches!(db.put("x", ""), Err(crate::Error::OutOfSpace { .. })));
+        assert!(db.delete(4u32.to_be_bytes()).unwrap());
     }
 
     /// Crash at every fence of the workload, both crash modes: every acknowledged write is
