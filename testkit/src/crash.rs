@@ -33,7 +33,7 @@ pub struct CrashConfig {
 
 impl Default for CrashConfig {
     fn default() -> Self {
-        Self { exhaustive_max: 4096, samples: 256, seed: 0x6d63_7374_6f72_6521 }
+        Self { exhaustive_max: 4096, samples: 512, seed: 0x6d63_7374_6f72_6521 }
     }
 }
 
