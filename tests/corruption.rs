@@ -197,11 +197,13 @@ fn flipped_bits(image: &[u8], model: &Model, layout: &Layout, tally: &mut Tally)
                 open_and_judge(flip(image, bit), model, &options),
             );
         }
-        // Every record: a bit in its header, one in its key, one in its last (padding) word.
+        // Every record: a bit in its checksum, its lengths, its key, its middle and its last
+        // (value or padding) byte.
         for record in records {
-            for (i, at) in
-                [record.start + 5, record.start + 33, record.end - 1].into_iter().enumerate()
-            {
+            let middle = (record.start + record.end) / 2;
+            let positions =
+                [record.start + 5, record.start + 17, record.start + 33, middle, record.end - 1];
+            for (i, at) in positions.into_iter().enumerate() {
                 let bit = at * 8 + (record.start / 8 + i as u64) % 8;
                 let name = format!("record at {} bit {bit}", record.start);
                 tally.case(&name, true, open_and_judge(flip(image, bit), model, &options));
