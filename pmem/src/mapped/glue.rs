@@ -37,6 +37,7 @@ pub(super) fn unregister(registration: Registration) {
 ///
 /// # Safety
 /// `[src, src + dst.len())` lies in the live reservation that starts at `base`.
+#[inline(always)]
 pub(super) unsafe fn read(
     dst: &mut [u8],
     src: *const u8,

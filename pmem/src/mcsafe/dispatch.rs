@@ -101,8 +101,23 @@ impl Dispatch {
     }
 
     /// The routine for a copy of `len` bytes from `src` to `dst`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn routine(self, dst: usize, src: usize, len: usize) -> Routine {
+        // The common case first, in two compares: `Auto` on an AVX2 CPU that needs no fragile
+        // copy. A short copy never looks at the distance.
+        if self.0 & (VARIANT_MASK | AVX2 | FRAGILE) == AVX2 {
+            if len < MOVSB_MIN_BYTES {
+                return Routine::Avx2;
+            }
+            let distance = dst.wrapping_sub(src) % PAGE_SIZE as usize;
+            return if distance >= MOVSB_MIN_DISTANCE { Routine::Movsb } else { Routine::Avx2 };
+        }
+        self.routine_by_variant(dst, src, len)
+    }
+
+    /// [`Dispatch::routine`] for every other setting.
+    #[inline(never)]
+    fn routine_by_variant(self, dst: usize, src: usize, len: usize) -> Routine {
         let vector = if self.0 & AVX2 != 0 { Routine::Avx2 } else { Routine::Fragile };
         match variant_of(self.0) {
             CopyVariant::Auto if self.0 & FRAGILE != 0 => Routine::Fragile,
