@@ -5,7 +5,8 @@
 //! through [`Medium::read`], a machine-check-safe copy that records poison in the caller's
 //! register instead of faulting.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::mcsafe::MappingId;
 use crate::register::{Domain, ErrorRegister};
 
 /// Index of a member in a pool set (0 = primary).
@@ -68,6 +69,29 @@ pub trait Medium: Send + Sync {
     /// Whether a flush is a no-op for durability (eADR: caches are in the persistence domain).
     fn flush_is_noop(&self) -> bool {
         false
+    }
+
+    /// Rewrite `[offset, offset + data.len())` with good bytes through the medium's repair
+    /// primitive: the write persists (as the mode requires) and clears poison there, and the
+    /// range leaves the medium's bad-block list. A `MappedMedium` needs whole aligned pages.
+    /// The default refuses: a medium without a repair path cannot be healed in place.
+    fn repair(&self, offset: u64, data: &[u8]) -> Result<()> {
+        Err(Error::io(
+            format!("repair of [{offset}, +{}) on member {}", data.len(), self.member().0),
+            std::io::Error::new(std::io::ErrorKind::Unsupported, "this medium has no repair path"),
+        ))
+    }
+
+    /// Ranges `(offset, len)` the medium was told are bad (a bad-block list applied at open) and
+    /// that are not repaired yet. Default: none.
+    fn bad_blocks(&self) -> Vec<(u64, u64)> {
+        Vec::new()
+    }
+
+    /// The mapping registered for asynchronous poison notices, if the medium is mapped (matches
+    /// [`crate::mcsafe::AsyncNotice::mapping`]). Default: none.
+    fn mapping(&self) -> Option<MappingId> {
+        None
     }
 }
 

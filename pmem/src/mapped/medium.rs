@@ -263,6 +263,18 @@ impl Medium for MappedMedium {
     fn flush_is_noop(&self) -> bool {
         self.eadr
     }
+
+    fn repair(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.repair_whole_pages(offset, data)
+    }
+
+    fn bad_blocks(&self) -> Vec<(u64, u64)> {
+        self.known_bad()
+    }
+
+    fn mapping(&self) -> Option<crate::mcsafe::MappingId> {
+        self.registration
+    }
 }
 
 impl Drop for MappedMedium {

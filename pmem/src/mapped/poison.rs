@@ -124,6 +124,18 @@ impl MappedMedium {
         Ok(())
     }
 
+    /// [`Medium::repair`] for a mapped medium: [`Self::repair_pages`] with the alignment checked
+    /// (an `Err`, not a panic: the range comes from a fault the caller did not choose).
+    pub(super) fn repair_whole_pages(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if !offset.is_multiple_of(PAGE_SIZE) || !(data.len() as u64).is_multiple_of(PAGE_SIZE) {
+            return Err(Error::io(
+                format!("repair of [{offset}, +{}): not whole aligned pages", data.len()),
+                std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            ));
+        }
+        self.repair_pages(offset, data)
+    }
+
     /// Map holes (non-destructively) over the known-bad pages inside `[start, end)`.
     pub(super) fn apply_known_bad(&self, state: &mut State, start: u64, end: u64) -> Result<()> {
         for (s, e) in state.known_bad.intersections(start, end) {

@@ -201,7 +201,25 @@ impl Medium for SimMedium {
         state.persistent.resize(new_len as usize, 0);
         Ok(())
     }
+
+    /// Clear the poison of the lines covered, store `data`, flush and fence it
+    /// ([`REPAIR_SITE`]): the bytes are persistent when this returns.
+    fn repair(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let len = data.len() as u64;
+        self.state.lock().check_bounds(offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.clear_poison(offset, len)?;
+        self.write(offset, data)?;
+        self.flush(offset, len)?;
+        // PERSIST: the repaired bytes are durable at REPAIR_SITE before the caller re-reads them.
+        self.fence(REPAIR_SITE)
+    }
 }
+
+/// The fence a [`SimMedium`] repair ends with.
+pub const REPAIR_SITE: FenceSite = FenceSite("pmem.repair");
 
 #[cfg(test)]
 mod tests {

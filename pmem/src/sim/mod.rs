@@ -17,4 +17,4 @@ mod poison;
 pub use crash::{CrashPlan, SimOp};
 pub use harness::NotPersisted;
 pub use images::{CrashImages, CrashMode, EXHAUSTIVE_IMAGES_MAX};
-pub use medium::SimMedium;
+pub use medium::{REPAIR_SITE, SimMedium};

@@ -1,0 +1,435 @@
+//! The members of a [`PoolSet`], their states, and the lockstep [`Medium`] implementation.
+//!
+//! INVARIANT: a write, store, flush, fence or grow that returns `Ok` reached the primary and
+//! every member not `Stale`; a member that failed one is `Stale` from then on and receives no
+//! more writes. Reads go to the primary only. Writers hold `gate` shared and a repair holds it
+//! exclusively, so a page copied from a peer is never half-way through a lockstep write.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::options::{MemberFailure, PoolSetOptions};
+use crate::error::Result;
+use crate::mcsafe::MappingId;
+use crate::medium::{FenceSite, Medium, MemberId};
+use crate::register::{Domain, ErrorRegister};
+
+/// A member's state in the set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum MemberState {
+    /// Holds every committed write; written in lockstep; a source for repairs.
+    #[default]
+    InSync,
+    /// Missed writes: receives none, is never a source, must be resilvered.
+    Stale,
+    /// Being copied from a good member: receives writes, is not yet a source.
+    Resilvering,
+}
+
+impl MemberState {
+    fn code(self) -> u8 {
+        match self {
+            MemberState::InSync => 0,
+            MemberState::Stale => 1,
+            MemberState::Resilvering => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            0 => MemberState::InSync,
+            1 => MemberState::Stale,
+            _ => MemberState::Resilvering,
+        }
+    }
+}
+
+/// A member as [`PoolSet::members`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Its index (0 = primary).
+    pub id: MemberId,
+    /// Its state now.
+    pub state: MemberState,
+}
+
+/// A member that was marked stale, and why (what failed, with the error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleEvent {
+    /// The member.
+    pub member: MemberId,
+    /// What failed.
+    pub reason: String,
+}
+
+/// Counters of retries and repairs since the set was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepairStats {
+    /// Reads retried from a replica ([`PoolSet::retry_read`]).
+    pub retries: u64,
+    /// Ranges of a member rewritten from a good member and verified.
+    pub repairs: u64,
+    /// Bytes those repairs rewrote (whole pages).
+    pub bytes_repaired: u64,
+    /// Heals that found no good copy anywhere.
+    pub no_good_copy: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) retries: AtomicU64,
+    pub(super) repairs: AtomicU64,
+    pub(super) bytes_repaired: AtomicU64,
+    pub(super) no_good_copy: AtomicU64,
+}
+
+struct Member {
+    medium: Arc<dyn Medium>,
+    state: AtomicU8,
+}
+
+/// A primary and zero or more replicas written in lockstep. See the module docs.
+pub struct PoolSet {
+    members: Vec<Member>,
+    pub(super) options: PoolSetOptions,
+    pub(super) gate: RwLock<()>,
+    pub(super) counters: Counters,
+    events: Mutex<Vec<StaleEvent>>,
+}
+
+impl std::fmt::Debug for PoolSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolSet")
+            .field("members", &self.members())
+            .field("options", &self.options)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl PoolSet {
+    /// A set of `members`, the primary first, all `InSync`. Replicas shorter than the primary
+    /// are grown to its length.
+    ///
+    /// Panics unless there is at least one member and member `i` reports `MemberId(i)` (faults
+    /// name members by index; a mismatch is a programmer error).
+    pub fn new(members: Vec<Arc<dyn Medium>>, options: PoolSetOptions) -> Result<Self> {
+        assert!(!members.is_empty(), "a pool set needs a primary");
+        assert!(members.len() <= usize::from(u8::MAX), "too many members");
+        for (i, m) in members.iter().enumerate() {
+            assert_eq!(m.member(), MemberId(i as u8), "member {i} reports {:?}", m.member());
+        }
+        let len = members[0].len();
+        for m in &members[1..] {
+            m.grow(len)?;
+        }
+        let members = members
+            .into_iter()
+            .map(|medium| Member { medium, state: AtomicU8::new(MemberState::InSync.code()) })
+            .collect();
+        Ok(Self {
+            members,
+            options,
+            gate: RwLock::new(()),
+            counters: Counters::default(),
+            events: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Every member with its state, the primary first.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        (0..self.members.len())
+            .map(|i| MemberInfo { id: MemberId(i as u8), state: self.state(MemberId(i as u8)) })
+            .collect()
+    }
+
+    /// Number of members (the primary included).
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The medium of `member`. Panics if there is no such member.
+    pub fn medium(&self, member: MemberId) -> &Arc<dyn Medium> {
+        &self.members[usize::from(member.0)].medium
+    }
+
+    /// The state of `member`. Panics if there is no such member.
+    pub fn state(&self, member: MemberId) -> MemberState {
+        MemberState::from_code(self.members[usize::from(member.0)].state.load(Ordering::Acquire))
+    }
+
+    /// Set `member`'s state (the layer above does this after reading member superblocks, and
+    /// when a resilver completes). The primary is always `InSync`: panics otherwise.
+    pub fn set_state(&self, member: MemberId, state: MemberState) {
+        assert!(member.0 != 0 || state == MemberState::InSync, "the primary cannot be {state:?}");
+        self.members[usize::from(member.0)].state.store(state.code(), Ordering::Release);
+    }
+
+    /// Mark `member` stale because of `reason`: it receives no more writes and is no repair
+    /// source. Recorded for [`Self::stale_events`]. Panics for the primary.
+    pub fn mark_stale(&self, member: MemberId, reason: impl Into<String>) {
+        self.set_state(member, MemberState::Stale);
+        self.events.lock().push(StaleEvent { member, reason: reason.into() });
+    }
+
+    /// Take the stale events recorded since the last call (the layer above persists them).
+    pub fn stale_events(&self) -> Vec<StaleEvent> {
+        std::mem::take(&mut *self.events.lock())
+    }
+
+    /// Whether every replica is in sync (no member stale or resilvering).
+    pub fn is_degraded(&self) -> bool {
+        self.members().iter().any(|m| m.state != MemberState::InSync)
+    }
+
+    /// Counters of retries and repairs.
+    pub fn stats(&self) -> RepairStats {
+        let c = &self.counters;
+        RepairStats {
+            retries: c.retries.load(Ordering::Relaxed),
+            repairs: c.repairs.load(Ordering::Relaxed),
+            bytes_repaired: c.bytes_repaired.load(Ordering::Relaxed),
+            no_good_copy: c.no_good_copy.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Machine-check-safe read of `[offset, offset + dst.len())` from one member (faults are
+    /// recorded with that member's id).
+    pub fn read_member(
+        &self,
+        member: MemberId,
+        offset: u64,
+        dst: &mut [u8],
+        register: &mut ErrorRegister,
+        domain: Domain,
+    ) -> Result<()> {
+        self.medium(member).read(offset, dst, register, domain)
+    }
+
+    /// The bytes `target` must hold for `bytes` at `offset`: rewritten inside the private prefix
+    /// (see [`super::MemberRewrite`]), unchanged beyond it.
+    pub(super) fn bytes_for<'a>(
+        &self,
+        target: MemberId,
+        offset: u64,
+        bytes: &'a [u8],
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        let Some(rewrite) = &self.options.rewrite else { return Ok(bytes.into()) };
+        let private_end = rewrite.private_end();
+        if offset >= private_end {
+            return Ok(bytes.into());
+        }
+        let split =
+            usize::try_from(private_end - offset).map_or(bytes.len(), |n| n.min(bytes.len()));
+        let mut out = rewrite.rewrite(target, offset, &bytes[..split])?;
+        // INVARIANT: the hook keeps lengths (see MemberRewrite).
+        assert_eq!(out.len(), split, "MemberRewrite changed the length of a write");
+        out.extend_from_slice(&bytes[split..]);
+        Ok(out.into())
+    }
+
+    /// Apply `op` to the primary, then to every member not stale; a replica's failure is
+    /// handled by [`MemberFailure`]. The primary's failure is the operation's.
+    fn lockstep(&self, what: &str, op: impl Fn(&dyn Medium, MemberId) -> Result<()>) -> Result<()> {
+        let _writer = self.gate.read();
+        op(self.members[0].medium.as_ref(), MemberId(0))?;
+        for (i, member) in self.members.iter().enumerate().skip(1) {
+            let id = MemberId(i as u8);
+            if self.state(id) == MemberState::Stale {
+                continue;
+            }
+            if let Err(err) = op(member.medium.as_ref(), id) {
+                self.mark_stale(id, format!("{what} failed: {err}"));
+                if self.options.on_member_failure == MemberFailure::FailWrite {
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Medium for PoolSet {
+    fn len(&self) -> u64 {
+        self.members[0].medium.len()
+    }
+
+    fn member(&self) -> MemberId {
+        MemberId(0)
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.lockstep("write", |m, id| m.write(offset, &self.bytes_for(id, offset, data)?))
+    }
+
+    fn store_u64(&self, offset: u64, value: u64) -> Result<()> {
+        self.lockstep("store", |m, id| {
+            let raw = value.to_le_bytes();
+            let bytes = self.bytes_for(id, offset, &raw)?;
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes);
+            m.store_u64(offset, u64::from_le_bytes(word))
+        })
+    }
+
+    fn flush(&self, offset: u64, len: u64) -> Result<()> {
+        self.lockstep("flush", |m, _| m.flush(offset, len))
+    }
+
+    fn fence(&self, site: FenceSite) -> Result<()> {
+        // PERSIST: every member's flushed stores are durable before the set's fence returns,
+        // so what the caller publishes next is backed by every in-sync copy.
+        self.lockstep("fence", |m, _| m.fence(site))
+    }
+
+    fn read(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        register: &mut ErrorRegister,
+        domain: Domain,
+    ) -> Result<()> {
+        self.members[0].medium.read(offset, dst, register, domain)
+    }
+
+    fn grow(&self, new_len: u64) -> Result<()> {
+        self.lockstep("grow", |m, _| m.grow(new_len))
+    }
+
+    fn flush_is_noop(&self) -> bool {
+        self.members.iter().all(|m| m.medium.flush_is_noop())
+    }
+
+    /// Repair `[offset, +len)` on every member not stale (each with its own private bytes).
+    fn repair(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let _repair = self.gate.write();
+        for (i, member) in self.members.iter().enumerate() {
+            let id = MemberId(i as u8);
+            if self.state(id) != MemberState::Stale {
+                member.medium.repair(offset, &self.bytes_for(id, offset, data)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bad_blocks(&self) -> Vec<(u64, u64)> {
+        self.members[0].medium.bad_blocks()
+    }
+
+    fn mapping(&self) -> Option<MappingId> {
+        self.members[0].medium.mapping()
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::poolset::MemberRewrite;
+    use crate::sim::{SimMedium, SimOp};
+
+    pub(crate) const SITE: FenceSite = FenceSite("poolset-test");
+
+    /// A set of `n` SimMedia of `len` bytes, handles to each member kept for the test.
+    pub(crate) fn sim_set(
+        n: u8,
+        len: u64,
+        options: PoolSetOptions,
+    ) -> (PoolSet, Vec<Arc<SimMedium>>) {
+        let sims: Vec<Arc<SimMedium>> =
+            (0..n).map(|i| Arc::new(SimMedium::with_member(len, MemberId(i)))).collect();
+        let members = sims.iter().map(|s| s.clone() as Arc<dyn Medium>).collect();
+        (PoolSet::new(members, options).unwrap(), sims)
+    }
+
+    pub(crate) fn read_clean(m: &dyn Medium, offset: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        let mut register = ErrorRegister::deferred();
+        m.read(offset, &mut out, &mut register, Domain::User).unwrap();
+        assert!(register.is_clean(), "{:?}", register.faults());
+        out
+    }
+
+    #[test]
+    fn writes_land_on_every_member_and_persist_at_the_set_fence() {
+        let (set, sims) = sim_set(3, 64 << 10, PoolSetOptions::new());
+        set.write(4000, b"lockstep").unwrap();
+        set.store_u64(8192, 0xabcd).unwrap();
+        set.flush(4000, 8).unwrap();
+        set.flush(8192, 8).unwrap();
+        set.fence(SITE).unwrap();
+        for sim in &sims {
+            assert_eq!(read_clean(sim.as_ref(), 4000, 8), b"lockstep");
+            assert_eq!(read_clean(sim.as_ref(), 8192, 8), 0xabcdu64.to_le_bytes());
+            assert!(sim.is_persisted(4000, 8) && sim.is_persisted(8192, 8));
+        }
+        assert_eq!(read_clean(&set, 4000, 8), b"lockstep");
+        set.grow(128 << 10).unwrap();
+        assert!(sims.iter().all(|s| s.len() == 128 << 10));
+        assert!(!set.is_degraded());
+    }
+
+    #[test]
+    fn a_failing_replica_is_marked_stale_and_the_set_carries_on() {
+        let (set, sims) = sim_set(3, 64 << 10, PoolSetOptions::new());
+        sims[2].fail_nth(SimOp::Write, 1, true);
+        set.write(0, b"one").unwrap();
+        set.write(64, b"two").unwrap();
+        assert_eq!(set.state(MemberId(2)), MemberState::Stale);
+        assert_eq!(set.state(MemberId(1)), MemberState::InSync);
+        let events = set.stale_events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].member, MemberId(2));
+        assert!(events[0].reason.starts_with("write failed"), "{}", events[0].reason);
+        assert!(set.stale_events().is_empty());
+        // The stale member received nothing after its failure.
+        assert_eq!(read_clean(sims[2].as_ref(), 64, 3), [0; 3]);
+        assert_eq!(read_clean(sims[1].as_ref(), 64, 3), b"two");
+        assert!(set.is_degraded());
+    }
+
+    #[test]
+    fn fail_write_option_returns_the_replicas_error() {
+        let options = PoolSetOptions::new().on_member_failure(MemberFailure::FailWrite);
+        let (set, sims) = sim_set(2, 64 << 10, options);
+        sims[1].fail_nth(SimOp::Flush, 1, true);
+        set.write(0, b"x").unwrap();
+        assert!(matches!(set.flush(0, 1), Err(Error::Injected(_))));
+        assert_eq!(set.state(MemberId(1)), MemberState::Stale);
+    }
+
+    #[test]
+    fn a_failing_primary_fails_the_write_and_marks_nothing() {
+        let (set, sims) = sim_set(2, 64 << 10, PoolSetOptions::new());
+        sims[0].fail_nth(SimOp::Write, 1, true);
+        assert!(set.write(0, b"x").is_err());
+        assert!(!set.is_degraded());
+        assert_eq!(read_clean(sims[1].as_ref(), 0, 1), [0]);
+    }
+
+    /// Member-specific prefix: each member stores the bytes XORed with its index.
+    pub(crate) struct XorPrefix;
+    impl MemberRewrite for XorPrefix {
+        fn private_end(&self) -> u64 {
+            8192
+        }
+        fn rewrite(&self, target: MemberId, _offset: u64, bytes: &[u8]) -> Result<Vec<u8>> {
+            // Undo whichever member's XOR the bytes carry is the caller's business; here the
+            // bytes are always the primary's (index 0), so XOR with the target gives its own.
+            Ok(bytes.iter().map(|b| b ^ target.0).collect())
+        }
+    }
+
+    #[test]
+    fn the_private_prefix_is_rewritten_per_member() {
+        let options = PoolSetOptions::new().rewrite(Arc::new(XorPrefix));
+        let (set, sims) = sim_set(3, 64 << 10, options);
+        set.write(8190, &[0x10; 4]).unwrap(); // straddles the prefix end
+        set.store_u64(16, 0x0101).unwrap();
+        assert_eq!(read_clean(sims[0].as_ref(), 8190, 4), [0x10; 4]);
+        assert_eq!(read_clean(sims[2].as_ref(), 8190, 4), [0x12, 0x12, 0x10, 0x10]);
+        assert_eq!(read_clean(sims[1].as_ref(), 16, 2), [0x00, 0x00]);
+    }
+}
