@@ -326,11 +326,9 @@ fn corrupt_pools_are_reported_never_silent_and_never_panic() {
     tally.finish("corruption cases detected");
 }
 
-/// Known gap (reported): the superblock does not record how many segments the pool has, so a
-/// file cut at a segment boundary opens clean with the cut segments' records gone — data lost
-/// and older versions resurrected (a crash during a roll looks the same to recovery today).
+/// The superblock records how many segments the pool has, so a file cut at a segment boundary
+/// is reported (`DamageKind::Truncated`), never opened clean with the cut records gone.
 #[test]
-#[ignore = "known gap: truncation at a segment boundary is silent (recovery owner to fix)"]
 fn truncated_pools_are_reported() {
     let (image, model) = base_pool();
     let layout = layout(&image);

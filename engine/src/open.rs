@@ -204,7 +204,14 @@ fn open_medium(
             next_lsn: next_lsn.0,
             max_len: options.max_len(medium.len(), sized_by_medium),
         };
+        let recorded = start.superblock.segment_count;
+        let present = geometry.segment_count(medium.len());
         let mut writer = LogWriter::new(Arc::clone(&medium), Arc::clone(&latch), start);
+        // Segments the file holds beyond the recorded count (the file grew at open, or a growth
+        // crashed before recording them) are recovered as free; record them before use.
+        if recorded != 0 {
+            writer.record_growth(recorded, present)?;
+        }
         let pid = std::process::id();
         // PERSIST: the pool is marked in use (SUPERBLOCK_WRITE) before any write is accepted,
         // so a crash from here on is seen as an unclean shutdown.

@@ -16,7 +16,7 @@ use mcstore_recovery::format::{
     Geometry, Lsn, RecordContext, RecordKind, SegmentId, Superblock, Uuid, encode_record,
     encoded_len,
 };
-use mcstore_recovery::{pool, sites};
+use mcstore_recovery::pool;
 
 use crate::error::{Error, Result};
 use crate::index::Location;
@@ -249,8 +249,8 @@ impl LogWriter {
         // Whole pages: a mapped medium grows by pages.
         let page = mcstore_pmem::limits::PAGE_SIZE;
         let target = len.saturating_add(step).min(self.max_len) / page * page;
-        let out_of_space =
-            || Error::OutOfSpace { needed, pool_bytes: len, max_bytes: self.max_len };
+        let max_bytes = self.max_len;
+        let out_of_space = || Error::OutOfSpace { needed, pool_bytes: len, max_bytes };
         if target <= len || self.geometry.segment_count(target) <= count {
             return Err(out_of_space());
         }
@@ -262,20 +262,29 @@ impl LogWriter {
             Err(error) => return Err(Error::pmem("growing the pool", error)),
         }
         let grown = self.geometry.segment_count(self.medium.len());
-        // PERSIST: the new segments' header and tail lines are zero (GROW_SEGMENTS) before one
-        // is opened, whatever the file held there.
-        let (first, end) = (SegmentId(count), SegmentId(grown));
-        if let Err(error) = pool::clear_segment_lines(
-            self.medium.as_ref(),
-            &self.geometry,
-            first,
-            end,
-            sites::GROW_SEGMENTS,
-        ) {
-            return Err(self.trip("clearing grown segments", error));
-        }
-        self.free.extend(count..grown);
+        self.record_growth(count, grown)?;
         self.free.first().copied().ok_or_else(out_of_space)
+    }
+
+    /// Make segments `[first, end)` (present on the medium) part of the pool: their header and
+    /// tail lines zeroed (GROW_SEGMENTS), then the segment count recorded in the superblock
+    /// (SUPERBLOCK_WRITE) before any of them is opened; they join the free set.
+    pub(crate) fn record_growth(&mut self, first: u32, end: u32) -> Result<()> {
+        if end <= first {
+            return Ok(());
+        }
+        self.latch.check()?;
+        let mut next = self.superblock.clone();
+        // PERSIST: GROW_SEGMENTS, then SUPERBLOCK_WRITE records the count; a crash between
+        // leaves uncounted (free, unread) segments, never a counted segment with stale lines.
+        let grown =
+            pool::record_growth(self.medium.as_ref(), &mut next, SegmentId(first), SegmentId(end));
+        if let Err(error) = grown {
+            return Err(self.trip("recording grown segments", error));
+        }
+        self.superblock = next;
+        self.free.extend(first..end);
+        Ok(())
     }
 
     /// Trip the latch for a failed persist and return the error for the call that met it.

@@ -82,6 +82,7 @@ pub fn create(medium: &dyn Medium, params: &CreateParams) -> Result<Superblock> 
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         created_by: params.created_by.clone(),
+        segment_count: count,
     };
     write_slot(medium, &sb)?;
     write_superblock(medium, &mut sb)?;
@@ -178,6 +179,15 @@ pub fn persist_records(medium: &dyn Medium, offset: u64, bytes: &[u8]) -> Result
     Ok(())
 }
 
+/// Flush `len` bytes at `offset` that writers already stored (group commit: each writer
+/// copies its own records; the leader flushes the whole group) and fence `RECORD_PERSIST`.
+pub fn flush_records(medium: &dyn Medium, offset: u64, len: u64) -> Result<()> {
+    // PERSIST: the group's records durable (RECORD_PERSIST) before the tail that commits them.
+    medium.flush(offset, len)?;
+    medium.fence(sites::RECORD_PERSIST)?;
+    Ok(())
+}
+
 /// Publish `tail` (bytes used in the data area, 8-aligned, ≤ capacity) as segment `id`'s
 /// committed tail: one `store_u64` of the checked word, flush, fence `TAIL_PUBLISH`.
 pub fn publish_tail(
@@ -205,6 +215,27 @@ pub fn reclaim_segment(medium: &dyn Medium, g: &Geometry, id: SegmentId) -> Resu
     medium.store_u64(at, 0)?;
     medium.flush(at, 8)?;
     medium.fence(sites::SEGMENT_RECLAIM)?;
+    Ok(())
+}
+
+/// Grow the pool's recorded size: zero the header and tail lines of segments `[first, end)`
+/// (fence `GROW_SEGMENTS`), then record `end` as the segment count in the superblock (fence
+/// `SUPERBLOCK_WRITE`). A crash between leaves zeroed segments the superblock does not count:
+/// recovery reports them free and does not read them; the next writable open records them.
+pub fn record_growth(
+    medium: &dyn Medium,
+    sb: &mut Superblock,
+    first: SegmentId,
+    end: SegmentId,
+) -> Result<()> {
+    let geometry = sb.geometry;
+    clear_segment_lines(medium, &geometry, first, end, sites::GROW_SEGMENTS)?;
+    let before = sb.segment_count;
+    sb.segment_count = sb.segment_count.max(end.0);
+    if let Err(e) = write_superblock(medium, sb) {
+        sb.segment_count = before;
+        return Err(e);
+    }
     Ok(())
 }
 

@@ -5,9 +5,11 @@
 
 use mcstore_pmem::FenceSite;
 
-/// Records of one append are durable (flushed) before their tail is published.
+/// Records of one append — with group commit, of every writer in the group — are durable
+/// (flushed) before their tail is published.
 pub const RECORD_PERSIST: FenceSite = FenceSite("record.persist");
-/// The committed-tail word of a segment is durable: the append is acknowledged after this.
+/// The committed-tail word of a segment is durable: the append (every writer of the group) is
+/// acknowledged after this.
 pub const TAIL_PUBLISH: FenceSite = FenceSite("tail.publish");
 /// Re-initialising a segment, step 1: its tail word is cleared (0) before the header changes.
 pub const SEGMENT_TAIL_CLEAR: FenceSite = FenceSite("segment.tail_clear");
@@ -17,10 +19,6 @@ pub const SEGMENT_HEADER: FenceSite = FenceSite("segment.header");
 pub const SUPERBLOCK_WRITE: FenceSite = FenceSite("superblock.write");
 /// Pool creation: every segment's header and tail lines are zero before any superblock exists.
 pub const POOL_CREATE_CLEAR: FenceSite = FenceSite("pool.create_clear");
-/// Group commit: the leader has flushed every member's records of the group.
-pub const GROUP_COMMIT_RECORDS: FenceSite = FenceSite("group_commit.records");
-/// Group commit: the group's tail is published; every writer of the group may be acknowledged.
-pub const GROUP_COMMIT_TAIL: FenceSite = FenceSite("group_commit.tail");
 /// Compaction: live records copied into the destination segment are durable.
 pub const COMPACTION_COPY: FenceSite = FenceSite("compaction.copy");
 /// Compaction: the destination segment's tail (or sealed header) is published.
@@ -42,8 +40,6 @@ pub const ALL: &[FenceSite] = &[
     SEGMENT_HEADER,
     SUPERBLOCK_WRITE,
     POOL_CREATE_CLEAR,
-    GROUP_COMMIT_RECORDS,
-    GROUP_COMMIT_TAIL,
     COMPACTION_COPY,
     COMPACTION_PUBLISH,
     SEGMENT_RECLAIM,

@@ -34,6 +34,9 @@ pub enum RecordKind {
     Put,
     /// Removes the key (a tombstone; its value is empty).
     Delete,
+    /// Removes every key written before it (lower LSN): one record for an atomic `clear()`.
+    /// Its key and value are empty.
+    Clear,
 }
 
 impl RecordKind {
@@ -42,6 +45,7 @@ impl RecordKind {
         match self {
             RecordKind::Put => 1,
             RecordKind::Delete => 2,
+            RecordKind::Clear => 3,
         }
     }
 
@@ -50,6 +54,7 @@ impl RecordKind {
         match code {
             1 => Ok(RecordKind::Put),
             2 => Ok(RecordKind::Delete),
+            3 => Ok(RecordKind::Clear),
             _ => Err(FormatError::InvalidField { field: "record kind", value: u64::from(code) }),
         }
     }

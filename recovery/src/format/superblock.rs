@@ -41,6 +41,7 @@ const OFF_CLEAN: usize = 120;
 const OFF_PID: usize = 124;
 const OFF_CREATED_SECS: usize = 128;
 const OFF_CREATED_BY_LEN: usize = 136;
+const OFF_SEGMENT_COUNT: usize = 140;
 const OFF_CREATED_BY: usize = 144;
 const OFF_RESERVED: usize = OFF_CREATED_BY + CREATED_BY_BYTES_MAX;
 const OFF_CHECKSUM: usize = 248;
@@ -109,6 +110,10 @@ pub struct Superblock {
     pub created_unix_secs: u64,
     /// What created the pool (e.g. "mcstore 0.1.0"), at most 64 bytes of UTF-8.
     pub created_by: String,
+    /// Segments the pool has (recorded at creation and at every growth, before a grown segment
+    /// is used); a file holding fewer was truncated. 0: not recorded (pools written before this
+    /// field existed), so no check.
+    pub segment_count: u32,
 }
 
 impl Superblock {
@@ -140,6 +145,7 @@ impl Superblock {
         put_u64(&mut out, OFF_CREATED_SECS, self.created_unix_secs);
         let created_by = truncate_utf8(&self.created_by, CREATED_BY_BYTES_MAX);
         put_u32(&mut out, OFF_CREATED_BY_LEN, created_by.len() as u32);
+        put_u32(&mut out, OFF_SEGMENT_COUNT, self.segment_count);
         out[OFF_CREATED_BY..OFF_CREATED_BY + created_by.len()]
             .copy_from_slice(created_by.as_bytes());
         let sum = hash64(&out[..OFF_CHECKSUM]);
@@ -232,6 +238,7 @@ impl Superblock {
             opener_pid: u32_at(raw, OFF_PID),
             created_unix_secs: u64_at(raw, OFF_CREATED_SECS),
             created_by: created_by.to_owned(),
+            segment_count: u32_at(raw, OFF_SEGMENT_COUNT),
         })
     }
 }
@@ -265,6 +272,7 @@ pub(crate) mod tests {
             opener_pid: 4242,
             created_unix_secs: 1_800_000_000,
             created_by: "mcstore-recovery test".into(),
+            segment_count: 7,
         }
     }
 

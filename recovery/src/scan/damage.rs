@@ -31,6 +31,8 @@ pub enum DamageKind {
     DuplicateSequence,
     /// A superblock slot that could not be read (poison) or validated.
     SuperblockSlot,
+    /// The medium is shorter than the segment count the superblock records (a truncated file).
+    Truncated,
 }
 
 /// One damaged range.

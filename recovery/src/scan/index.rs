@@ -22,8 +22,18 @@ pub struct IndexEntry {
 }
 
 /// Sort `entries` by key and keep the newest (highest LSN; then higher segment sequence, then
-/// higher offset, so the result never depends on the order of collection).
+/// higher offset, so the result never depends on the order of collection). A `Clear` record
+/// removes every entry of a lower LSN; the newest clear is kept as the one entry of its kind
+/// (compaction needs to know it exists), and it is not a key.
 pub(crate) fn build(mut entries: Vec<IndexEntry>) -> Vec<IndexEntry> {
+    let newest_clear = entries
+        .iter()
+        .filter(|e| e.kind == RecordKind::Clear)
+        .max_by_key(|e| (e.lsn, e.segment_seq, e.offset))
+        .cloned();
+    if let Some(clear) = &newest_clear {
+        entries.retain(|e| e.lsn > clear.lsn && e.kind != RecordKind::Clear);
+    }
     entries.sort_unstable_by(|a, b| {
         a.key
             .cmp(&b.key)
@@ -32,6 +42,9 @@ pub(crate) fn build(mut entries: Vec<IndexEntry>) -> Vec<IndexEntry> {
             .then(b.offset.cmp(&a.offset))
     });
     entries.dedup_by(|later, first| later.key == first.key);
+    if let Some(clear) = newest_clear {
+        entries.push(clear);
+    }
     entries
 }
 
@@ -62,5 +75,21 @@ mod tests {
         let summary: Vec<(&[u8], u64)> = built.iter().map(|e| (&e.key[..], e.lsn.0)).collect();
         assert_eq!(summary, vec![(&b"a"[..], 7), (b"b", 10), (b"c", 1)]);
         assert_eq!(built[1].kind, RecordKind::Delete);
+    }
+
+    #[test]
+    fn a_clear_drops_every_older_entry_and_comes_last() {
+        let clear = |lsn: u64| IndexEntry { kind: RecordKind::Clear, ..entry("", lsn, 900 + lsn) };
+        let built = build(vec![
+            entry("a", 2, 100),
+            clear(4),
+            entry("b", 6, 200),
+            entry("c", 3, 300),
+            clear(3),
+            entry("", 1, 400),
+        ]);
+        let summary: Vec<(&[u8], u64, RecordKind)> =
+            built.iter().map(|e| (&e.key[..], e.lsn.0, e.kind)).collect();
+        assert_eq!(summary, vec![(&b"b"[..], 6, RecordKind::Put), (b"", 4, RecordKind::Clear)]);
     }
 }

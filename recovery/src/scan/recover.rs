@@ -57,7 +57,40 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     progress(&report, 0);
 
     let mut segments = Vec::with_capacity(count as usize);
+    // The superblock records how many segments the pool has (0: not recorded). A file holding
+    // fewer was truncated: damage, never a silently shorter log. Segments beyond the recorded
+    // count were never used (growth records them first): free, not read.
+    let recorded = if sb.segment_count == 0 { count } else { sb.segment_count };
+    if recorded > count {
+        let have = g.segment_offset(SegmentId(count));
+        let want = g.segment_offset(SegmentId(recorded));
+        damage.push(Damage {
+            kind: DamageKind::Truncated,
+            offset: have,
+            len: want - have,
+            segment: Some(SegmentId(count)),
+            detail: format!(
+                "the superblock records {recorded} segments, the medium ({} bytes) holds {count}",
+                medium.len()
+            ),
+        });
+        found += 1;
+    }
     for id in (0..count).map(SegmentId) {
+        if id.0 >= recorded {
+            let info = SegmentInfo {
+                id,
+                status: SegmentStatus::Free,
+                seq: 0,
+                state: None,
+                tail: 0,
+                records: 0,
+                live_records: 0,
+                live_bytes: 0,
+            };
+            segments.push((info, Some(0)));
+            continue;
+        }
         let classified = classify(medium, &g, &sb, id, opts)?;
         report.bytes_scanned += SEGMENT_DATA_OFFSET;
         found += classified.damage.len() as u64 + classified.repaired;
@@ -288,6 +321,25 @@ mod tests {
         let b = &rec.entries[1];
         assert_eq!(b.segment_seq, 2);
         assert_eq!(b.len as u64, crate::format::encoded_len(1, 2));
+    }
+
+    /// A file cut at a segment boundary is damage (the superblock records the segment count);
+    /// segments beyond the recorded count (a growth that crashed before recording them) are free.
+    #[test]
+    fn truncation_at_a_segment_boundary_is_damage() {
+        let (medium, sb, _) = two_segment_pool();
+        let image = medium.visible_image();
+        let cut = sb.geometry.segment_offset(SegmentId(2)) as usize;
+        let rec = scan(&SimMedium::from_image(image[..cut].to_vec(), MemberId(0)));
+        assert_eq!(kinds(&rec), vec![DamageKind::Truncated]);
+        assert_eq!(rec.damage[0].offset, cut as u64);
+        let mut longer = image.clone();
+        longer.extend(std::iter::repeat_n(0x5a, 64 << 10));
+        let rec = scan(&SimMedium::from_image(longer, MemberId(0)));
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+        assert_eq!(rec.segments.len(), 4);
+        assert_eq!(rec.segments[3].status, SegmentStatus::Free);
+        assert_eq!(keys(&rec), keys(&scan(&medium)));
     }
 
     #[test]
