@@ -93,12 +93,16 @@ impl MappedMedium {
         self.reservation.base() as usize
     }
 
-    /// `[offset, offset + len)` inside `[0, len())`, checked before any memory is touched.
+    /// `[offset, offset + len)` inside `[0, len())`, checked before any memory is touched; returns
+    /// its end. One load and two compares on the read path (`len` first, so the subtraction
+    /// cannot wrap; together they equal `offset + len <= medium_len` without overflow).
+    #[inline(always)]
     pub(super) fn check_bounds(&self, offset: u64, len: u64) -> Result<u64> {
         let medium_len = self.len.load(Ordering::Acquire);
-        match offset.checked_add(len) {
-            Some(end) if end <= medium_len => Ok(end),
-            _ => Err(Error::OutOfBounds { offset, len, medium_len }),
+        if len <= medium_len && offset <= medium_len - len {
+            Ok(offset + len)
+        } else {
+            Err(out_of_bounds(offset, len, medium_len))
         }
     }
 
@@ -143,6 +147,13 @@ impl MappedMedium {
             Error::Poisoned { offset: at / PAGE_SIZE * PAGE_SIZE, len: PAGE_SIZE }
         })
     }
+}
+
+/// The error of a failed bounds check, built off the hot path.
+#[cold]
+#[inline(never)]
+fn out_of_bounds(offset: u64, len: u64, medium_len: u64) -> Error {
+    Error::OutOfBounds { offset, len, medium_len }
 }
 
 impl Medium for MappedMedium {

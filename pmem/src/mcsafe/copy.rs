@@ -70,6 +70,31 @@ pub unsafe fn read_safe(
     }
 }
 
+/// [`read_safe`] between two Rust slices: the machine-check-safe copy routine, its dispatch and
+/// its fault recovery, without a [`crate::Medium`] around it. Faults (a hardware memory error
+/// in DRAM under `src`) are recorded as offsets from the start of `src`, as member `member`.
+///
+/// Safe because `src` is a live slice that cannot overlap `dst`. Used where bytes already in
+/// process memory are copied under the same error discipline as mapped reads, and by the
+/// benchmark to measure the copy itself against `copy_from_slice` on equal terms.
+///
+/// # Panics
+/// If the lengths differ (as `copy_from_slice` does).
+#[inline]
+pub fn copy_from_slice_checked(
+    dst: &mut [u8],
+    src: &[u8],
+    member: MemberId,
+    register: &mut ErrorRegister,
+    domain: Domain,
+) {
+    assert_eq!(dst.len(), src.len(), "copy_from_slice_checked between slices of unequal length");
+    // SAFETY: `src` is a live slice of `dst.len()` bytes starting at `base` (= itself), and a
+    // `&[u8]` cannot overlap a `&mut [u8]`. A SIGBUS-blocking thread is asserted in debug builds
+    // inside `read_safe`; like any load in such a thread, a fault there kills the process.
+    unsafe { read_safe(dst, src.as_ptr(), src.as_ptr(), member, register, domain) }
+}
+
 /// The first routine call over the whole range met `fault`: finish the read from there.
 #[cold]
 #[inline(never)]
@@ -295,6 +320,36 @@ mod tests {
         for (off, len) in [(0, 4 * PAGE), (1, 4 * PAGE - 2), (4000, 200), (17, 0), (63, 1)] {
             check(&file, off, len, Mask::Deferred);
         }
+    }
+
+    #[test]
+    fn copy_from_slice_checked_copies_every_size_and_offset() {
+        let src: Vec<u8> = (0..10_000u32).map(|i| (i * 13 + 1) as u8).collect();
+        for len in [0, 1, 7, 31, 32, 63, 64, 65, 200, 256, 257, 4095, 4096, 5000] {
+            for (src_off, dst_off) in [(0, 0), (1, 64), (64, 3), (33, 17)] {
+                let mut dst = vec![0xeeu8; len + 100];
+                let mut reg = ErrorRegister::deferred();
+                let s = &src[src_off..src_off + len];
+                copy_from_slice_checked(
+                    &mut dst[dst_off..dst_off + len],
+                    s,
+                    MemberId(0),
+                    &mut reg,
+                    Domain::User,
+                );
+                assert!(reg.is_clean());
+                assert_eq!(&dst[dst_off..dst_off + len], s, "len {len} at {src_off}/{dst_off}");
+                assert!(dst[..dst_off].iter().chain(&dst[dst_off + len..]).all(|&b| b == 0xee));
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "unequal length")]
+    fn copy_from_slice_checked_refuses_unequal_lengths() {
+        let mut dst = [0u8; 4];
+        let mut reg = ErrorRegister::deferred();
+        copy_from_slice_checked(&mut dst, &[1, 2, 3], MemberId(0), &mut reg, Domain::User);
     }
 
     #[test]

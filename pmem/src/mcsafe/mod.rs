@@ -20,7 +20,7 @@ mod ring;
 #[cfg(test)]
 mod testutil;
 
-pub use copy::read_safe;
+pub use copy::{copy_from_slice_checked, read_safe};
 pub use cpu::{CpuFeatures, FlushInsn, cpu_features};
 pub use dispatch::{CopyVariant, copy_variant, set_copy_variant};
 pub use flush::{FaultAt, flush_range, sfence};
