@@ -1,0 +1,207 @@
+//! The targets, each a ratio of two figures of the same run (or one absolute figure),
+//! judged ok / MISSED, or n/a when a figure it needs was not measured.
+//!
+//! INVARIANT: a target is judged only from figures present in `Results`; a missing figure makes
+//! it n/a with the reason, never a pass.
+
+use crate::case;
+use crate::results::Results;
+
+/// The peers compared with, by name.
+pub const PEERS: [&str; 5] = ["redb", "lmdb", "rocksdb", "sled", "fjall"];
+/// The LSM peers (W5's full-scan target).
+pub const LSM_PEERS: [&str; 2] = ["rocksdb", "fjall"];
+
+/// What a target's figure is divided by.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Against {
+    /// The best of these engines on the same (workload, case).
+    BestOf(&'static [&'static str]),
+    /// One figure: (workload, case, engine).
+    Figure(&'static str, String, &'static str),
+    /// Nothing: the figure itself is compared with the goal.
+    Absolute,
+}
+
+/// How a target came out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The goal is met.
+    Ok,
+    /// The goal is not met.
+    Missed,
+    /// A figure it needs is missing.
+    NotAvailable(String),
+}
+
+/// One judged target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judged {
+    /// e.g. `W1 ≥ 4× best peer`.
+    pub label: String,
+    /// mcstore's figure.
+    pub value: Option<f64>,
+    /// The figure it is divided by, and whose it is.
+    pub reference: Option<(String, f64)>,
+    /// The ratio (or the figure itself for absolute targets).
+    pub ratio: Option<f64>,
+    /// The outcome.
+    pub verdict: Verdict,
+}
+
+struct Target {
+    label: &'static str,
+    workload: &'static str,
+    case: String,
+    engine: &'static str,
+    against: Against,
+    goal: f64,
+    at_most: bool,
+}
+
+fn targets() -> Vec<Target> {
+    let vs = |label, workload, case: &str, against, goal| Target {
+        label,
+        workload,
+        case: case.to_string(),
+        engine: "mcstore",
+        against,
+        goal,
+        at_most: false,
+    };
+    let mut t = vec![
+        vs(
+            "W1 ≥ 0.5× raw two-fence append",
+            "W1",
+            case::W1_PUT,
+            Against::Figure("machine", case::TWO_FENCE.into(), "machine"),
+            0.5,
+        ),
+        vs("W1 ≥ 4× best peer", "W1", case::W1_PUT, Against::BestOf(&PEERS), 4.0),
+        vs("W2 ≥ 3× best peer", "W2", case::W2_BATCH, Against::BestOf(&PEERS), 3.0),
+        vs("W3 ≥ 2× best peer", "W3", case::W3_LOAD, Against::BestOf(&PEERS), 2.0),
+        vs("W4 ≥ 0.8× libpmemobj", "W4", case::W4_GET_1, Against::BestOf(&["pmemobj"]), 0.8),
+        vs(
+            "W4 2 threads ≥ 1.8× 1 thread",
+            "W4",
+            case::W4_GET_2,
+            Against::Figure("W4", case::W4_GET_1.into(), "mcstore"),
+            1.8,
+        ),
+        vs(
+            "W5 full scan ≥ 1× best LSM peer",
+            "W5",
+            case::W5_FULL,
+            Against::BestOf(&LSM_PEERS),
+            1.0,
+        ),
+        vs("W6 A ≥ 2× RocksDB", "W6", &case::ycsb('A'), Against::BestOf(&["rocksdb"]), 2.0),
+        vs("W6 F ≥ 2× RocksDB", "W6", &case::ycsb('F'), Against::BestOf(&["rocksdb"]), 2.0),
+        vs("W6 C ≥ 1× LMDB", "W6", &case::ycsb('C'), Against::BestOf(&["lmdb"]), 1.0),
+    ];
+    for size in case::W7_SIZES {
+        let memcpy = Against::Figure("machine", case::MEMCPY.into(), "machine");
+        t.push(vs("W7 put ≥ 0.5× memcpy", "W7", &case::w7_put(size), memcpy.clone(), 0.5));
+        t.push(vs("W7 get ≥ 0.7× memcpy", "W7", &case::w7_get(size), memcpy, 0.7));
+    }
+    t.push(vs("W8 recovery ≥ 1 GB/s", "W8", case::W8_GBPS, Against::Absolute, 1.0));
+    t.push(Target {
+        at_most: true,
+        ..vs(
+            "W9 space amplification ≤ 1.5 after compaction",
+            "W9",
+            case::W9_COMPACTED,
+            Against::Absolute,
+            1.5,
+        )
+    });
+    t.push(vs(
+        "W10 persistence tax ≥ 0.5 (W1 on/off)",
+        "W10",
+        case::W10_TAX_W1,
+        Against::Absolute,
+        0.5,
+    ));
+    t
+}
+
+/// Judge every target against `results`.
+pub fn judge(results: &Results) -> Vec<Judged> {
+    targets()
+        .into_iter()
+        .map(|t| {
+            let label = if t.label.starts_with("W7") {
+                format!("{} ({})", t.label, t.case)
+            } else {
+                t.label.to_string()
+            };
+            let value = results.value(t.workload, &t.case, t.engine);
+            let reference = match &t.against {
+                Against::BestOf(engines) => results.best_of(t.workload, &t.case, engines),
+                Against::Figure(w, c, e) => results.value(w, c, e).map(|v| (format!("{e} {c}"), v)),
+                Against::Absolute => Some(("goal".to_string(), 1.0)),
+            };
+            let ratio = match (value, &reference) {
+                (Some(v), Some((_, r))) if *r > 0.0 => Some(v / r),
+                _ => None,
+            };
+            let verdict = match ratio {
+                None => {
+                    let why = if value.is_none() {
+                        missing_reason(results, t.workload, &t.case, t.engine)
+                    } else {
+                        "reference not measured".to_string()
+                    };
+                    Verdict::NotAvailable(why)
+                }
+                Some(r) if (t.at_most && r <= t.goal) || (!t.at_most && r >= t.goal) => Verdict::Ok,
+                Some(_) => Verdict::Missed,
+            };
+            let reference = if t.against == Against::Absolute { None } else { reference };
+            Judged { label, value, reference, ratio, verdict }
+        })
+        .collect()
+}
+
+fn missing_reason(results: &Results, workload: &str, case: &str, engine: &str) -> String {
+    results
+        .figures
+        .iter()
+        .find(|f| f.workload == workload && f.case == case && f.engine == engine)
+        .and_then(|f| f.note.clone())
+        .unwrap_or_else(|| "not measured in this run".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Figure, Unit};
+
+    #[test]
+    fn targets_are_judged_from_the_run_only() {
+        let mut r = Results::default();
+        r.extend([
+            Figure::new("W1", case::W1_PUT, "mcstore", 1000.0, Unit::OpsPerSec),
+            Figure::new("W1", case::W1_PUT, "redb", 100.0, Unit::OpsPerSec),
+            Figure::new("W1", case::W1_PUT, "rocksdb", 300.0, Unit::OpsPerSec),
+            Figure::new("machine", case::TWO_FENCE, "machine", 4000.0, Unit::OpsPerSec),
+            Figure::unavailable(
+                "W9",
+                case::W9_COMPACTED,
+                "mcstore",
+                Unit::SpaceRatio,
+                "no compaction yet",
+            ),
+            Figure::new("W8", case::W8_GBPS, "mcstore", 1.5, Unit::GbPerSec),
+        ]);
+        let judged = judge(&r);
+        let find = |l: &str| judged.iter().find(|j| j.label.starts_with(l)).unwrap();
+        let w1_peer = find("W1 ≥ 4×");
+        assert_eq!(w1_peer.reference, Some(("rocksdb".into(), 300.0)));
+        assert_eq!(w1_peer.verdict, Verdict::Missed);
+        assert_eq!(find("W1 ≥ 0.5×").verdict, Verdict::Missed);
+        assert_eq!(find("W8").verdict, Verdict::Ok);
+        assert_eq!(find("W9").verdict, Verdict::NotAvailable("no compaction yet".into()));
+        assert!(matches!(find("W2").verdict, Verdict::NotAvailable(_)));
+    }
+}
