@@ -10,6 +10,7 @@ pub mod error;
 pub mod format;
 pub mod limits;
 pub mod pool;
+pub mod replica;
 pub mod scan;
 
 pub mod sites;

@@ -136,6 +136,37 @@ impl MappedMedium {
         self.repair_pages(offset, data)
     }
 
+    /// Send the calling thread a `SIGBUS` `BUS_MCEERR_AO` for `offset` with unit `1 << lsb`, as
+    /// the kernel does when the platform finds poison nobody consumed yet (testing and drills:
+    /// the notice lands in the handler's ring, see [`crate::mcsafe::drain_async_notices`]).
+    /// Nothing is poisoned by this; combine with [`Self::inject_poison`] for that.
+    #[allow(unsafe_code, reason = "rt_tgsigqueueinfo of a synthetic siginfo to this thread")]
+    pub fn inject_async_notice(&self, offset: u64, lsb: u8) -> Result<()> {
+        self.check_bounds(offset, 1)?;
+        super::glue::ensure_handler()?;
+        // Linux x86-64 siginfo_t for SIGBUS: si_signo, si_errno, si_code at 0/4/8, si_addr at 16,
+        // si_addr_lsb (i16) at 24; the rest zero.
+        let mut words = [0u64; 16];
+        words[0] = libc::SIGBUS as u32 as u64;
+        words[1] = libc::BUS_MCEERR_AO as u32 as u64;
+        words[2] = self.base_address() as u64 + offset;
+        words[3] = u64::from(lsb);
+        const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() == 128);
+        // SAFETY: a plain getter.
+        let pid = unsafe { libc::getpid() };
+        // SAFETY: a plain getter.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: a 128-byte, 8-aligned buffer laid out as a siginfo_t, sent to this thread; the
+        // handler (installed above) claims AO notices into its ring and returns.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, libc::SIGBUS, words.as_mut_ptr())
+        };
+        if rc != 0 {
+            return Err(Error::last_os("rt_tgsigqueueinfo(SIGBUS, BUS_MCEERR_AO)"));
+        }
+        Ok(())
+    }
+
     /// Map holes (non-destructively) over the known-bad pages inside `[start, end)`.
     pub(super) fn apply_known_bad(&self, state: &mut State, start: u64, end: u64) -> Result<()> {
         for (s, e) in state.known_bad.intersections(start, end) {

@@ -1,0 +1,25 @@
+//! Replica sets on top of `mcstore_pmem::PoolSet`: creating and opening a set whose members are
+//! tied by the set uuid, reconciling members at open, repairing the primary during recovery,
+//! scrubbing every member, bad blocks and asynchronous poison notices. `docs/replicas.md`.
+//!
+//! `error` (what refuses a set), `table` (the set-state table: member states and quarantine,
+//! in the unused pages after the superblocks), `identity` (member-specific superblocks, rewritten
+//! logically per member), `absent` (the stand-in for a missing member of a degraded set), `set`
+//! (`ReplicaSet`, create and open), `reconcile` (member tails and superblocks to the primary's),
+//! `repairer` (the scan's hook), `scrub` (every live byte of every member; notices; bad blocks).
+
+mod absent;
+mod error;
+mod identity;
+mod reconcile;
+mod repairer;
+mod scrub;
+mod set;
+mod table;
+
+pub use error::ReplicaError;
+pub use identity::SuperblockRewrite;
+pub use repairer::SetRepairer;
+pub use scrub::{ScrubFinding, ScrubProgress, ScrubReport};
+pub use set::{OpenReport, OpenSetOptions, ReplicaSet};
+pub use table::{Quarantined, SetTable, TABLE_BYTES, TABLE_SLOT_OFFSETS, TableMember};

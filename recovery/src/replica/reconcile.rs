@@ -1,0 +1,129 @@
+//! Reconciling a replica to the primary at open, before writes are accepted: superblocks
+//! re-encoded from the primary's when the generations differ, and every segment whose header or
+//! tail line differs brought to the primary's verified committed tail (the committed bytes, then
+//! the lines).
+//!
+//! INVARIANT: only bytes that read clean on the primary and verify (header checksum, tail check)
+//! are copied; a segment the primary cannot vouch for is left alone for the scan to repair from
+//! the replica. PERSIST: a member's data is fenced before its header and tail lines, so a crash
+//! mid-reconcile leaves lines that still differ and the next open redoes the segment.
+
+use mcstore_pmem::{Domain, ErrorRegister, FenceSite, Medium, MemberId, read_u64};
+
+use super::set::{ReplicaSet, Result, read_superblock};
+use crate::format::{
+    SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId,
+    Superblock, decode_tail,
+};
+
+/// The fence after reconciled data, and after reconciled lines and superblocks.
+pub const RECONCILE_DATA: FenceSite = FenceSite("replica.reconcile_data");
+/// The fence after a reconciled segment's header and tail lines, or superblock slots.
+pub const RECONCILE_LINES: FenceSite = FenceSite("replica.reconcile_lines");
+
+/// Bytes copied per read while reconciling committed data.
+const CHUNK_BYTES: u64 = 1 << 20;
+
+/// What reconciling one member did.
+pub(super) struct Reconciled {
+    pub(super) superblocks: bool,
+    pub(super) segments: u32,
+}
+
+fn read_clean(medium: &dyn Medium, offset: u64, len: u64) -> Option<Vec<u8>> {
+    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+    let mut register = ErrorRegister::deferred();
+    medium.read(offset, &mut bytes, &mut register, Domain::Engine).ok()?;
+    register.is_clean().then_some(bytes)
+}
+
+/// Bring `member` to the primary's superblocks and committed tails. A member whose writes fail
+/// is marked stale (and left alone).
+pub(super) fn reconcile_member(set: &ReplicaSet, member: MemberId) -> Result<Reconciled> {
+    let mut done = Reconciled { superblocks: false, segments: 0 };
+    let primary = set.poolset.medium(MemberId(0)).clone();
+    let target = set.poolset.medium(member).clone();
+    let outcome = reconcile_superblocks(set, primary.as_ref(), target.as_ref(), member)
+        .and_then(|rewritten| {
+            done.superblocks = rewritten;
+            reconcile_segments(set, primary.as_ref(), target.as_ref())
+        })
+        .map(|segments| done.segments = segments);
+    if let Err(err) = outcome {
+        set.poolset.mark_stale(member, format!("reconcile at open failed: {err}"));
+    }
+    Ok(done)
+}
+
+fn reconcile_superblocks(
+    set: &ReplicaSet,
+    primary: &dyn Medium,
+    target: &dyn Medium,
+    member: MemberId,
+) -> mcstore_pmem::Result<bool> {
+    let Some(newest) = read_superblock(primary) else { return Ok(false) };
+    if read_superblock(target).is_some_and(|sb| sb.generation == newest.generation) {
+        return Ok(false);
+    }
+    for (slot, &offset) in SUPERBLOCK_SLOT_OFFSETS.iter().enumerate() {
+        let Some(bytes) = read_clean(primary, offset, SUPERBLOCK_BYTES as u64) else { continue };
+        let Ok(sb) = Superblock::decode(&bytes, slot) else { continue };
+        let mine = set.identities.for_member(member, &sb)?.encode();
+        target.write(offset, &mine)?;
+        target.flush(offset, mine.len() as u64)?;
+    }
+    // PERSIST: both slots durable before the segments are reconciled.
+    target.fence(RECONCILE_LINES)?;
+    Ok(true)
+}
+
+fn reconcile_segments(
+    set: &ReplicaSet,
+    primary: &dyn Medium,
+    target: &dyn Medium,
+) -> mcstore_pmem::Result<u32> {
+    let g = set.geometry;
+    let mut reconciled = 0;
+    for id in (0..g.segment_count(primary.len())).map(SegmentId) {
+        let at = g.segment_offset(id);
+        let Some(lines) = read_clean(primary, at, SEGMENT_DATA_OFFSET) else { continue };
+        if read_clean(target, at, SEGMENT_DATA_OFFSET).is_some_and(|theirs| theirs == lines) {
+            continue;
+        }
+        let tail = match SegmentHeader::decode(&lines) {
+            Ok(None) => 0,
+            Ok(Some(header)) if header.set_uuid == set.set_uuid => {
+                let mut register = ErrorRegister::deferred();
+                let word = read_u64(primary, g.tail_offset(id), &mut register, Domain::Engine)?;
+                match decode_tail(word, header.seq, &set.set_uuid) {
+                    Ok(tail) if tail <= g.data_capacity() => tail,
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        let start = g.data_start(id);
+        let mut copied = 0;
+        let mut clean = true;
+        while copied < tail {
+            let len = (tail - copied).min(CHUNK_BYTES);
+            let Some(bytes) = read_clean(primary, start + copied, len) else {
+                clean = false;
+                break;
+            };
+            target.write(start + copied, &bytes)?;
+            target.flush(start + copied, len)?;
+            copied += len;
+        }
+        if !clean {
+            continue;
+        }
+        // PERSIST: committed bytes durable (RECONCILE_DATA) before the lines that commit them.
+        target.fence(RECONCILE_DATA)?;
+        target.write(at, &lines)?;
+        target.flush(at, SEGMENT_DATA_OFFSET)?;
+        target.fence(RECONCILE_LINES)?;
+        reconciled += 1;
+    }
+    Ok(reconciled)
+}

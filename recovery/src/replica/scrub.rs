@@ -1,0 +1,230 @@
+//! Scrubbing a replica set: read every live byte of every member through the machine-check-safe
+//! copy (mask `Immediate`: stop at each poisoned unit, heal it, go on after it), heal what is
+//! found from another member, quarantine what no member can supply. Also: known bad blocks at
+//! open, and asynchronous (`BUS_MCEERR_AO`) notices drained from the ring and healed.
+//!
+//! INVARIANT: live bytes are the superblock slots, the set-state table slots, every segment's
+//! header and tail lines, and each segment's committed bytes (tail from the first member whose
+//! lines read clean and verify). Stale members are neither scrubbed nor used as sources.
+
+use std::time::{Duration, Instant};
+
+use mcstore_pmem::poolset::{HealOutcome, MemberState as SetState};
+use mcstore_pmem::{Domain, ErrorRegister, Mask, Medium, MemberId, read_u64};
+
+use super::set::{ReplicaSet, Result};
+use super::table::{Quarantined, TABLE_BYTES, TABLE_SLOT_OFFSETS};
+use crate::format::{
+    SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId,
+    decode_tail,
+};
+
+/// Bytes read per scrub read.
+const CHUNK_BYTES: u64 = 256 << 10;
+
+/// Progress of a scrub, after each live range of each member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScrubProgress {
+    /// The member being scrubbed.
+    pub member: MemberId,
+    /// Live bytes of all members read so far.
+    pub bytes_done: u64,
+    /// Live bytes of all members to read.
+    pub bytes_total: u64,
+}
+
+/// One poisoned unit a scrub met, and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScrubFinding {
+    /// Where.
+    pub range: Quarantined,
+    /// Healed from this member, or `None` (quarantined).
+    pub healed_from: Option<MemberId>,
+}
+
+/// What a scrub found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// Members read.
+    pub members: u32,
+    /// Live bytes read over all members.
+    pub bytes_scanned: u64,
+    /// Every poisoned unit met.
+    pub findings: Vec<ScrubFinding>,
+    /// Asynchronous notices drained that belong to no member of this set.
+    pub unmatched_notices: u64,
+    /// Wall-clock time.
+    pub duration: Duration,
+}
+
+impl ScrubReport {
+    /// Units healed from another member.
+    pub fn repaired(&self) -> usize {
+        self.findings.iter().filter(|f| f.healed_from.is_some()).count()
+    }
+
+    /// Units no member could supply (quarantined).
+    pub fn unrepaired(&self) -> Vec<Quarantined> {
+        self.findings.iter().filter(|f| f.healed_from.is_none()).map(|f| f.range).collect()
+    }
+}
+
+impl ReplicaSet {
+    /// The live ranges `(offset, len)` of the set (the same on every in-sync member).
+    pub fn live_ranges(&self) -> Vec<(u64, u64)> {
+        let g = self.geometry;
+        let mut ranges: Vec<(u64, u64)> =
+            SUPERBLOCK_SLOT_OFFSETS.iter().map(|&o| (o, SUPERBLOCK_BYTES as u64)).collect();
+        ranges.extend(TABLE_SLOT_OFFSETS.iter().map(|&o| (o, TABLE_BYTES as u64)));
+        let len = self.poolset.len();
+        for id in (0..g.segment_count(len)).map(SegmentId) {
+            ranges.push((g.segment_offset(id), SEGMENT_DATA_OFFSET));
+            if let Some(tail) = self.committed_tail(id).filter(|&t| t > 0) {
+                ranges.push((g.data_start(id), tail));
+            }
+        }
+        ranges
+    }
+
+    /// Segment `id`'s committed tail, from the first in-sync member that vouches for it.
+    fn committed_tail(&self, id: SegmentId) -> Option<u64> {
+        let g = self.geometry;
+        self.in_sync().into_iter().find_map(|member| {
+            let medium = self.poolset.medium(member);
+            let mut line = [0u8; 64];
+            let mut register = ErrorRegister::deferred();
+            medium.read(g.segment_offset(id), &mut line, &mut register, Domain::Engine).ok()?;
+            let header = SegmentHeader::decode(&line).ok()??;
+            let word =
+                read_u64(medium.as_ref(), g.tail_offset(id), &mut register, Domain::Engine).ok()?;
+            if !register.is_clean() || header.set_uuid != self.set_uuid {
+                return None;
+            }
+            decode_tail(word, header.seq, &self.set_uuid).ok().filter(|&t| t <= g.data_capacity())
+        })
+    }
+
+    fn in_sync(&self) -> Vec<MemberId> {
+        self.poolset
+            .members()
+            .iter()
+            .filter(|m| m.state == SetState::InSync)
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Heal `range` of its member from another member; `Some(source)` when healed.
+    fn heal_range(&self, range: Quarantined) -> Option<MemberId> {
+        match self.poolset.heal(range.member, range.offset, range.len, &|_| true) {
+            Ok(HealOutcome::Healed { from, .. }) => Some(from),
+            _ => None,
+        }
+    }
+
+    /// Read every live byte of every in-sync member, heal each poisoned unit from another
+    /// member, and quarantine (persisted) what no member can supply. `progress` is called after
+    /// each live range.
+    pub fn scrub(&self, progress: &dyn Fn(ScrubProgress)) -> Result<ScrubReport> {
+        let started = Instant::now();
+        let ranges = self.live_ranges();
+        let members = self.in_sync();
+        let per_member: u64 = ranges.iter().map(|r| r.1).sum();
+        let mut report = ScrubReport { members: members.len() as u32, ..ScrubReport::default() };
+        let bytes_total = per_member * members.len() as u64;
+        for &member in &members {
+            let medium = self.poolset.medium(member).clone();
+            for &(offset, len) in &ranges {
+                self.scrub_range(medium.as_ref(), member, offset, len, &mut report)?;
+                progress(ScrubProgress { member, bytes_done: report.bytes_scanned, bytes_total });
+            }
+        }
+        self.finish(&mut report, started)?;
+        Ok(report)
+    }
+
+    fn scrub_range(
+        &self,
+        medium: &dyn Medium,
+        member: MemberId,
+        offset: u64,
+        len: u64,
+        report: &mut ScrubReport,
+    ) -> Result<()> {
+        let end = (offset + len).min(medium.len());
+        let mut pos = offset;
+        let mut buf = vec![0u8; CHUNK_BYTES as usize];
+        while pos < end {
+            let chunk_end = (pos + CHUNK_BYTES).min(end);
+            let dst = &mut buf[..(chunk_end - pos) as usize];
+            let mut register = ErrorRegister::new(Mask::Immediate);
+            medium.read(pos, dst, &mut register, Domain::Engine)?;
+            let Some(fault) = register.first().copied() else {
+                report.bytes_scanned += chunk_end - pos;
+                pos = chunk_end;
+                continue;
+            };
+            let range = Quarantined { member, offset: fault.offset, len: fault.len.max(1) };
+            let healed_from = self.heal_range(range);
+            report.findings.push(ScrubFinding { range, healed_from });
+            report.bytes_scanned += fault.end().min(end).saturating_sub(pos);
+            pos = fault.end().max(pos + 1);
+        }
+        Ok(())
+    }
+
+    /// Quarantine what was not healed, persist it, and stamp the duration.
+    fn finish(&self, report: &mut ScrubReport, started: Instant) -> Result<()> {
+        let lost = report.unrepaired();
+        if !lost.is_empty() {
+            self.quarantine(&lost)?;
+        }
+        report.duration = started.elapsed();
+        Ok(())
+    }
+
+    /// Drain the asynchronous poison notices (`BUS_MCEERR_AO`), heal each unit that lies in a
+    /// member of this set, quarantine what cannot be healed. Call from the thread that opted in
+    /// with `mcstore_pmem::mcsafe::enable_early_notices`.
+    pub fn scrub_notices(&self) -> Result<ScrubReport> {
+        let started = Instant::now();
+        let notices = self.poolset.drain_notices();
+        let mut report = ScrubReport {
+            unmatched_notices: notices.unmatched.len() as u64,
+            ..ScrubReport::default()
+        };
+        for notice in notices.ranges {
+            if self.poolset.state(notice.member) == SetState::Stale {
+                continue;
+            }
+            let range =
+                Quarantined { member: notice.member, offset: notice.offset, len: notice.len };
+            let healed_from = self.heal_range(range);
+            report.bytes_scanned += notice.len;
+            report.findings.push(ScrubFinding { range, healed_from });
+        }
+        self.finish(&mut report, started)?;
+        Ok(report)
+    }
+
+    /// Repair every member's known bad blocks (its bad-block list at open) from another member;
+    /// quarantine (persisted) those no member can supply. Returns `(repaired, quarantined)`.
+    pub(super) fn repair_bad_blocks(&self) -> Result<(Vec<Quarantined>, Vec<Quarantined>)> {
+        let (mut repaired, mut lost) = (Vec::new(), Vec::new());
+        for member in self.in_sync() {
+            let medium = self.poolset.medium(member);
+            // Ranges beyond the member's end apply when it grows; nothing lives there yet.
+            for (offset, len) in medium.bad_blocks().into_iter().filter(|r| r.0 < medium.len()) {
+                let len = len.min(medium.len() - offset);
+                let range = Quarantined { member, offset, len };
+                match self.heal_range(range) {
+                    Some(_) => repaired.push(range),
+                    None => lost.push(range),
+                }
+            }
+        }
+        if !lost.is_empty() {
+            self.quarantine(&lost)?;
+        }
+        Ok((repaired, lost))
+    }
+}
