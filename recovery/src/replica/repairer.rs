@@ -48,3 +48,84 @@ impl Repairer for SetRepairer {
         healed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mcstore_pmem::{Domain, ErrorRegister, Medium};
+
+    use crate::format::{SUPERBLOCK_BYTES, Superblock};
+    use crate::replica::set::tests::{dyns, fill, keys, params, sims};
+    use crate::replica::{OpenSetOptions, ReplicaSet};
+    use crate::scan::{DamageKind, ScanOptions, recover};
+
+    fn read(medium: &dyn Medium, offset: u64, len: usize) -> (Vec<u8>, bool) {
+        let mut out = vec![0u8; len];
+        let mut register = ErrorRegister::deferred();
+        medium.read(offset, &mut out, &mut register, Domain::Engine).unwrap();
+        (out, register.is_clean())
+    }
+
+    #[test]
+    fn the_scan_repairs_the_primarys_log_from_a_replica_and_carries_on() {
+        let sims = sims(2);
+        let set = ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+        let offsets = fill(&set, 6);
+        let clean = keys(&recover(sims[1].as_ref(), &ScanOptions::default()).unwrap());
+        let good_page = read(sims[1].as_ref(), offsets[2] / 4096 * 4096, 4096).0;
+        // Poison destroys a record on the primary; another record's byte flips (reads clean,
+        // fails its checksum).
+        sims[0].inject_poison(offsets[2] + 10, 1).unwrap();
+        let (flip_at, mut byte) = (offsets[5] + 40, [0u8; 1]);
+        sims[0].read(flip_at, &mut byte, &mut ErrorRegister::deferred(), Domain::Engine).unwrap();
+        sims[0].write(flip_at, &[byte[0] ^ 0x20]).unwrap();
+        let alone = recover(sims[0].as_ref(), &ScanOptions::default()).unwrap();
+        assert_eq!(alone.report.damage_found, 2);
+
+        let rec = set.recover(ScanOptions::default()).unwrap();
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+        assert_eq!((rec.report.damage_found, rec.report.damage_repaired), (2, 2));
+        assert_eq!(keys(&rec), clean);
+        let (page, clean_read) = read(sims[0].as_ref(), offsets[2] / 4096 * 4096, 4096);
+        assert!(clean_read && sims[0].poisoned_ranges().is_empty());
+        assert_eq!(page, good_page, "the primary holds the replica's bytes again");
+        assert!(set.poolset().stats().repairs >= 2);
+    }
+
+    #[test]
+    fn a_poisoned_superblock_slot_is_repaired_logically() {
+        let sims = sims(2);
+        let set = ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+        fill(&set, 2);
+        let before = read(sims[0].as_ref(), 4096, SUPERBLOCK_BYTES).0;
+        sims[0].inject_poison(4096, 64).unwrap();
+        let strict = recover(sims[0].as_ref(), &ScanOptions::default());
+        assert!(strict.is_err(), "a poisoned slot alone refuses the open");
+        let rec = set.recover(ScanOptions::default()).unwrap();
+        assert_eq!(rec.report.damage_repaired, 1);
+        let (after, clean) = read(sims[0].as_ref(), 4096, SUPERBLOCK_BYTES);
+        assert!(clean);
+        // Re-encoded for the primary (index 0, its own uuid), not the replica's bytes.
+        assert_eq!(after, before);
+        assert_eq!(Superblock::decode(&after, 1).unwrap().member_index, 0);
+        assert_ne!(after, read(sims[1].as_ref(), 4096, SUPERBLOCK_BYTES).0);
+    }
+
+    #[test]
+    fn with_no_good_copy_the_damage_stays_listed() {
+        let sims = sims(2);
+        let set = ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+        let offsets = fill(&set, 4);
+        for sim in &sims {
+            sim.inject_poison(offsets[1], 1).unwrap();
+        }
+        let rec = set.recover(ScanOptions::default()).unwrap();
+        assert_eq!(rec.report.damage_repaired, 0);
+        assert_eq!(rec.damage.len(), 1);
+        assert_eq!(rec.damage[0].kind, DamageKind::Media);
+        let found = keys(&rec).into_iter().map(|k| k.0).collect::<Vec<_>>();
+        assert!(!found.contains(&b"k1".to_vec()), "{found:?}");
+        for later in [&b"k2"[..], b"k3", b"k4", b"k5"] {
+            assert!(found.contains(&later.to_vec()), "the scan carried on past the damage");
+        }
+    }
+}

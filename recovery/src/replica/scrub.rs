@@ -228,3 +228,148 @@ impl ReplicaSet {
         Ok((repaired, lost))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mcstore_pmem::{BadBlocks, MapOptions, MappedMedium, ModeRequest};
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::replica::set::tests::{LEN, dyns, fill, given, params, sims};
+    use crate::replica::{OpenSetOptions, ReplicaSet};
+
+    fn read(medium: &dyn Medium, offset: u64, len: usize) -> (Vec<u8>, bool) {
+        let mut out = vec![0u8; len];
+        let mut register = ErrorRegister::deferred();
+        medium.read(offset, &mut out, &mut register, Domain::Engine).unwrap();
+        (out, register.is_clean())
+    }
+
+    #[test]
+    fn scrub_finds_and_repairs_poison_in_every_member() {
+        let sims = sims(3);
+        let set = ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+        let offsets = fill(&set, 6);
+        let image = sims[0].visible_image();
+        sims[0].inject_poison(offsets[1], 1).unwrap();
+        sims[1].inject_poison(offsets[4], 100).unwrap();
+        sims[2].inject_poison(0, 1).unwrap(); // superblock slot A of a replica
+        sims[2].inject_poison(TABLE_SLOT_OFFSETS[1] + 64, 1).unwrap();
+        let seen = Mutex::new(Vec::new());
+        let report = set.scrub(&|p| seen.lock().push(p)).unwrap();
+        assert_eq!(report.members, 3);
+        let mut found: Vec<(MemberId, bool)> =
+            report.findings.iter().map(|f| (f.range.member, f.healed_from.is_some())).collect();
+        found.sort();
+        assert_eq!(found.len(), report.repaired());
+        assert!(found.len() >= 4, "{found:?}");
+        for member in [0, 1, 2] {
+            assert!(found.iter().any(|f| f.0 == MemberId(member)), "member {member}: {found:?}");
+        }
+        assert!(report.unrepaired().is_empty());
+        for sim in &sims {
+            assert!(sim.poisoned_ranges().is_empty());
+        }
+        // Data pages hold the original bytes again; the replica's superblock is its own.
+        assert_eq!(sims[0].visible_image()[65536..], image[65536..]);
+        assert_eq!(sims[1].visible_image()[65536..], image[65536..]);
+        let slot_a = read(sims[2].as_ref(), 0, SUPERBLOCK_BYTES).0;
+        let sb = crate::format::Superblock::decode(&slot_a, 0).unwrap();
+        assert_eq!(sb.member_index, 2);
+        let seen = seen.lock();
+        let last = seen.last().unwrap();
+        assert_eq!(last.bytes_done, last.bytes_total);
+        assert_eq!(report.bytes_scanned, last.bytes_total);
+    }
+
+    #[test]
+    fn what_no_member_holds_is_quarantined_and_persisted() {
+        let sims = sims(2);
+        let set = ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+        let offsets = fill(&set, 3);
+        for sim in &sims {
+            sim.inject_poison(offsets[2], 1).unwrap();
+        }
+        let report = set.scrub(&|_| {}).unwrap();
+        let lost = report.unrepaired();
+        assert_eq!(lost.len(), 2, "one unit on each member: {lost:?}");
+        assert_eq!(set.quarantined(), lost);
+        drop(set);
+        let (set, _) = ReplicaSet::open(given(&sims), OpenSetOptions::default()).unwrap();
+        assert_eq!(set.quarantined(), lost);
+    }
+
+    fn mapped_members(dir: &std::path::Path) -> Vec<Arc<MappedMedium>> {
+        (0..2u8)
+            .map(|i| {
+                let options = MapOptions::new().mode(ModeRequest::ForcedPmem).member(MemberId(i));
+                let path = dir.join(format!("member-{i}"));
+                let medium = if path.exists() {
+                    MappedMedium::open(&path, &options)
+                } else {
+                    MappedMedium::create(&path, LEN, &options)
+                };
+                Arc::new(medium.unwrap())
+            })
+            .collect()
+    }
+
+    fn as_dyn(members: &[Arc<MappedMedium>]) -> Vec<Arc<dyn Medium>> {
+        members.iter().map(|m| m.clone() as Arc<dyn Medium>).collect()
+    }
+
+    #[test]
+    fn bad_blocks_known_at_open_are_repaired_before_use() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let members = mapped_members(dir.path());
+        let set =
+            ReplicaSet::create(as_dyn(&members), &params(), OpenSetOptions::default()).unwrap();
+        let offsets = fill(&set, 6);
+        let page = offsets[3] / 4096 * 4096;
+        let good = read(members[1].as_ref(), page, 4096).0;
+        drop(set);
+        // Real poison destroys the page; the sidecar lists it (as the kernel's list would).
+        members[0].inject_poison(page, 4096).unwrap();
+        let sidecar = BadBlocks::sidecar_path(members[0].path());
+        BadBlocks::add(&sidecar, (page, 4096)).unwrap();
+        drop(members);
+        let members = mapped_members(dir.path());
+        assert_eq!(members[0].known_bad(), vec![(page, 4096)]);
+        let (set, report) = ReplicaSet::open(
+            as_dyn(&members).into_iter().map(Some).collect(),
+            OpenSetOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(report.bad_blocks_repaired.len(), 1);
+        assert!(report.quarantined.is_empty());
+        assert_eq!(read(members[0].as_ref(), page, 4096), (good, true));
+        assert!(members[0].known_bad().is_empty());
+        assert!(BadBlocks::load(&sidecar).unwrap().ranges().is_empty());
+        assert!(set.recover(crate::scan::ScanOptions::default()).unwrap().damage.is_empty());
+    }
+
+    /// A `BUS_MCEERR_AO` notice (self-sent with `rt_tgsigqueueinfo`, as the kernel would) for a
+    /// poisoned page of the primary leads to a heal of exactly that page.
+    #[test]
+    fn an_action_optional_notice_leads_to_a_scrub_of_its_range() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let members = mapped_members(dir.path());
+        let set =
+            ReplicaSet::create(as_dyn(&members), &params(), OpenSetOptions::default()).unwrap();
+        let offsets = fill(&set, 6);
+        let page = offsets[4] / 4096 * 4096;
+        let good = read(members[1].as_ref(), page, 4096).0;
+        mcstore_pmem::mcsafe::enable_early_notices().unwrap();
+        members[0].inject_poison(page, 4096).unwrap();
+        members[0].inject_async_notice(page + 100, 12).unwrap();
+        let report = set.scrub_notices().unwrap();
+        assert_eq!(report.findings.len(), 1, "{report:?}");
+        let finding = &report.findings[0];
+        assert_eq!(finding.range, Quarantined { member: MemberId(0), offset: page, len: 4096 });
+        assert_eq!(finding.healed_from, Some(MemberId(1)));
+        assert_eq!(read(members[0].as_ref(), page, 4096), (good, true));
+        assert_eq!(set.scrub_notices().unwrap().findings.len(), 0, "the ring was drained");
+    }
+}
