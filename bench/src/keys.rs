@@ -65,7 +65,7 @@ impl ValuePool {
     /// A pool able to serve values up to `max_value_bytes` long.
     pub fn new(max_value_bytes: usize) -> Self {
         let len = max_value_bytes + (1 << 20);
-        let mut rng = Rng::new(0x5eed_0f_7a1e);
+        let mut rng = Rng::new(0x005e_ed0f_7a1e);
         let mut bytes = Vec::with_capacity(len + 8);
         while bytes.len() < len {
             bytes.extend_from_slice(&rng.next_u64().to_le_bytes());

@@ -42,7 +42,7 @@ pub fn op_loop<E>(
     let start = Instant::now();
     let mut i = 0u64;
     while i < max_ops {
-        if i % SAMPLE_EVERY == 0 {
+        if i.is_multiple_of(SAMPLE_EVERY) {
             let t = Instant::now();
             op(i)?;
             samples.push(t.elapsed().as_nanos() as u64);
@@ -50,7 +50,7 @@ pub fn op_loop<E>(
             op(i)?;
         }
         i += 1;
-        if i % 64 == 0 && start.elapsed() >= budget {
+        if i.is_multiple_of(64) && start.elapsed() >= budget {
             break;
         }
     }
