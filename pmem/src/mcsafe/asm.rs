@@ -7,6 +7,9 @@
 //! the handler redirected a claimed fault to the landing pad.
 #![expect(unsafe_code, reason = "declares and calls the hand-written copy and flush routines")]
 
+use super::dispatch::{MOVSB_MIN_BYTES, MOVSB_MIN_DISTANCE};
+use crate::limits::PAGE_SIZE;
+
 // Routines follow the System V ABI: rdi, rsi, rdx in; rax:rdx out; rcx, r8-r11, xmm/ymm clobbered.
 std::arch::global_asm!(
     ".pushsection .text.mcstore_mcsafe,\"ax\",@progbits",
@@ -80,8 +83,18 @@ std::arch::global_asm!(
     "    xor eax, eax",
     "    xor edx, edx",
     "    ret",
-    // --- vector: unaligned 32-byte AVX2 loads, overlapping head/tail for short copies ---
+    // --- auto: the `Auto` choice of `Dispatch::routine` on an AVX2 CPU without the fragile copy,
+    // made here so the caller has one call site: below `movsb_min_bytes` fall through into the
+    // vector copy; above, `rep movsb` unless `(dst - src) mod 4096` is below the minimum distance
+    // (then the vector copy's long loop). ---
     ".p2align 4",
+    ".globl mcsafe_copy_auto",
+    ".hidden mcsafe_copy_auto",
+    "mcsafe_copy_auto:",
+    "    cmp rdx, {movsb_min_bytes}",
+    "    jae .Lauto_big",
+    // (no padding: falls through into mcsafe_copy_avx2)
+    // --- vector: unaligned 32-byte AVX2 loads, overlapping head/tail for short copies ---
     ".globl mcsafe_copy_avx2",
     ".hidden mcsafe_copy_avx2",
     "mcsafe_copy_avx2:",
@@ -89,6 +102,8 @@ std::arch::global_asm!(
     "    jb .Lv_small",
     "    lea rcx, [rsi + rdx]",
     "    lea r8, [rdi + rdx]",
+    // Each size class returns on its own: no jump to a shared epilogue. (Ordering the tests so
+    // that 129..=256 falls through instead was measured slower at 64 B and no faster at 256 B.)
     "    cmp rdx, 64",
     "    ja .Lv_over64",
     // 32..=64 bytes: head and tail, overlapping.
@@ -96,7 +111,10 @@ std::arch::global_asm!(
     "    vmovdqu ymm1, ymmword ptr [rcx - 32]",
     "    vmovdqu ymmword ptr [rdi], ymm0",
     "    vmovdqu ymmword ptr [r8 - 32], ymm1",
-    "    jmp .Lv_done_wide",
+    "    vzeroupper",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
     ".Lv_over64:",
     "    cmp rdx, 128",
     "    ja .Lv_over128",
@@ -109,7 +127,10 @@ std::arch::global_asm!(
     "    vmovdqu ymmword ptr [rdi + 32], ymm1",
     "    vmovdqu ymmword ptr [r8 - 64], ymm2",
     "    vmovdqu ymmword ptr [r8 - 32], ymm3",
-    "    jmp .Lv_done_wide",
+    "    vzeroupper",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
     ".Lv_over128:",
     "    cmp rdx, 256",
     "    ja .Lv_big",
@@ -130,7 +151,10 @@ std::arch::global_asm!(
     "    vmovdqu ymmword ptr [r8 - 96], ymm5",
     "    vmovdqu ymmword ptr [r8 - 64], ymm6",
     "    vmovdqu ymmword ptr [r8 - 32], ymm7",
-    "    jmp .Lv_done_wide",
+    "    vzeroupper",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
     // Over 256 bytes: copy the first 32, then continue from the next 32-aligned destination.
     ".Lv_big:",
     "    vmovdqu ymm0, ymmword ptr [rsi]",
@@ -216,6 +240,21 @@ std::arch::global_asm!(
     "    xor eax, eax",
     "    xor edx, edx",
     "    ret",
+    // --- auto, at least movsb_min_bytes: rep movsb unless the distance is short ---
+    ".Lauto_big:",
+    "    mov eax, edi",
+    "    sub eax, esi",
+    "    test eax, {near_mask}",
+    "    jz .Lauto_near",
+    "    mov rcx, rdx",
+    "    rep movsb",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
+    ".Lauto_near:",
+    "    lea rcx, [rsi + rdx]",
+    "    lea r8, [rdi + rdx]",
+    "    jmp .Lv_big",
     // --- flush loops: (addr, len), one instruction per 64-byte line ---
     ".p2align 4",
     ".globl mcsafe_flush_clwb",
@@ -278,7 +317,17 @@ std::arch::global_asm!(
     ".hidden mcsafe_text_end",
     "mcsafe_text_end:",
     ".popsection",
+    movsb_min_bytes = const MOVSB_MIN_BYTES,
+    near_mask = const NEAR_MASK,
 );
+
+/// `(dst - src) & NEAR_MASK == 0` exactly when `(dst - src) mod 4096 < MOVSB_MIN_DISTANCE`.
+const NEAR_MASK: usize = (PAGE_SIZE as usize - 1) & !(MOVSB_MIN_DISTANCE - 1);
+const _: () = assert!(
+    MOVSB_MIN_DISTANCE.is_power_of_two() && MOVSB_MIN_DISTANCE < PAGE_SIZE as usize,
+    "the auto routine tests the distance with a mask"
+);
+const _: () = assert!(MOVSB_MIN_BYTES > 256, "auto's long path enters the vector loop for > 256 B");
 
 /// What a routine returns in `rax:rdx`.
 #[repr(C)]
@@ -330,6 +379,7 @@ unsafe extern "C" {
     fn mcsafe_copy_movsb(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
     fn mcsafe_copy_fragile(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
     fn mcsafe_copy_avx2(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
+    fn mcsafe_copy_auto(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
     fn mcsafe_flush_clwb(addr: *const u8, len: usize) -> RawOutcome;
     fn mcsafe_flush_clflushopt(addr: *const u8, len: usize) -> RawOutcome;
     fn mcsafe_flush_clflush(addr: *const u8, len: usize) -> RawOutcome;
@@ -444,6 +494,51 @@ pub(crate) unsafe fn copy(
     RawOutcome { addr, info }
 }
 
+/// Copy with `mcsafe_copy_auto`: the routine `Dispatch::routine` picks for `CopyVariant::Auto`
+/// on an AVX2 CPU that needs no fragile copy (vector below `MOVSB_MIN_BYTES`, else `rep movsb`
+/// unless the distance is short), chosen inside the routine so the caller makes one direct call.
+///
+/// # Safety
+/// As [`copy`] with `Routine::Avx2`: AVX2 must be available.
+#[inline(always)]
+pub(crate) unsafe fn copy_auto(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome {
+    let addr: usize;
+    let info: u64;
+    // SAFETY: the caller upholds the contract of both routines auto may run; the clobbers are
+    // the union of theirs (rep movsb adds nothing the vector copy does not already list).
+    unsafe {
+        std::arch::asm!(
+            "call {routine}",
+            routine = sym mcsafe_copy_auto,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            inout("rdx") len => info,
+            out("rax") addr,
+            out("rcx") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("xmm0") _,
+            out("xmm1") _,
+            out("xmm2") _,
+            out("xmm3") _,
+            out("xmm4") _,
+            out("xmm5") _,
+            out("xmm6") _,
+            out("xmm7") _,
+            out("xmm8") _,
+            out("xmm9") _,
+            out("xmm10") _,
+            out("xmm11") _,
+            out("xmm12") _,
+            out("xmm13") _,
+            out("xmm14") _,
+            out("xmm15") _,
+        )
+    };
+    RawOutcome { addr, info }
+}
+
 /// After a fault inside the AVX2 routine its `vzeroupper` was skipped; clear the upper halves
 /// so later SSE code pays no transition penalty.
 pub(crate) fn after_avx2_fault() {
@@ -487,6 +582,7 @@ mod tests {
             mcsafe_copy_movsb as *const () as usize,
             mcsafe_copy_fragile as *const () as usize,
             mcsafe_copy_avx2 as *const () as usize,
+            mcsafe_copy_auto as *const () as usize,
             mcsafe_flush_clwb as *const () as usize,
             mcsafe_flush_clflushopt as *const () as usize,
             mcsafe_flush_clflush as *const () as usize,
@@ -507,18 +603,20 @@ mod tests {
     }
 
     fn check_routine(routine: Routine) {
+        // SAFETY: forwarded from `check_copy`, whose ranges are live, distinct and long enough.
+        check_copy(&format!("{routine:?}"), |d, s, n| unsafe { copy(routine, d, s, n) });
+    }
+
+    fn check_copy(name: &str, copy: impl Fn(*mut u8, *const u8, usize) -> RawOutcome) {
         let src: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
         for len in (0..300).chain([511, 512, 513, 1000, 4095, 4096, 4097]) {
             for src_off in [0, 1, 7, 31] {
                 for dst_off in [0, 1, 3, 17, 31, 64] {
                     let mut dst = vec![0xeeu8; len + 200];
                     let s = &src[src_off..src_off + len];
-                    // SAFETY: both ranges are in live, distinct vectors of sufficient length.
-                    let out = unsafe {
-                        copy(routine, dst.as_mut_ptr().wrapping_add(dst_off), s.as_ptr(), len)
-                    };
+                    let out = copy(dst.as_mut_ptr().wrapping_add(dst_off), s.as_ptr(), len);
                     assert_eq!(out.fault(), None);
-                    assert_eq!(&dst[dst_off..dst_off + len], s, "{routine:?} len {len}");
+                    assert_eq!(&dst[dst_off..dst_off + len], s, "{name} len {len}");
                     assert!(dst[..dst_off].iter().all(|&b| b == 0xee));
                     assert!(dst[dst_off + len..].iter().all(|&b| b == 0xee));
                 }
@@ -540,6 +638,31 @@ mod tests {
     fn avx2_copies_exactly() {
         if std::arch::is_x86_feature_detected!("avx2") {
             check_routine(Routine::Avx2);
+        }
+    }
+
+    #[test]
+    fn auto_copies_exactly_on_both_sides_of_its_thresholds() {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: ranges as in `check_copy`; AVX2 was detected.
+            check_copy("auto", |d, s, n| unsafe { copy_auto(d, s, n) });
+            // Long copies at every distance class: near (< 64, the vector loop) and far (movsb).
+            let src: Vec<u8> = (0..3 * PAGE_SIZE as usize).map(|i| (i * 5 + 1) as u8).collect();
+            for len in [MOVSB_MIN_BYTES - 1, MOVSB_MIN_BYTES, MOVSB_MIN_BYTES + 33] {
+                for distance in [0, 1, 32, 63, 64, 65, 4000, 4095] {
+                    let mut dst = vec![0u8; len + 2 * PAGE_SIZE as usize];
+                    let base = dst.as_ptr() as usize;
+                    let want = (src.as_ptr() as usize + distance) % PAGE_SIZE as usize;
+                    let at = (want + PAGE_SIZE as usize - base % PAGE_SIZE as usize)
+                        % PAGE_SIZE as usize;
+                    // SAFETY: `dst[at..at + len]` and `src[..len]` are live and distinct.
+                    let out =
+                        unsafe { copy_auto(dst.as_mut_ptr().wrapping_add(at), src.as_ptr(), len) };
+                    assert_eq!(out.fault(), None);
+                    assert_eq!(&dst[at..at + len], &src[..len], "len {len} distance {distance}");
+                    assert!(dst[..at].iter().chain(&dst[at + len..]).all(|&b| b == 0));
+                }
+            }
         }
     }
 }

@@ -52,10 +52,17 @@ pub unsafe fn read_safe(
     debug_assert!(!sigbus_blocked(), "mcsafe read on a thread that blocks SIGBUS");
     let dispatch = Dispatch::load();
     let len = dst.len();
-    let routine = dispatch.routine(dst.as_ptr() as usize, src as usize, len);
-    // SAFETY: the caller vouches for both ranges; the routine exists on this CPU.
-    let outcome = unsafe { asm::copy(routine, dst.as_mut_ptr(), src, len) };
+    let outcome = if dispatch.is_auto_avx2() {
+        // SAFETY: the caller vouches for both ranges; the dispatch bits say AVX2 exists.
+        unsafe { asm::copy_auto(dst.as_mut_ptr(), src, len) }
+    } else {
+        let routine = dispatch.routine(dst.as_ptr() as usize, src as usize, len);
+        // SAFETY: the caller vouches for both ranges; the routine exists on this CPU.
+        unsafe { asm::copy(routine, dst.as_mut_ptr(), src, len) }
+    };
     if let Some(fault) = outcome.fault() {
+        // The routine that ran (`copy_auto` applies the same rule), for the recovery.
+        let routine = dispatch.routine(dst.as_ptr() as usize, src as usize, len);
         let read = Read {
             dst: dst.as_mut_ptr(),
             total: len,

@@ -61,10 +61,10 @@ fn variant_of(bits: u8) -> CopyVariant {
 /// `rep movsb` pays a start-up cost; below this the vector copy is faster. Measured on the Zen 4
 /// VM: at 2 KiB `rep movsb` reached 0.63–0.72x memcpy, the vector copy 0.81–1.03x; from 4 KiB up
 /// both are within noise of memcpy (0.9–1.2x) when `(dst - src) mod 4096 >= 64`.
-const MOVSB_MIN_BYTES: usize = 4096;
+pub(crate) const MOVSB_MIN_BYTES: usize = 4096;
 /// `rep movsb` is 10–30x slower than a vector copy when `(dst - src) mod 4096` is below this
 /// (AMD Zen, measured in DESIGN.md).
-const MOVSB_MIN_DISTANCE: usize = 64;
+pub(crate) const MOVSB_MIN_DISTANCE: usize = 64;
 
 /// A snapshot of the dispatch byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,12 +100,19 @@ impl Dispatch {
         Dispatch(variant as u8 | cpu_bits | READY)
     }
 
+    /// `Auto` on an AVX2 CPU that needs no fragile copy: `asm::copy_auto` makes the same choice
+    /// as [`Dispatch::routine`] inside the routine.
+    #[inline(always)]
+    pub(crate) fn is_auto_avx2(self) -> bool {
+        self.0 & (VARIANT_MASK | AVX2 | FRAGILE) == AVX2
+    }
+
     /// The routine for a copy of `len` bytes from `src` to `dst`.
     #[inline(always)]
     pub(crate) fn routine(self, dst: usize, src: usize, len: usize) -> Routine {
         // The common case first, in two compares: `Auto` on an AVX2 CPU that needs no fragile
         // copy. A short copy never looks at the distance.
-        if self.0 & (VARIANT_MASK | AVX2 | FRAGILE) == AVX2 {
+        if self.is_auto_avx2() {
             if len < MOVSB_MIN_BYTES {
                 return Routine::Avx2;
             }
