@@ -1,9 +1,11 @@
 //! `Db`: the handle users hold, its shared state, and the read side — lookups through the
-//! commit barrier, iterators, stats. Writes are in `write.rs`, open and close in `open.rs`.
+//! commit barrier, iterators, stats. Writes are in `write.rs` (committed by `commit.rs`), open
+//! and close in `open.rs`, background threads in `background.rs`.
 //!
-//! INVARIANT: lock order is writer mutex, then index lock; readers take only the index read lock,
-//! and only for a lookup (never across a medium read). A value is returned only from a record
-//! read with a clean register that verified (`read.rs`).
+//! INVARIANT: readers take no lock: a lookup is a lock-free index probe, then a
+//! machine-check-safe copy of the record, verified (`read.rs`); a read that does not verify is
+//! looked up once more before the policy applies. A value is returned only from a record read
+//! with a clean register that verified.
 
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
@@ -12,23 +14,42 @@ use std::sync::Arc;
 use mcstore_pmem::Medium;
 use mcstore_recovery::RecoveryReport;
 use mcstore_recovery::format::{Geometry, Uuid};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
+use crate::background::Background;
+use crate::commit::CommitQueue;
 use crate::error::Result;
 use crate::index::{Index, Location};
 use crate::iter::Iter;
 use crate::latch::Latch;
-use crate::options::Options;
+use crate::options::{Durability, Options};
 use crate::read::{read_value_into, user_fallback};
 use crate::stats::{Counters, Stats};
 use crate::value::Value;
-use crate::writer::LogWriter;
 
 /// An open store: a cheap `Clone + Send + Sync` handle. Dropping the last handle (iterators
-/// count) persists, marks a clean shutdown and releases the pool's lock before returning.
+/// count) stops the background threads, persists, marks a clean shutdown and releases the
+/// pool's lock before returning.
 #[derive(Clone)]
 pub struct Db {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Handle>,
+    /// Durability of writes made through this handle (`with_durability`).
+    pub(crate) durability: Durability,
+}
+
+/// What the handles share: the store and its background threads. Its drop joins the threads
+/// (which hold only the store, never a handle), then closes the store.
+pub(crate) struct Handle {
+    pub core: Arc<Inner>,
+    pub background: Mutex<Option<Background>>,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.core
+    }
 }
 
 /// The shared state of an open store.
@@ -39,14 +60,18 @@ pub(crate) struct Inner {
     pub options: Options,
     pub geometry: Geometry,
     pub set_uuid: Uuid,
-    pub index: RwLock<Index>,
-    /// `None` when read-only.
-    pub writer: Mutex<Option<LogWriter>>,
+    pub index: Index,
+    /// The group-commit queue and, behind its lock, the log's space (`None` when read-only).
+    pub commit: CommitQueue,
     pub latch: Arc<Latch>,
     pub report: Arc<RecoveryReport>,
     pub opener_pid: u32,
     pub counters: Counters,
     pub closed: std::sync::atomic::AtomicBool,
+    /// Reader epochs: a segment is reclaimed only after every older reader left.
+    pub epochs: crate::epoch::Epochs,
+    /// One compaction pass at a time.
+    pub compaction: Mutex<crate::compact::CompactionState>,
 }
 
 impl std::fmt::Debug for Db {
@@ -54,7 +79,8 @@ impl std::fmt::Debug for Db {
         f.debug_struct("Db")
             .field("path", &self.inner.path)
             .field("mode", &self.inner.mode)
-            .field("keys", &self.inner.index.read().len())
+            .field("keys", &self.inner.index.len())
+            .field("durability", &self.durability)
             .field("failed", &self.inner.latch.is_tripped())
             .finish()
     }
@@ -77,7 +103,7 @@ impl Db {
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         self.inner.latch.check()?;
         Counters::add(&self.inner.counters.reads, 1);
-        Ok(self.inner.index.read().get(key.as_ref()).is_some())
+        Ok(self.inner.index.get(key.as_ref()).is_some())
     }
 
     /// Iterate over the keys in `range`, ascending (or descending with `.rev()`). Each item is a
@@ -104,19 +130,31 @@ impl Db {
 
     /// Number of live keys.
     pub fn len(&self) -> usize {
-        self.inner.index.read().len()
+        self.inner.index.len()
     }
 
     /// Whether no key is live.
     pub fn is_empty(&self) -> bool {
-        self.inner.index.read().is_empty()
+        self.inner.index.is_empty()
     }
 
-    /// Make every acknowledged write durable. Every write is persisted before it is
-    /// acknowledged today (`Immediate` for every durability level), so this only reports the
-    /// failed state.
+    /// A handle to the same store whose writes use `durability` (`Immediate`: acknowledged =
+    /// durable; `Eventual`: durable within `Options::flush_interval`; `None`: at `sync()`,
+    /// close, a segment roll or a later `Immediate` write). See `docs/concurrency.md`.
+    #[must_use]
+    pub fn with_durability(&self, durability: Durability) -> Db {
+        Db { inner: Arc::clone(&self.inner), durability }
+    }
+
+    /// The durability of this handle's writes.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Make every write acknowledged before this call durable (whatever its durability).
     pub fn sync(&self) -> Result<()> {
-        self.inner.latch.check()
+        self.inner.latch.check()?;
+        self.inner.persist_reserved(true)
     }
 
     /// What recovery found when this store was opened.
@@ -136,58 +174,34 @@ impl Db {
 
     /// A snapshot of the store's state and counters.
     pub fn stats(&self) -> Stats {
-        let inner = &self.inner;
-        let (keys, index_bytes) = {
-            let index = inner.index.read();
-            (index.len(), index.approx_bytes())
-        };
-        let pool_bytes = inner.medium.len();
-        let writer = inner.writer.lock();
-        let (segments_free, tail, next_lsn, rolls, max_pool_bytes) = match writer.as_ref() {
-            Some(w) => (
-                u32::try_from(w.free_segments()).unwrap_or(u32::MAX),
-                w.open_segment().map_or(0, |s| s.tail),
-                w.next_lsn(),
-                w.rolls(),
-                w.max_len(),
-            ),
-            None => (0, 0, 0, 0, pool_bytes),
-        };
-        drop(writer);
-        Stats {
-            keys,
-            pool_bytes,
-            max_pool_bytes,
-            segment_size_bytes: inner.geometry.segment_size_bytes,
-            segments_total: inner.geometry.segment_count(pool_bytes),
-            segments_free,
-            open_segment_tail_bytes: tail,
-            next_lsn,
-            mode: inner.mode,
-            durability: inner.options.durability,
-            read_only: inner.options.read_only,
-            failed: inner.latch.is_tripped(),
-            index_bytes,
-            index_bytes_per_key: index_bytes.checked_div(keys).unwrap_or(0),
-            records_written: Counters::get(&inner.counters.records_written),
-            reads: Counters::get(&inner.counters.reads),
-            read_faults: Counters::get(&inner.counters.read_faults),
-            segment_rolls: rolls,
-        }
+        Stats::collect(&self.inner, self.durability)
     }
 }
 
 impl Inner {
     /// Read the current value of `key` into `buf` through the barrier; `false` if absent.
     pub(crate) fn read(&self, key: &[u8], buf: &mut Vec<u8>, site: &'static str) -> Result<bool> {
+        Ok(self.read_versioned(key, buf, site)?.is_some())
+    }
+
+    /// Read the current value of `key` into `buf`; the LSN of the record read (`None`: absent).
+    /// Lock-free: an index probe and a verified copy inside a reader epoch; a bad read looks
+    /// up once more (the key may have moved: compaction, or an overwrite) before it counts as
+    /// damage.
+    pub(crate) fn read_versioned(
+        &self,
+        key: &[u8],
+        buf: &mut Vec<u8>,
+        site: &'static str,
+    ) -> Result<Option<u64>> {
         self.latch.check()?;
         Counters::add(&self.counters.reads, 1);
+        let _reader = self.epochs.enter();
         let mut attempt = 0;
         loop {
-            let Some(location) = self.lookup(key) else { return Ok(false) };
+            let Some(location) = self.lookup(key) else { return Ok(None) };
             match read_value_into(self.medium.as_ref(), &self.set_uuid, key, location, buf)? {
-                Ok(()) => return Ok(true),
-                // A concurrent writer (compaction in [3]) may have moved the key: look again once.
+                Ok(()) => return Ok(Some(location.lsn)),
                 Err(_) if attempt == 0 => attempt += 1,
                 Err(bad) => {
                     Counters::add(&self.counters.read_faults, 1);
@@ -204,8 +218,8 @@ impl Inner {
         Ok(self.read(key, &mut buf, site)?.then(|| Value::from(buf)))
     }
 
-    fn lookup(&self, key: &[u8]) -> Option<Location> {
-        self.index.read().get(key)
+    pub(crate) fn lookup(&self, key: &[u8]) -> Option<Location> {
+        self.index.get(key)
     }
 }
 
@@ -263,7 +277,7 @@ mod tests {
         for key in ["k1", "k2", "k3"] {
             db.put(key, vec![key.as_bytes()[1]; 300]).unwrap();
         }
-        let location = db.inner.index.read().get(b"k2").unwrap();
+        let location = db.inner.index.get(b"k2").unwrap();
         // A line strictly inside k2's record (it spans more than three lines).
         let line = (location.offset + 128) & !63;
         assert!(line + 64 <= location.offset + u64::from(location.len));
@@ -304,7 +318,7 @@ mod tests {
         db.put("before", "b").unwrap();
         db.put("victim", vec![7u8; 3 * 4096]).unwrap();
         db.put("after", "a").unwrap();
-        let location = db.inner.index.read().get(b"victim").unwrap();
+        let location = db.inner.index.get(b"victim").unwrap();
         let page = location.offset.next_multiple_of(4096);
         assert!(page + 4096 <= location.offset + u64::from(location.len));
         mapped.inject_poison(page, 4096).unwrap();
@@ -333,7 +347,7 @@ mod tests {
                 .on_halt(|report| eprintln!("halt hook: {report}"));
             let (sim, db) = sim_db(POOL, small_options().policy(policy));
             db.put("victim", vec![1u8; 300]).unwrap();
-            let location = db.inner.index.read().get(b"victim").unwrap();
+            let location = db.inner.index.get(b"victim").unwrap();
             sim.inject_poison((location.offset + 128) & !63, 64).unwrap();
             let _ = db.get("victim");
             eprintln!("not reached: get returned");

@@ -138,6 +138,12 @@ pub enum Error {
         /// What latched it.
         reason: String,
     },
+    /// A transaction kept meeting conflicting writes and gave up.
+    #[error("transaction gave up after {attempts} conflicting attempts")]
+    Conflict {
+        /// Attempts made.
+        attempts: u32,
+    },
     /// Options out of range.
     #[error("invalid options: {reason}")]
     InvalidOptions {

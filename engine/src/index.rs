@@ -1,13 +1,17 @@
-//! The DRAM index: key → location of its newest committed record.
+//! The DRAM index: key → location of its newest visible record.
 //!
-//! A hash map answers point lookups without paying for order; a `BTreeSet` of the same
-//! reference-counted keys answers ranges. INVARIANT: both hold exactly the same key set (every
-//! mutation goes through `insert`/`remove`, which update both), and only live keys (tombstones
-//! are not indexed: nothing older can resurface without compaction, which arrives in [3]).
+//! Point lookups go to a lock-free concurrent hash map (`papaya`: readers pin an epoch, take no
+//! lock and never wait for a writer); the key order for ranges is a separate `BTreeSet` behind a
+//! short mutex that only writers and iterator chunk fetches take. INVARIANT: every mutation goes
+//! through `insert`/`remove`/`clear`, called by one thread at a time (the commit lock), which
+//! update both structures; only live keys are indexed (tombstones are not).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
 
 /// Where a committed record lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,72 +26,126 @@ pub struct Location {
     pub lsn: u64,
 }
 
+type Map = papaya::HashMap<Arc<[u8]>, Location, foldhash::fast::RandomState>;
+
 /// The index of live keys.
-#[derive(Debug, Default)]
 pub struct Index {
-    map: HashMap<Arc<[u8]>, Location>,
-    order: BTreeSet<Arc<[u8]>>,
-    key_bytes: usize,
+    map: Map,
+    order: Mutex<BTreeSet<Arc<[u8]>>>,
+    keys: AtomicUsize,
+    key_bytes: AtomicUsize,
 }
 
-/// Approximate DRAM overhead per key beyond its bytes: two `Arc` headers and pointers, a hash
-/// slot with its location, a B-tree slot.
-const OVERHEAD_BYTES_PER_KEY: usize = 16 + 16 + 40 + 16;
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("keys", &self.len()).finish()
+    }
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::bulk_load(std::iter::empty())
+    }
+}
+
+/// Approximate DRAM overhead per key beyond its bytes: the `Arc` header, the hash map's entry
+/// allocation and table slot (at its load factor), a B-tree slot and its share of a node.
+const OVERHEAD_BYTES_PER_KEY: usize = 16 + 56 + 16 + 24;
 
 impl Index {
     /// Build from `(key, location)` pairs sorted by key without duplicates (the recovered
     /// entries): the ordered set is bulk-built.
     pub fn bulk_load(entries: impl IntoIterator<Item = (Arc<[u8]>, Location)>) -> Self {
-        let mut map = HashMap::new();
-        let mut keys = Vec::new();
+        let entries: Vec<(Arc<[u8]>, Location)> = entries.into_iter().collect();
+        let map =
+            Map::with_capacity_and_hasher(entries.len(), foldhash::fast::RandomState::default());
         let mut key_bytes = 0;
-        for (key, location) in entries {
-            key_bytes += key.len();
-            if map.insert(Arc::clone(&key), location).is_none() {
-                keys.push(key);
+        let mut keys = Vec::with_capacity(entries.len());
+        {
+            let pinned = map.pin();
+            for (key, location) in entries {
+                if pinned.insert(Arc::clone(&key), location).is_none() {
+                    key_bytes += key.len();
+                    keys.push(key);
+                }
             }
         }
-        map.shrink_to_fit();
-        Self { map, order: keys.into_iter().collect(), key_bytes }
-    }
-
-    /// The location of `key`, if live.
-    pub fn get(&self, key: &[u8]) -> Option<Location> {
-        self.map.get(key).copied()
-    }
-
-    /// Point `key` at `location`; returns the previous location.
-    pub fn insert(&mut self, key: &[u8], location: Location) -> Option<Location> {
-        if let Some(slot) = self.map.get_mut(key) {
-            return Some(std::mem::replace(slot, location));
+        let count = keys.len();
+        Self {
+            map,
+            order: Mutex::new(keys.into_iter().collect()),
+            keys: AtomicUsize::new(count),
+            key_bytes: AtomicUsize::new(key_bytes),
         }
-        let key: Arc<[u8]> = Arc::from(key);
-        self.key_bytes += key.len();
-        self.order.insert(Arc::clone(&key));
-        self.map.insert(key, location);
+    }
+
+    /// The location of `key`, if live. Lock-free.
+    pub fn get(&self, key: &[u8]) -> Option<Location> {
+        self.map.pin().get(key).copied()
+    }
+
+    /// Point `key` at `location`; returns the previous location. Writers only (commit lock).
+    pub fn insert(&self, key: &[u8], location: Location) -> Option<Location> {
+        let pinned = self.map.pin();
+        if let Some(old) = pinned.get(key).copied() {
+            // Reuse the indexed key's allocation.
+            let shared = pinned.get_key_value(key).map(|(k, _)| Arc::clone(k));
+            if let Some(shared) = shared {
+                pinned.insert(shared, location);
+                return Some(old);
+            }
+        }
+        let shared: Arc<[u8]> = Arc::from(key);
+        pinned.insert(Arc::clone(&shared), location);
+        self.order.lock().insert(shared);
+        self.keys.fetch_add(1, Ordering::Relaxed);
+        self.key_bytes.fetch_add(key.len(), Ordering::Relaxed);
         None
     }
 
-    /// Forget `key`; returns its location.
-    pub fn remove(&mut self, key: &[u8]) -> Option<Location> {
-        let (_, location) = self.map.remove_entry(key)?;
-        self.order.remove(key);
-        self.key_bytes -= key.len();
-        Some(location)
+    /// Point `key` at `location` only if it is still at `expected` (compaction's
+    /// compare-and-set on the old location); whether it was replaced. Writers only.
+    pub fn replace_if(&self, key: &[u8], expected: Location, location: Location) -> bool {
+        if self.get(key) != Some(expected) {
+            return false;
+        }
+        self.insert(key, location);
+        true
+    }
+
+    /// Forget `key`; returns its location. Writers only (commit lock).
+    pub fn remove(&self, key: &[u8]) -> Option<Location> {
+        let removed = self.map.pin().remove(key).copied()?;
+        self.order.lock().remove(key);
+        self.keys.fetch_sub(1, Ordering::Relaxed);
+        self.key_bytes.fetch_sub(key.len(), Ordering::Relaxed);
+        Some(removed)
+    }
+
+    /// Forget every key. Writers only (commit lock).
+    pub fn clear(&self) {
+        let mut order = self.order.lock();
+        let pinned = self.map.pin();
+        for key in order.iter() {
+            pinned.remove(key);
+        }
+        order.clear();
+        self.keys.store(0, Ordering::Relaxed);
+        self.key_bytes.store(0, Ordering::Relaxed);
     }
 
     /// Number of live keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.keys.load(Ordering::Relaxed)
     }
 
     /// Whether no key is live.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Up to `limit` keys within `(low, high)`, ascending from `low` (or descending from `high`
-    /// when `reverse`).
+    /// when `reverse`). Holds the order mutex only while copying at most `limit` key handles.
     pub fn keys_between(
         &self,
         low: Bound<&[u8]>,
@@ -98,7 +156,8 @@ impl Index {
         if range_is_empty(low, high) {
             return Vec::new();
         }
-        let range = self.order.range::<[u8], _>((low, high));
+        let order = self.order.lock();
+        let range = order.range::<[u8], _>((low, high));
         if reverse {
             range.rev().take(limit).cloned().collect()
         } else {
@@ -106,9 +165,14 @@ impl Index {
         }
     }
 
+    /// Every `(key, location)` pair (compaction's and the tests' view; not a snapshot).
+    pub fn entries(&self) -> Vec<(Arc<[u8]>, Location)> {
+        self.map.pin().iter().map(|(k, v)| (Arc::clone(k), *v)).collect()
+    }
+
     /// Approximate DRAM bytes the index uses.
     pub fn approx_bytes(&self) -> usize {
-        self.key_bytes + self.len() * OVERHEAD_BYTES_PER_KEY
+        self.key_bytes.load(Ordering::Relaxed) + self.len() * OVERHEAD_BYTES_PER_KEY
     }
 }
 
@@ -133,7 +197,7 @@ mod tests {
 
     #[test]
     fn insert_get_remove_keep_both_structures_in_step() {
-        let mut index = Index::default();
+        let index = Index::default();
         assert_eq!(index.insert(b"b", at(1)), None);
         assert_eq!(index.insert(b"a", at(2)), None);
         assert_eq!(index.insert(b"b", at(3)), Some(at(1)));
@@ -144,6 +208,12 @@ mod tests {
         let keys = index.keys_between(Bound::Unbounded, Bound::Unbounded, 10, false);
         assert_eq!(keys, vec![Arc::<[u8]>::from(&b"b"[..])]);
         assert_eq!(index.approx_bytes(), 1 + OVERHEAD_BYTES_PER_KEY);
+        assert!(!index.replace_if(b"b", at(1), at(9)));
+        assert!(index.replace_if(b"b", at(3), at(9)));
+        assert_eq!(index.get(b"b"), Some(at(9)));
+        index.clear();
+        assert!(index.is_empty() && index.get(b"b").is_none());
+        assert!(index.keys_between(Bound::Unbounded, Bound::Unbounded, 10, false).is_empty());
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Iter {
         if self.exhausted {
             return;
         }
-        let keys = self.db.inner.index.read().keys_between(
+        let keys = self.db.inner.index.keys_between(
             borrow(&self.low),
             borrow(&self.high),
             ITER_CHUNK_KEYS,

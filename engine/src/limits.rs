@@ -2,6 +2,8 @@
 //! typed error, never a panic. The format's limits (`mcstore_recovery::limits`) are the source
 //! of the key and segment limits here.
 
+use std::time::Duration;
+
 use mcstore_recovery::limits as format;
 
 /// Longest key, in bytes.
@@ -26,3 +28,11 @@ pub const ITER_CHUNK_KEYS: usize = 64;
 /// The last segment a pool can have keeps `capacity / REMOVE_RESERVE_FRACTION` bytes for
 /// delete-only writes, so a full pool can still remove.
 pub const REMOVE_RESERVE_FRACTION: u64 = 16;
+/// How often the background flusher persists `Eventual` writes by default.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the background compactor runs by default.
+pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_millis(250);
+/// A sealed segment whose live bytes are at most this fraction of its data is cleaned.
+pub const DEFAULT_COMPACTION_LIVE_RATIO: f64 = 0.5;
+/// A transaction retries at most this many times on conflict before `Error::Conflict`.
+pub const TRANSACTION_ATTEMPTS_MAX: u32 = 1000;

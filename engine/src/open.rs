@@ -14,14 +14,17 @@ use mcstore_pmem::{MapOptions, MappedMedium, Medium};
 use mcstore_recovery::format::{FormatError, RecordKind};
 use mcstore_recovery::scan::{Recovered, ScanOptions, SegmentStatus};
 use mcstore_recovery::{CreateParams, pool};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
-use crate::db::{Db, Inner};
+use crate::background::Background;
+use crate::commit::CommitQueue;
+use crate::db::{Db, Handle, Inner};
 use crate::error::{Error, Result};
 use crate::index::{Index, Location};
 use crate::latch::Latch;
 use crate::options::Options;
 use crate::policy::EngineFallback;
+use crate::space::SpaceMap;
 use crate::stats::Counters;
 use crate::writer::{LogWriter, OpenSegment, WriterStart};
 
@@ -104,7 +107,7 @@ impl Db {
     /// reports the failed state).
     pub fn close(self) -> Result<()> {
         match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.shutdown(),
+            Ok(handle) => handle.close(),
             Err(shared) => shared.latch.check(),
         }
     }
@@ -181,10 +184,23 @@ fn open_medium(
     // INVARIANT: never issue a sequence recovery saw (persisted with the next superblock write).
     superblock.highest_segment_seq =
         superblock.highest_segment_seq.max(next_segment_seq.saturating_sub(1));
+    // Space: every in-use segment's committed tail is used; live = the indexed puts. A
+    // recovered segment may hold records of any age (min LSN unknown: 0).
+    let mut space = SpaceMap::default();
+    for s in segments.iter().filter(|s| s.status == SegmentStatus::InUse) {
+        space.set_seq(s.id.0, s.seq);
+        if s.tail > 0 {
+            space.set_used(s.id.0, s.tail);
+            space.note_lsn(s.id.0, 0);
+        }
+    }
     let index =
         Index::bulk_load(entries.into_iter().filter(|e| e.kind == RecordKind::Put).map(|e| {
             let location =
                 Location { offset: e.offset, len: e.len, segment_seq: e.segment_seq, lsn: e.lsn.0 };
+            if let Some(id) = geometry.segment_of(e.offset) {
+                space.add_live(id.0, u64::from(e.len));
+            }
             (Arc::<[u8]>::from(e.key), location)
         }));
     let set_uuid = superblock.set_uuid;
@@ -194,8 +210,16 @@ fn open_medium(
         let open = open_segment
             .and_then(|id| segments.iter().find(|s| s.id == id))
             .map(|s| OpenSegment { id: s.id, seq: s.seq, tail: s.tail });
-        let free: BTreeSet<u32> =
-            segments.iter().filter(|s| s.status == SegmentStatus::Free).map(|s| s.id.0).collect();
+        // Free: never used, or reclaimed by compaction (a header over an empty tail) unless it
+        // is the segment to append to.
+        let reclaimed = |s: &mcstore_recovery::SegmentInfo| {
+            s.status == SegmentStatus::InUse && s.tail == 0 && Some(s.id) != open_segment
+        };
+        let free: BTreeSet<u32> = segments
+            .iter()
+            .filter(|s| s.status == SegmentStatus::Free || reclaimed(s))
+            .map(|s| s.id.0)
+            .collect();
         let start = WriterStart {
             superblock,
             geometry,
@@ -221,27 +245,31 @@ fn open_medium(
         })?;
         Some(writer)
     };
-    let inner = Inner {
+    let durability = options.durability;
+    let core = Arc::new(Inner {
         medium,
         path,
         mode,
         options,
         geometry,
         set_uuid,
-        index: RwLock::new(index),
-        writer: Mutex::new(writer),
+        index,
+        commit: CommitQueue::new(writer, space),
         latch,
         report: Arc::new(report),
         opener_pid: std::process::id(),
         counters: Counters::default(),
         closed: AtomicBool::new(false),
-    };
-    Ok(Db { inner: Arc::new(inner) })
+        epochs: crate::epoch::Epochs::default(),
+        compaction: Mutex::new(crate::compact::CompactionState::default()),
+    });
+    let background = Mutex::new(Background::start(&core));
+    Ok(Db { inner: Arc::new(Handle { core, background }), durability })
 }
 
 impl Inner {
-    /// Mark a clean shutdown (once). Skipped when read-only, failed, or in a forked child; a
-    /// failed store reports `Failed`.
+    /// Make everything durable and mark a clean shutdown (once). Skipped when read-only,
+    /// failed, or in a forked child; a failed store reports `Failed`.
     pub(crate) fn shutdown(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -250,24 +278,40 @@ impl Inner {
         if std::process::id() != self.opener_pid {
             return Ok(());
         }
-        let mut writer = self.writer.lock();
-        match writer.as_mut() {
-            // PERSIST: every record is already durable (acknowledged = persisted); the flag is
-            // the last write (SUPERBLOCK_WRITE).
+        // PERSIST: every reserved record (Eventual, None) is published before the flag.
+        self.persist_reserved(true)?;
+        let mut st = self.commit.lock();
+        match st.writer.as_mut() {
+            // PERSIST: the flag is the last write (SUPERBLOCK_WRITE).
             Some(writer) => writer.update_superblock(|sb| sb.clean_shutdown = true),
             None => Ok(()),
         }
     }
 }
 
-impl Drop for Inner {
+impl Handle {
+    /// Stop the background threads, then close the store.
+    fn close(self) -> Result<()> {
+        self.stop_background();
+        self.core.shutdown()
+    }
+
+    fn stop_background(&self) {
+        if let Some(background) = self.background.lock().take() {
+            background.stop();
+        }
+    }
+}
+
+impl Drop for Handle {
     fn drop(&mut self) {
+        self.stop_background();
         if !std::thread::panicking() {
             // Errors have nowhere to go from a drop; `close()` returns them.
-            let _ = self.shutdown();
+            let _ = self.core.shutdown();
         }
-        // The medium (and with it the pool's lock) is released when the fields drop, before
-        // the last handle's drop returns.
+        // The background threads held the only other references to the store: it (and the
+        // medium with the pool's lock) is released when `core` drops, before this returns.
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mcstore_pmem::ModeRequest;
 use mcstore_recovery::scan::Progress;
@@ -40,18 +41,18 @@ impl From<Mode> for ModeRequest {
     }
 }
 
-/// When a write is durable relative to its acknowledgement.
-///
-/// Implemented today: every level behaves as `Immediate` (the background flusher that makes
-/// `Eventual` and `None` cheaper arrives with group commit); see `docs/commit.md`.
+/// When a write is durable relative to its acknowledgement (`docs/concurrency.md`). Chosen per
+/// handle (`Options::durability`, `Db::with_durability`) or per write (`Db::put_with`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
     /// Acknowledged = durable for the mode (persisted and published before the call returns).
     #[default]
     Immediate,
-    /// Durable within a bounded delay (like Redis `appendfsync everysec`).
+    /// Visible when acknowledged, durable within `Options::flush_interval` (the background
+    /// flusher; like Redis `appendfsync everysec`), or earlier (see `None`).
     Eventual,
-    /// Durable at `sync()`, `close()` or drop.
+    /// Visible when acknowledged, durable at `sync()`, close, a segment roll, or when a later
+    /// `Immediate` write's group publishes a tail covering it.
     None,
 }
 
@@ -70,6 +71,9 @@ pub struct Options {
     pub(crate) read_only: bool,
     pub(crate) background: bool,
     pub(crate) segment_size_bytes: u64,
+    pub(crate) flush_interval: Duration,
+    pub(crate) compaction_interval: Option<Duration>,
+    pub(crate) compaction_live_ratio_max: f64,
 }
 
 impl Default for Options {
@@ -84,6 +88,9 @@ impl Default for Options {
             read_only: false,
             background: true,
             segment_size_bytes: limits::DEFAULT_SEGMENT_BYTES,
+            flush_interval: limits::DEFAULT_FLUSH_INTERVAL,
+            compaction_interval: Some(limits::DEFAULT_COMPACTION_INTERVAL),
+            compaction_live_ratio_max: limits::DEFAULT_COMPACTION_LIVE_RATIO,
         }
     }
 }
@@ -139,11 +146,35 @@ impl Options {
         self
     }
 
-    /// Whether background threads may run (off for fuzzing and deterministic tests). No
-    /// background work exists yet; the flag is kept so callers can set it now.
+    /// Whether background threads (the `Eventual` flusher, the compactor) may run; off for
+    /// fuzzing and deterministic tests (then `Eventual` writes are durable at `sync()`, close,
+    /// a roll or a later `Immediate` write, and compaction runs only on `compact()`).
     #[must_use]
     pub fn background(mut self, background: bool) -> Self {
         self.background = background;
+        self
+    }
+
+    /// How often the background flusher makes `Eventual` writes durable (default 100 ms).
+    #[must_use]
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// How often the background compactor looks for segments to clean (`None`: only on
+    /// `Db::compact()`; default 250 ms).
+    #[must_use]
+    pub fn compaction_interval(mut self, interval: Option<Duration>) -> Self {
+        self.compaction_interval = interval;
+        self
+    }
+
+    /// A sealed segment is cleaned when its live bytes are at most this fraction of its data
+    /// (0.0..=1.0; default 0.5).
+    #[must_use]
+    pub fn compaction_live_ratio_max(mut self, ratio: f64) -> Self {
+        self.compaction_live_ratio_max = ratio;
         self
     }
 
@@ -206,6 +237,15 @@ impl Options {
                 ));
             }
         }
+        if !(0.0..=1.0).contains(&self.compaction_live_ratio_max) {
+            return bad(format!(
+                "compaction_live_ratio_max {} is not in [0, 1]",
+                self.compaction_live_ratio_max
+            ));
+        }
+        if self.flush_interval.is_zero() {
+            return bad("flush_interval must be above zero".to_string());
+        }
         if !self.segment_size_bytes.is_power_of_two()
             || self.segment_size_bytes < limits::SEGMENT_BYTES_MIN
             || self.segment_size_bytes > limits::SEGMENT_BYTES_MAX
@@ -236,6 +276,9 @@ impl fmt::Debug for Options {
             .field("read_only", &self.read_only)
             .field("background", &self.background)
             .field("segment_size_bytes", &self.segment_size_bytes)
+            .field("flush_interval", &self.flush_interval)
+            .field("compaction_interval", &self.compaction_interval)
+            .field("compaction_live_ratio_max", &self.compaction_live_ratio_max)
             .finish()
     }
 }

@@ -1,39 +1,47 @@
-//! The write operations of `Db`: put, insert, remove, delete, compare-and-swap, update and
-//! batches — each checked against the limits, run under the writer lock and committed through
-//! `LogWriter`.
+//! The write operations of `Db`: put, insert, remove, delete, compare-and-swap, update,
+//! batches and clear — each checked against the limits and committed through the group commit
+//! (`commit.rs`) at the handle's (or the call's) durability.
 //!
-//! INVARIANT: an operation that reads (insert, remove, CAS) reads and checks its register
-//! under the writer lock BEFORE anything is written; the index changes only after the tail
-//! that publishes the change is durable (`docs/commit.md`).
-
-use mcstore_recovery::format::{RecordKind, encoded_len};
+//! INVARIANT: an operation that reads (insert, remove, delete, CAS, update) waits until no
+//! write to its key is pending, then reads and checks its register under the commit lock BEFORE
+//! anything is reserved or written (`docs/commit.md`), so it linearizes with the group.
 
 use crate::batch::{Batch, BatchOp};
+use crate::commit::Keys;
 use crate::db::{Db, Inner};
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::stats::Counters;
+use crate::options::Durability;
 use crate::value::{CasError, Value};
 use crate::writer::{LogWriter, PendingRecord};
 
 impl Db {
     /// Set `key` to `value`.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.put_with(key, value, self.durability)
+    }
+
+    /// Set `key` to `value` with `durability` for this write only.
+    pub fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        durability: Durability,
+    ) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.inner.write(|inner, writer| {
-            inner.check_record(writer, key, value)?;
-            inner.commit(writer, &[PendingRecord { kind: RecordKind::Put, key, value }])
+        self.inner.submit(durability, Keys::None, |inner, st| {
+            inner.check_record(st.log(), key, value)?;
+            Ok(((), vec![PendingRecord::put(key, value)]))
         })
     }
 
     /// Set `key` to `value`, returning the previous value (read and checked first).
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Option<Value>> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.inner.write(|inner, writer| {
-            inner.check_record(writer, key, value)?;
+        self.inner.submit(self.durability, Keys::One(key), |inner, st| {
+            inner.check_record(st.log(), key, value)?;
             let old = inner.read_value(key, "insert")?;
-            inner.commit(writer, &[PendingRecord { kind: RecordKind::Put, key, value }])?;
-            Ok(old)
+            Ok((old, vec![PendingRecord::put(key, value)]))
         })
     }
 
@@ -41,16 +49,11 @@ impl Db {
     /// fails the remove under `Fail`; `delete` removes without reading).
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
         let key = key.as_ref();
-        self.inner.write(|inner, writer| {
-            inner.check_record(writer, key, &[])?;
+        self.inner.submit(self.durability, Keys::One(key), |inner, st| {
+            inner.check_record(st.log(), key, &[])?;
             let old = inner.read_value(key, "remove")?;
-            if old.is_some() {
-                inner.commit(
-                    writer,
-                    &[PendingRecord { kind: RecordKind::Delete, key, value: &[] }],
-                )?;
-            }
-            Ok(old)
+            let records = if old.is_some() { vec![PendingRecord::delete(key)] } else { vec![] };
+            Ok((old, records))
         })
     }
 
@@ -58,13 +61,12 @@ impl Db {
     /// removed); `true` if it was present.
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let key = key.as_ref();
-        self.inner.write(|inner, writer| {
-            inner.check_record(writer, key, &[])?;
-            if inner.index.read().get(key).is_none() {
-                return Ok(false);
+        self.inner.submit(self.durability, Keys::One(key), |inner, st| {
+            inner.check_record(st.log(), key, &[])?;
+            if inner.index.get(key).is_none() {
+                return Ok((false, vec![]));
             }
-            inner.commit(writer, &[PendingRecord { kind: RecordKind::Delete, key, value: &[] }])?;
-            Ok(true)
+            Ok((true, vec![PendingRecord::delete(key)]))
         })
     }
 
@@ -79,104 +81,91 @@ impl Db {
         let key = key.as_ref();
         let expected = expected.as_ref().map(AsRef::as_ref);
         let new = new.as_ref().map(AsRef::as_ref);
-        self.inner.write(|inner, writer| {
-            inner.check_record(writer, key, new.unwrap_or(&[]))?;
+        self.inner.submit(self.durability, Keys::One(key), |inner, st| {
+            inner.check_record(st.log(), key, new.unwrap_or(&[]))?;
             let current = inner.read_value(key, "compare_and_swap")?;
             if current.as_deref() != expected {
-                return Ok(Err(CasError { current }));
+                return Ok((Err(CasError { current }), vec![]));
             }
-            match (new, &current) {
-                (Some(value), _) => {
-                    inner.commit(writer, &[PendingRecord { kind: RecordKind::Put, key, value }])?;
-                }
-                (None, Some(_)) => {
-                    let delete = PendingRecord { kind: RecordKind::Delete, key, value: &[] };
-                    inner.commit(writer, &[delete])?;
-                }
-                (None, None) => {}
-            }
-            Ok(Ok(()))
+            let records = match (new, &current) {
+                (Some(value), _) => vec![PendingRecord::put(key, value)],
+                (None, Some(_)) => vec![PendingRecord::delete(key)],
+                (None, None) => vec![],
+            };
+            Ok((Ok(()), records))
         })
     }
 
     /// Read-modify-write `key` atomically with respect to every other write: `f` gets the
     /// current value (read and checked first) and returns the new one (`None`: remove). Returns
-    /// the new value. `f` runs under the writer lock: keep it short.
+    /// the new value. `f` runs under the commit lock: keep it short.
     pub fn update<F>(&self, key: impl AsRef<[u8]>, f: F) -> Result<Option<Value>>
     where
         F: FnOnce(Option<&[u8]>) -> Option<Vec<u8>>,
     {
         let key = key.as_ref();
-        self.inner.write(|inner, writer| {
-            inner.check_record(writer, key, &[])?;
+        self.inner.submit(self.durability, Keys::One(key), |inner, st| {
+            inner.check_record(st.log(), key, &[])?;
             let current = inner.read_value(key, "update")?;
             let new = f(current.as_deref());
-            match (&new, &current) {
+            let records = match (&new, &current) {
                 (Some(value), _) => {
-                    inner.check_record(writer, key, value)?;
-                    inner.commit(writer, &[PendingRecord { kind: RecordKind::Put, key, value }])?;
+                    inner.check_record(st.log(), key, value)?;
+                    vec![PendingRecord::put(key, value.clone())]
                 }
-                (None, Some(_)) => {
-                    let delete = PendingRecord { kind: RecordKind::Delete, key, value: &[] };
-                    inner.commit(writer, &[delete])?;
-                }
-                (None, None) => {}
-            }
-            Ok(new.map(Value::from))
+                (None, Some(_)) => vec![PendingRecord::delete(key)],
+                (None, None) => vec![],
+            };
+            Ok((new.map(Value::from), records))
         })
     }
 
     /// Apply every operation of `batch`, in order, atomically: after a crash all of them are
-    /// applied or none. The batch must fit in one segment (`BatchTooLarge`).
+    /// applied or none, and readers see all of them or none. The batch must fit in one segment
+    /// (`BatchTooLarge`).
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        self.apply_batch_with(batch, self.durability)
+    }
+
+    /// `apply_batch` with `durability` for this batch only.
+    pub fn apply_batch_with(&self, batch: Batch, durability: Durability) -> Result<()> {
         if batch.is_empty() {
             return self.inner.latch.check();
         }
-        self.inner.write(|inner, writer| {
-            let records: Vec<PendingRecord<'_>> = batch
-                .ops()
-                .iter()
-                .map(|op| match op {
-                    BatchOp::Put { key, value } => {
-                        PendingRecord { kind: RecordKind::Put, key, value }
-                    }
-                    BatchOp::Remove { key } => {
-                        PendingRecord { kind: RecordKind::Delete, key, value: &[] }
-                    }
-                })
-                .collect();
-            for record in &records {
-                inner.check_record(writer, record.key, record.value)?;
-            }
-            let bytes: u64 = records.iter().map(|r| encoded_len(r.key.len(), r.value.len())).sum();
-            if records.len() > limits::BATCH_OPS_MAX || bytes > writer.capacity() {
-                return Err(Error::BatchTooLarge {
-                    ops: records.len(),
-                    bytes,
-                    max_bytes: writer.capacity(),
-                    max_ops: limits::BATCH_OPS_MAX,
-                });
-            }
-            inner.commit(writer, &records)
+        self.inner.submit(durability, Keys::None, |inner, st| {
+            let records = batch_records(&batch);
+            inner.check_batch(st.log(), &records)?;
+            Ok(((), records))
         })
+    }
+
+    /// Remove every key, atomically: one `Clear` record (not a tombstone per key). Readers see
+    /// the store before or after it, never half-cleared; after a crash it is whole or absent.
+    pub fn clear(&self) -> Result<()> {
+        self.inner.submit(self.durability, Keys::All, |_, _| Ok(((), vec![PendingRecord::clear()])))
     }
 }
 
-impl Inner {
-    /// Run a write under the writer lock (refused when read-only or failed).
-    fn write<T>(&self, op: impl FnOnce(&Self, &mut LogWriter) -> Result<T>) -> Result<T> {
-        self.latch.check()?;
-        let mut guard = self.writer.lock();
-        let writer = guard.as_mut().ok_or(Error::ReadOnly)?;
-        op(self, writer)
-    }
+/// The records of `batch`, in order.
+pub(crate) fn batch_records(batch: &Batch) -> Vec<PendingRecord<'_>> {
+    batch
+        .ops()
+        .iter()
+        .map(|op| match op {
+            BatchOp::Put { key, value } => PendingRecord::put(key, &value[..]),
+            BatchOp::Remove { key } => PendingRecord::delete(key),
+        })
+        .collect()
+}
 
+impl Inner {
     /// Refuse a key or value beyond the limits, or a record that cannot fit in a segment.
-    fn check_record(&self, writer: &LogWriter, key: &[u8], value: &[u8]) -> Result<()> {
+    pub(crate) fn check_record(&self, writer: &LogWriter, key: &[u8], value: &[u8]) -> Result<()> {
         if key.len() > limits::KEY_BYTES_MAX {
             return Err(Error::KeyTooLarge { len: key.len(), max: limits::KEY_BYTES_MAX });
         }
-        let fits = encoded_len(key.len(), value.len()) <= writer.capacity();
+        let fits =
+            mcstore_recovery::format::encoded_len(key.len(), value.len()) <= writer.capacity();
         if value.len() > limits::VALUE_BYTES_MAX || !fits {
             let in_segment = mcstore_recovery::limits::value_bytes_max(&self.geometry, key.len());
             let max =
@@ -186,20 +175,23 @@ impl Inner {
         Ok(())
     }
 
-    /// Append `records` (persist, publish), then update the index in order.
-    fn commit(&self, writer: &mut LogWriter, records: &[PendingRecord<'_>]) -> Result<()> {
-        let locations = writer.append(records)?;
-        Counters::add(&self.counters.records_written, records.len() as u64);
-        let mut index = self.index.write();
-        for (record, location) in records.iter().zip(locations) {
-            match record.kind {
-                RecordKind::Delete => {
-                    index.remove(record.key);
-                }
-                _ => {
-                    index.insert(record.key, location);
-                }
-            }
+    /// Refuse a batch beyond the limits (each record, the operation count, one segment).
+    pub(crate) fn check_batch(
+        &self,
+        writer: &LogWriter,
+        records: &[PendingRecord<'_>],
+    ) -> Result<()> {
+        for record in records {
+            self.check_record(writer, record.key, &record.value)?;
+        }
+        let bytes: u64 = records.iter().map(PendingRecord::encoded_len).sum();
+        if records.len() > limits::BATCH_OPS_MAX || bytes > writer.capacity() {
+            return Err(Error::BatchTooLarge {
+                ops: records.len(),
+                bytes,
+                max_bytes: writer.capacity(),
+                max_ops: limits::BATCH_OPS_MAX,
+            });
         }
         Ok(())
     }

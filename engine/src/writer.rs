@@ -1,37 +1,64 @@
-//! `LogWriter`: the single writer's state and the commit protocol of `docs/commit.md` —
-//! reserve, encode, persist the records, publish the committed tail; segment roll and growth.
+//! `LogWriter`: the log's space — the open segment, free segments, LSNs, the superblock —
+//! and the segment roll and growth of `docs/commit.md`. The group commit (`commit.rs`) holds
+//! it under the commit lock and reserves space from it; it never writes records itself.
 //!
-//! INVARIANT: a record is reachable (below a published tail) only after its bytes were flushed
-//! and fenced (RECORD_PERSIST); a segment sequence is issued in the superblock before any header
-//! carries it; `OutOfSpace` is decided before anything is written. A failed persist trips the
-//! latch. Group commit ([3]) replaces `append`'s body with a leader persisting many writers'
-//! reservations behind one pair of fences; the shape (reserve → encode → persist → publish)
-//! stays.
+//! INVARIANT: a segment sequence is issued in the superblock before any header carries it;
+//! grown segments are recorded in the superblock before one is opened; `OutOfSpace` is decided
+//! before anything is written and does not latch. A failed persist trips the latch.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mcstore_pmem::Medium;
-use mcstore_recovery::format::{
-    Geometry, Lsn, RecordContext, RecordKind, SegmentId, Superblock, Uuid, encode_record,
-    encoded_len,
-};
+use mcstore_recovery::format::{Geometry, RecordKind, SegmentId, Superblock};
 use mcstore_recovery::pool;
 
 use crate::error::{Error, Result};
-use crate::index::Location;
 use crate::latch::Latch;
 use crate::limits;
 
 /// One record to append.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PendingRecord<'a> {
-    /// Put or delete.
+    /// Put, delete or clear.
     pub kind: RecordKind,
-    /// The key.
+    /// The key (empty for a clear).
     pub key: &'a [u8],
-    /// The value (empty for a delete).
-    pub value: &'a [u8],
+    /// The value (empty for a delete or a clear).
+    pub value: Cow<'a, [u8]>,
+    /// A given LSN (compaction keeps each record's original); `None`: the next one.
+    pub lsn: Option<u64>,
+    /// Compaction's copy of the record at this location (the index moves by compare-and-set).
+    pub moved: Option<crate::index::Location>,
+}
+
+impl<'a> PendingRecord<'a> {
+    /// A put of `key` = `value`.
+    pub(crate) fn put(key: &'a [u8], value: impl Into<Cow<'a, [u8]>>) -> Self {
+        Self { kind: RecordKind::Put, key, value: value.into(), lsn: None, moved: None }
+    }
+
+    /// A tombstone of `key`.
+    pub(crate) fn delete(key: &'a [u8]) -> Self {
+        Self { kind: RecordKind::Delete, key, value: Cow::Borrowed(&[]), lsn: None, moved: None }
+    }
+
+    /// A clear of every key.
+    pub(crate) fn clear() -> Self {
+        Self {
+            kind: RecordKind::Clear,
+            key: &[],
+            value: Cow::Borrowed(&[]),
+            lsn: None,
+            moved: None,
+        }
+    }
+
+    /// Encoded length.
+    pub(crate) fn encoded_len(&self) -> u64 {
+        mcstore_recovery::format::encoded_len(self.key.len(), self.value.len())
+    }
 }
 
 /// The segment records are appended to.
@@ -41,7 +68,7 @@ pub(crate) struct OpenSegment {
     pub id: SegmentId,
     /// Its sequence.
     pub seq: u64,
-    /// Bytes used in its data area (the committed tail).
+    /// Bytes reserved in its data area (the published tail, in `commit.rs`, may lag behind).
     pub tail: u64,
 }
 
@@ -61,37 +88,43 @@ pub(crate) struct WriterStart {
     pub max_len: u64,
 }
 
-/// The single writer. Callers hold the writer mutex around every method.
+/// The log's space. Callers hold the commit lock around every method.
 pub(crate) struct LogWriter {
     medium: Arc<dyn Medium>,
     latch: Arc<Latch>,
     superblock: Superblock,
     geometry: Geometry,
-    set_uuid: Uuid,
     open: Option<OpenSegment>,
     free: BTreeSet<u32>,
     next_lsn: u64,
     max_len: u64,
     rolls: u64,
-    scratch: Vec<u8>,
+}
+
+/// Space reserved for one writer's records.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reservation {
+    /// The segment.
+    pub segment: OpenSegment,
+    /// Offset of the first byte in the segment's data area.
+    pub start: u64,
+    /// LSN of the first record (the others follow in order).
+    pub first_lsn: u64,
 }
 
 impl LogWriter {
     /// A writer over `medium` starting from `start`.
     pub(crate) fn new(medium: Arc<dyn Medium>, latch: Arc<Latch>, start: WriterStart) -> Self {
-        let set_uuid = start.superblock.set_uuid;
         Self {
             medium,
             latch,
             superblock: start.superblock,
             geometry: start.geometry,
-            set_uuid,
             open: start.open,
             free: start.free,
             next_lsn: start.next_lsn,
             max_len: start.max_len,
             rolls: 0,
-            scratch: Vec::new(),
         }
     }
 
@@ -125,52 +158,24 @@ impl LogWriter {
         self.max_len
     }
 
-    /// Append `records` atomically: after a crash all of them are in the log or none is.
-    /// Returns each record's location, in order. The caller checked the total fits in one
-    /// segment (`capacity`).
-    pub(crate) fn append(&mut self, records: &[PendingRecord<'_>]) -> Result<Vec<Location>> {
-        self.latch.check()?;
-        let total: u64 = records.iter().map(|r| encoded_len(r.key.len(), r.value.len())).sum();
-        assert!(total <= self.capacity(), "caller must bound records to one segment");
-        // 1. Reserve: room in the open segment, or a new one. OutOfSpace leaves nothing written.
-        let delete_only = records.iter().all(|r| r.kind == RecordKind::Delete);
-        let segment = self.reserve(total, delete_only)?;
-        // 2. Encode at their final offsets (the checksum covers offset, segment seq, set uuid).
-        let start = self.geometry.data_start(segment.id) + segment.tail;
-        self.scratch.clear();
-        let mut locations = Vec::with_capacity(records.len());
-        for record in records {
-            let offset = start + self.scratch.len() as u64;
-            let ctx = RecordContext { offset, segment_seq: segment.seq, set_uuid: self.set_uuid };
-            let lsn = self.next_lsn;
-            self.next_lsn += 1;
-            let before = self.scratch.len();
-            encode_record(&mut self.scratch, record.kind, Lsn(lsn), record.key, record.value, &ctx);
-            let len = self.scratch.len() - before;
-            assert_eq!(len as u64, encoded_len(record.key.len(), record.value.len()));
-            let len = u32::try_from(len).map_err(|_| Error::ValueTooLarge {
-                len: record.value.len(),
-                max: u32::MAX as usize,
-            })?;
-            locations.push(Location { offset, len, segment_seq: segment.seq, lsn });
-        }
-        debug_assert_eq!(self.scratch.len() as u64, total);
-        // 3. PERSIST: records written, flushed and fenced (RECORD_PERSIST) before the tail that
-        //    makes them reachable is stored.
-        if let Err(error) = pool::persist_records(self.medium.as_ref(), start, &self.scratch) {
-            return Err(self.trip("persisting records", error));
-        }
-        // 4. PERSIST: publish the committed tail: one failure-atomic store, flushed and fenced
-        //    (TAIL_PUBLISH). After this fence the batch is durable and, on recovery, visible.
-        let tail = segment.tail + total;
-        let (medium, geometry, set_uuid) = (&self.medium, &self.geometry, &self.set_uuid);
-        if let Err(error) =
-            pool::publish_tail(medium.as_ref(), geometry, segment.id, segment.seq, set_uuid, tail)
-        {
-            return Err(self.trip("publishing the committed tail", error));
-        }
-        self.open = Some(OpenSegment { tail, ..segment });
-        Ok(locations)
+    /// Whether `total` bytes fit in the open segment without a roll (writes that are not
+    /// delete-only leave the remove reserve free in the pool's last segment).
+    pub(crate) fn fits(&self, total: u64, delete_only: bool) -> bool {
+        let keep = if delete_only { 0 } else { self.remove_reserve() };
+        self.open.is_some_and(|open| {
+            let last = self.free.is_empty() && !self.can_grow();
+            open.tail + total + if last { keep } else { 0 } <= self.capacity()
+        })
+    }
+
+    /// Take `total` bytes of the open segment and `records` LSNs. The caller checked `fits`.
+    pub(crate) fn take(&mut self, total: u64, records: u64) -> Reservation {
+        let segment = self.open.expect("fits() was checked");
+        assert!(segment.tail + total <= self.capacity(), "caller must check fits()");
+        let first_lsn = self.next_lsn;
+        self.next_lsn += records;
+        self.open = Some(OpenSegment { tail: segment.tail + total, ..segment });
+        Reservation { segment, start: segment.tail, first_lsn }
     }
 
     /// Write the superblock (generation + 1, the other slot) with `change` applied.
@@ -186,7 +191,7 @@ impl LogWriter {
     }
 
     /// Bytes of the pool's last possible segment that only delete-only writes may use, so a
-    /// full pool can still remove keys (compaction in [3] will also draw on it).
+    /// full pool can still remove keys.
     pub(crate) fn remove_reserve(&self) -> u64 {
         self.capacity() / limits::REMOVE_RESERVE_FRACTION
     }
@@ -198,17 +203,10 @@ impl LogWriter {
         self.geometry.segment_count(target) > self.geometry.segment_count(self.medium.len())
     }
 
-    /// Make room for `total` bytes: the open segment if it has them, else roll to a free segment
-    /// (growing the pool first when none is free). Writes that are not delete-only must leave
-    /// `remove_reserve` bytes free in the last segment the pool can have.
-    fn reserve(&mut self, total: u64, delete_only: bool) -> Result<OpenSegment> {
+    /// Roll to a new segment with room for `total` bytes (growing the pool first when no
+    /// segment is free). The caller made every reserved byte of the open segment durable first.
+    pub(crate) fn roll_for(&mut self, total: u64, delete_only: bool) -> Result<()> {
         let keep = if delete_only { 0 } else { self.remove_reserve() };
-        if let Some(open) = self.open {
-            let last = self.free.is_empty() && !self.can_grow();
-            if open.tail + total + if last { keep } else { 0 } <= self.capacity() {
-                return Ok(open);
-            }
-        }
         let id = match self.free.first().copied() {
             Some(id) => id,
             None => self.grow(total)?,
@@ -218,7 +216,7 @@ impl LogWriter {
             let (pool_bytes, max_bytes) = (self.medium.len(), self.max_len);
             return Err(Error::OutOfSpace { needed: total, pool_bytes, max_bytes });
         }
-        self.roll(SegmentId(id))
+        self.roll(SegmentId(id)).map(drop)
     }
 
     /// Start appending to segment `id`: issue its sequence in the superblock, then initialise it
@@ -284,6 +282,18 @@ impl LogWriter {
         }
         self.superblock = next;
         self.free.extend(first..end);
+        Ok(())
+    }
+
+    /// Return segment `id` (sealed, nothing in it reachable from the index) to the free set:
+    /// its tail word cleared (SEGMENT_RECLAIM). Its header stays; a roll re-initialises it.
+    pub(crate) fn reclaim(&mut self, id: SegmentId) -> Result<()> {
+        self.latch.check()?;
+        assert!(self.open.is_none_or(|open| open.id != id), "the open segment is never reclaimed");
+        if let Err(error) = pool::reclaim_segment(self.medium.as_ref(), &self.geometry, id) {
+            return Err(self.trip("reclaiming a segment", error));
+        }
+        self.free.insert(id.0);
         Ok(())
     }
 

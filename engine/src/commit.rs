@@ -1,0 +1,495 @@
+//! Group commit (`docs/commit.md`): writers reserve space and LSNs under the short commit lock,
+//! encode and copy their own records into the log outside it, and Release-store a "copied"
+//! flag; one leader at a time Acquires the flags of a run of copied slots, flushes them all,
+//! fences once (RECORD_PERSIST), publishes the committed tail once (TAIL_PUBLISH), then the
+//! slots are indexed in LSN order and their writers woken.
+//!
+//! INVARIANT: a tail word covers only slots whose copied flag was Acquired and whose bytes were
+//! flushed and fenced; one persister at a time (`persisting`), so tails are published in order;
+//! slots become visible strictly in reservation (LSN) order — an `Immediate` slot only once
+//! durable, an `Eventual`/`None` slot once copied; a roll first makes every reserved byte of the
+//! open segment durable and visible.
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use mcstore_recovery::format::{Lsn, RecordContext, RecordKind, encode_record};
+use mcstore_recovery::pool;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::index::Location;
+use crate::options::Durability;
+use crate::space::SpaceMap;
+use crate::stats::Counters;
+use crate::writer::{LogWriter, OpenSegment, PendingRecord, Reservation};
+
+/// What indexing one slot does.
+#[derive(Debug)]
+enum IndexOp {
+    Put(Box<[u8]>, Location),
+    /// Compaction's copy: re-point the key only if it is still at the old location.
+    Move(Box<[u8]>, Location, Location),
+    /// Compaction's copy of a tombstone or clear: kept in the log, no index change.
+    Keep,
+    Delete(Box<[u8]>),
+    Clear,
+}
+
+/// One writer's reserved records: a contiguous run of the open segment's data area.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// Data-area offset of its first byte.
+    start: u64,
+    /// Data-area offset after its last byte.
+    end: u64,
+    /// Visible only once durable.
+    immediate: bool,
+    /// Its bytes are in the log (Release by the writer, Acquire by the leader).
+    copied: AtomicBool,
+    /// A published tail covers it.
+    durable: AtomicBool,
+    /// Its index changes are applied (it is visible).
+    indexed: AtomicBool,
+    ops: Vec<IndexOp>,
+    /// Hashes of the keys it writes (`pending_conflicts`).
+    key_hashes: Vec<u64>,
+}
+
+/// The keys a read-before-write operation reads: it waits until none of them has a write
+/// reserved but not yet visible, so it reads the newest value (CAS linearizes with the group).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Keys<'a> {
+    /// Reads nothing.
+    None,
+    /// Reads these keys.
+    Some(&'a [&'a [u8]]),
+    /// Reads one key.
+    One(&'a [u8]),
+    /// Depends on every key (`clear`).
+    All,
+}
+
+/// Group-commit figures for `stats()`.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCounters {
+    /// Persist rounds (each one pair of fences).
+    pub groups: AtomicU64,
+    /// Slots made durable by those rounds.
+    pub slots: AtomicU64,
+    /// Largest group.
+    pub max_slots: AtomicU64,
+}
+
+/// State behind the commit lock.
+pub(crate) struct QueueState {
+    /// The log's space (`None` when read-only or failed at open).
+    pub writer: Option<LogWriter>,
+    /// Reserved slots not yet visible, in LSN order.
+    pending: VecDeque<Arc<Slot>>,
+    /// Per-segment used and live bytes.
+    pub space: SpaceMap,
+}
+
+/// The commit queue of one open store.
+pub(crate) struct CommitQueue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+    /// A leader is persisting (set under the lock; cleared without it, so a roll holding the
+    /// lock can wait for it).
+    persisting: AtomicBool,
+    /// The open segment's published committed tail.
+    published: AtomicU64,
+    /// Figures.
+    pub counters: GroupCounters,
+}
+
+impl CommitQueue {
+    /// A queue over `writer`, whose open segment's published tail is its current tail.
+    pub(crate) fn new(writer: Option<LogWriter>, space: SpaceMap) -> Self {
+        let published = writer.as_ref().and_then(LogWriter::open_segment).map_or(0, |s| s.tail);
+        Self {
+            state: Mutex::new(QueueState { writer, pending: VecDeque::new(), space }),
+            wake: Condvar::new(),
+            persisting: AtomicBool::new(false),
+            published: AtomicU64::new(published),
+            counters: GroupCounters::default(),
+        }
+    }
+
+    /// Take the commit lock (stats, close, compaction).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock()
+    }
+
+    /// The open segment's published tail.
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+}
+
+fn key_hash(key: &[u8]) -> u64 {
+    foldhash::fast::FixedState::default().hash_one(key)
+}
+
+impl QueueState {
+    /// The log's space (present: `submit` refuses read-only stores before `decide`).
+    pub(crate) fn log(&self) -> &LogWriter {
+        self.writer.as_ref().expect("submit checked the store is writable")
+    }
+
+    /// Whether a pending (reserved, not yet visible) write touches `keys`.
+    fn pending_conflicts(&self, keys: Keys<'_>) -> bool {
+        let touches = |hash: u64| {
+            self.pending.iter().any(|s| {
+                s.key_hashes.contains(&hash) || s.ops.iter().any(|op| matches!(op, IndexOp::Clear))
+            })
+        };
+        match keys {
+            Keys::None => false,
+            Keys::All => !self.pending.is_empty(),
+            Keys::One(key) => touches(key_hash(key)),
+            Keys::Some(keys) => keys.iter().any(|key| touches(key_hash(key))),
+        }
+    }
+}
+
+impl Inner {
+    /// Run one write. Under the commit lock: wait until no pending write touches `keys`, let
+    /// `decide` read and choose the records (nothing is written if it fails or chooses none),
+    /// reserve them. Then copy them into the log and complete them at `durability`.
+    pub(crate) fn submit<'a, T>(
+        &self,
+        durability: Durability,
+        keys: Keys<'_>,
+        decide: impl FnOnce(&Self, &QueueState) -> Result<(T, Vec<PendingRecord<'a>>)>,
+    ) -> Result<T> {
+        self.latch.check()?;
+        let mut st = self.commit.state.lock();
+        if st.writer.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        while st.pending_conflicts(keys) {
+            self.latch.check()?;
+            self.commit.wake.wait(&mut st);
+        }
+        self.latch.check()?;
+        let (out, records) = decide(self, &st)?;
+        if records.is_empty() {
+            return Ok(out);
+        }
+        let (slot, reservation) = self.reserve(&mut st, &records, durability)?;
+        drop(st);
+        self.copy(&slot, &reservation, &records)?;
+        Counters::add(&self.counters.records_written, records.len() as u64);
+        self.complete(&slot)?;
+        Ok(out)
+    }
+
+    /// Reserve space and LSNs for `records` (rolling first when the open segment is full).
+    fn reserve(
+        &self,
+        st: &mut MutexGuard<'_, QueueState>,
+        records: &[PendingRecord<'_>],
+        durability: Durability,
+    ) -> Result<(Arc<Slot>, Reservation)> {
+        let total: u64 = records.iter().map(PendingRecord::encoded_len).sum();
+        // Removes, clears and compaction's copies may use the remove reserve.
+        let delete_only = records.iter().all(|r| r.kind != RecordKind::Put || r.moved.is_some());
+        let fits = st.writer.as_ref().is_some_and(|w| w.fits(total, delete_only));
+        if !fits {
+            self.quiesce(st)?;
+            let writer = st.writer.as_mut().ok_or(Error::ReadOnly)?;
+            writer.roll_for(total, delete_only)?;
+            if let Some(open) = writer.open_segment() {
+                st.space.set_seq(open.id.0, open.seq);
+            }
+            self.commit.published.store(0, Ordering::Release);
+        }
+        let writer = st.writer.as_mut().ok_or(Error::ReadOnly)?;
+        let reservation = writer.take(total, records.len() as u64);
+        let segment = reservation.segment;
+        st.space.use_bytes(segment.id.0, total);
+        let data_start = self.geometry.data_start(segment.id);
+        let mut pos = data_start + reservation.start;
+        let mut ops = Vec::with_capacity(records.len());
+        let mut key_hashes = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            let len = record.encoded_len();
+            let location = Location {
+                offset: pos,
+                len: u32::try_from(len).map_err(|_| Error::ValueTooLarge {
+                    len: record.value.len(),
+                    max: u32::MAX as usize,
+                })?,
+                segment_seq: segment.seq,
+                lsn: record.lsn.unwrap_or(reservation.first_lsn + i as u64),
+            };
+            st.space.note_lsn(segment.id.0, location.lsn);
+            pos += len;
+            key_hashes.push(key_hash(record.key));
+            ops.push(match (record.kind, record.moved, record.lsn) {
+                (RecordKind::Put, Some(from), _) => {
+                    IndexOp::Move(record.key.into(), from, location)
+                }
+                (_, _, Some(_)) => IndexOp::Keep,
+                (RecordKind::Put, None, None) => IndexOp::Put(record.key.into(), location),
+                (RecordKind::Clear, _, None) => IndexOp::Clear,
+                _ => IndexOp::Delete(record.key.into()),
+            });
+        }
+        let slot = Arc::new(Slot {
+            start: reservation.start,
+            end: reservation.start + total,
+            immediate: durability == Durability::Immediate,
+            copied: AtomicBool::new(false),
+            durable: AtomicBool::new(false),
+            indexed: AtomicBool::new(false),
+            ops,
+            key_hashes,
+        });
+        st.pending.push_back(Arc::clone(&slot));
+        Ok((slot, reservation))
+    }
+
+    /// Encode `records` at their reserved offsets and copy them into the log; then
+    /// Release-store the slot's copied flag.
+    fn copy(&self, slot: &Slot, r: &Reservation, records: &[PendingRecord<'_>]) -> Result<()> {
+        let at = self.geometry.data_start(r.segment.id) + r.start;
+        let mut bytes = Vec::with_capacity((slot.end - slot.start) as usize);
+        for (i, record) in records.iter().enumerate() {
+            let offset = at + bytes.len() as u64;
+            let ctx = RecordContext { offset, segment_seq: r.segment.seq, set_uuid: self.set_uuid };
+            let lsn = Lsn(record.lsn.unwrap_or(r.first_lsn + i as u64));
+            encode_record(&mut bytes, record.kind, lsn, record.key, &record.value, &ctx);
+        }
+        debug_assert_eq!(bytes.len() as u64, slot.end - slot.start);
+        let written = self.medium.write(at, &bytes);
+        if let Err(error) = &written {
+            self.latch.trip(format!("copying records into the log failed: {error}"));
+        }
+        // PERSIST: Release — the leader's Acquire of this flag orders these stores before its
+        // flush and RECORD_PERSIST fence.
+        slot.copied.store(true, Ordering::Release);
+        written.map_err(|error| Error::pmem("copying records into the log", error))
+    }
+
+    /// Wait until `slot` is visible (for `Immediate`, durable too), leading a group when no
+    /// one else is persisting.
+    fn complete(&self, slot: &Arc<Slot>) -> Result<()> {
+        let mut st = self.commit.state.lock();
+        loop {
+            self.advance(&mut st);
+            if slot.indexed.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            self.latch.check()?;
+            let needs_leader = slot.immediate && !slot.durable.load(Ordering::Acquire);
+            if needs_leader && !self.commit.persisting.load(Ordering::Acquire) {
+                let required = st.pending.iter().position(|s| Arc::ptr_eq(s, slot)).map(|i| i + 1);
+                self.lead(&mut st, required.unwrap_or(0))?;
+                continue;
+            }
+            self.commit.wake.wait(&mut st);
+        }
+    }
+
+    /// Persist as the leader: the first `required` pending slots (waiting for their copies)
+    /// and every further slot already copied. One flush of the run, RECORD_PERSIST, one tail
+    /// store, TAIL_PUBLISH. The lock is released while persisting.
+    fn lead(&self, st: &mut MutexGuard<'_, QueueState>, required: usize) -> Result<()> {
+        let Some(open) = st.writer.as_ref().and_then(LogWriter::open_segment) else {
+            return Ok(());
+        };
+        self.commit.persisting.store(true, Ordering::Release);
+        let slots: Vec<Arc<Slot>> = st.pending.iter().cloned().collect();
+        let from = self.commit.published();
+        let result = MutexGuard::unlocked(st, || {
+            let result = self.persist_group(open, from, &slots, required);
+            self.commit.persisting.store(false, Ordering::Release);
+            result
+        });
+        self.advance(st);
+        self.commit.wake.notify_all();
+        result
+    }
+
+    fn persist_group(
+        &self,
+        open: OpenSegment,
+        from: u64,
+        slots: &[Arc<Slot>],
+        required: usize,
+    ) -> Result<()> {
+        let mut included = 0;
+        let mut target = from;
+        for (i, slot) in slots.iter().enumerate() {
+            // Acquire: pairs with the writer's Release in `copy`.
+            if i < required {
+                while !slot.copied.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+            } else if !slot.copied.load(Ordering::Acquire) {
+                break;
+            }
+            included = i + 1;
+            target = slot.end;
+        }
+        if included == slots.len() {
+            // Everything reserved before the snapshot: visible-but-not-durable slots (already
+            // popped) are copied too.
+            target = open.tail;
+        }
+        self.latch.check()?;
+        if target <= from {
+            return Ok(());
+        }
+        self.persist_range(open, from, target)?;
+        for slot in &slots[..included] {
+            slot.durable.store(true, Ordering::Release);
+        }
+        let group = included as u64;
+        Counters::add(&self.commit.counters.groups, 1);
+        Counters::add(&self.commit.counters.slots, group);
+        self.commit.counters.max_slots.fetch_max(group, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Flush `[from, to)` of `open`'s data area, fence, publish `to` as its tail, fence.
+    fn persist_range(&self, open: OpenSegment, from: u64, to: u64) -> Result<()> {
+        let start = self.geometry.data_start(open.id) + from;
+        // PERSIST: RECORD_PERSIST orders every copied record of the run before the tail store.
+        if let Err(error) = pool::flush_records(self.medium.as_ref(), start, to - from) {
+            self.latch.trip(format!("persisting records failed: {error}"));
+            return Err(Error::recovery("persisting records", error));
+        }
+        // PERSIST: one failure-atomic store publishes the whole group (TAIL_PUBLISH).
+        let published = pool::publish_tail(
+            self.medium.as_ref(),
+            &self.geometry,
+            open.id,
+            open.seq,
+            &self.set_uuid,
+            to,
+        );
+        if let Err(error) = published {
+            self.latch.trip(format!("publishing the committed tail failed: {error}"));
+            return Err(Error::recovery("publishing the committed tail", error));
+        }
+        self.commit.published.store(to, Ordering::Release);
+        Ok(())
+    }
+
+    /// Index the pending slots that may become visible, in order; wake waiters if any did.
+    fn advance(&self, st: &mut MutexGuard<'_, QueueState>) {
+        let mut any = false;
+        while let Some(front) = st.pending.front() {
+            let ready = front.copied.load(Ordering::Acquire)
+                && (!front.immediate || front.durable.load(Ordering::Acquire));
+            if !ready || self.latch.is_tripped() {
+                break;
+            }
+            let Some(front) = st.pending.pop_front() else { break };
+            for op in &front.ops {
+                self.apply(&mut st.space, op);
+            }
+            front.indexed.store(true, Ordering::Release);
+            any = true;
+        }
+        if any {
+            self.commit.wake.notify_all();
+        }
+    }
+
+    /// Apply one index change and its space accounting.
+    fn apply(&self, space: &mut SpaceMap, op: &IndexOp) {
+        let segment_of =
+            |l: &Location| self.geometry.segment_of(l.offset).map_or(u32::MAX, |s| s.0);
+        let forget = |space: &mut SpaceMap, old: Option<Location>| {
+            if let Some(old) = old {
+                space.remove_live(segment_of(&old), u64::from(old.len));
+            }
+        };
+        match op {
+            IndexOp::Put(key, location) => {
+                let old = self.index.insert(key, *location);
+                forget(space, old);
+                space.add_live(segment_of(location), u64::from(location.len));
+            }
+            IndexOp::Move(key, from, to) => {
+                if self.index.replace_if(key, *from, *to) {
+                    forget(space, Some(*from));
+                    space.add_live(segment_of(to), u64::from(to.len));
+                }
+            }
+            IndexOp::Delete(key) => {
+                let old = self.index.remove(key);
+                forget(space, old);
+            }
+            IndexOp::Clear => {
+                self.index.clear();
+                space.clear_live();
+            }
+            IndexOp::Keep => {}
+        }
+    }
+
+    /// Make every reserved byte of the open segment durable and every pending slot visible,
+    /// holding the lock (a roll needs it; copies and the current leader finish without it).
+    pub(crate) fn quiesce(&self, st: &mut MutexGuard<'_, QueueState>) -> Result<()> {
+        while self.commit.persisting.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        for slot in &st.pending {
+            while !slot.copied.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+        }
+        self.latch.check()?;
+        if let Some(open) = st.writer.as_ref().and_then(LogWriter::open_segment) {
+            let from = self.commit.published();
+            if open.tail > from {
+                self.persist_range(open, from, open.tail)?;
+                Counters::add(&self.commit.counters.groups, 1);
+                Counters::add(&self.commit.counters.slots, st.pending.len() as u64);
+            }
+        }
+        for slot in &st.pending {
+            slot.durable.store(true, Ordering::Release);
+        }
+        self.advance(st);
+        debug_assert!(st.pending.is_empty());
+        Ok(())
+    }
+
+    /// Make every write reserved before this call durable (`sync()`, close, the flusher with
+    /// `all = false` persists only what is already copied).
+    pub(crate) fn persist_reserved(&self, all: bool) -> Result<()> {
+        self.latch.check()?;
+        let mut st = self.commit.state.lock();
+        let Some(open) = st.writer.as_ref().and_then(LogWriter::open_segment) else {
+            return Ok(());
+        };
+        loop {
+            self.latch.check()?;
+            let current = st.writer.as_ref().and_then(LogWriter::open_segment);
+            // A roll made everything before it durable.
+            let rolled = current.is_none_or(|c| c.seq != open.seq);
+            if rolled || self.commit.published() >= open.tail {
+                return Ok(());
+            }
+            if !self.commit.persisting.load(Ordering::Acquire) {
+                let required = if all { st.pending.len() } else { 0 };
+                self.lead(&mut st, required)?;
+                if !all {
+                    return Ok(());
+                }
+                continue;
+            }
+            self.commit.wake.wait(&mut st);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Compaction: clean sealed segments with little live data, online (`Db::compact()` and the
+//! background compactor). For a victim segment: read its committed records (Engine domain,
+//! every checksum verified — corruption is never re-encoded), copy the live puts forward with
+//! their original LSNs as one atomic batch through the group commit, re-point the index by
+//! compare-and-set on the old location, wait until no reader of an older epoch remains, then
+//! reclaim the segment (tail cleared, SEGMENT_RECLAIM).
+//!
+//! INVARIANT: a tombstone (or clear) is dropped only when no other segment may hold an older
+//! record (per-segment minimum LSN); a segment with a record that cannot be read is never
+//! reclaimed (it is reported and left alone); compaction never latches or halts for a bad read.
+
+use std::collections::BTreeSet;
+
+use mcstore_pmem::{Domain, ErrorRegister};
+use mcstore_recovery::format::{RecordContext, RecordKind, SegmentId, decode_record};
+
+use crate::commit::Keys;
+use crate::db::{Db, Inner};
+use crate::error::Result;
+use crate::index::Location;
+use crate::options::Durability;
+use crate::stats::Counters;
+use crate::writer::PendingRecord;
+
+/// What one compaction pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionSummary {
+    /// Segments reclaimed.
+    pub segments_reclaimed: u64,
+    /// Live records copied forward.
+    pub records_moved: u64,
+    /// Bytes copied forward.
+    pub bytes_moved: u64,
+    /// Segments left alone because a record in them could not be read.
+    pub unreadable_segments: u64,
+}
+
+/// Compaction's own state (one pass at a time).
+#[derive(Debug, Default)]
+pub(crate) struct CompactionState {
+    /// Segments holding a record that cannot be read: never chosen again until reopen.
+    pinned: BTreeSet<u32>,
+}
+
+/// A segment chosen for cleaning.
+#[derive(Clone, Copy, Debug)]
+struct Victim {
+    id: u32,
+    seq: u64,
+    used: u64,
+}
+
+/// One record read back from a victim.
+struct Found {
+    kind: RecordKind,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    location: Location,
+}
+
+impl Db {
+    /// Clean every sealed segment whose live bytes are at most
+    /// `Options::compaction_live_ratio_max` of its data area, now. Safe to call while other
+    /// threads read and write.
+    pub fn compact(&self) -> Result<CompactionSummary> {
+        self.inner.compact_once()
+    }
+}
+
+impl Inner {
+    /// One compaction pass over every candidate segment.
+    pub(crate) fn compact_once(&self) -> Result<CompactionSummary> {
+        self.latch.check()?;
+        let mut state = self.compaction.lock();
+        let mut summary = CompactionSummary::default();
+        let mut tried = BTreeSet::new();
+        while let Some(victim) = self.pick_victim(&state.pinned, &tried) {
+            tried.insert(victim.id);
+            match self.clean(victim, &mut summary)? {
+                true => summary.segments_reclaimed += 1,
+                false => {
+                    state.pinned.insert(victim.id);
+                    summary.unreadable_segments += 1;
+                }
+            }
+        }
+        if summary.segments_reclaimed > 0 {
+            Counters::add(&self.counters.compactions, 1);
+        }
+        Ok(summary)
+    }
+
+    /// The sealed segment with the least live data under the threshold, if any.
+    fn pick_victim(&self, pinned: &BTreeSet<u32>, tried: &BTreeSet<u32>) -> Option<Victim> {
+        let st = self.commit.lock();
+        let writer = st.writer.as_ref()?;
+        let open = writer.open_segment().map(|s| s.id.0);
+        let limit = (writer.capacity() as f64 * self.options.compaction_live_ratio_max) as u64;
+        st.space
+            .in_use()
+            .filter(|(id, _, live)| {
+                Some(*id) != open && !pinned.contains(id) && !tried.contains(id) && *live <= limit
+            })
+            .min_by_key(|(_, _, live)| *live)
+            .map(|(id, used, _)| Victim { id, seq: st.space.seq(id), used })
+    }
+
+    /// Clean one victim; `false` when a record in it could not be read (left alone).
+    fn clean(&self, victim: Victim, summary: &mut CompactionSummary) -> Result<bool> {
+        let Some(found) = self.read_victim(victim) else {
+            Counters::add(&self.counters.compaction_unreadable, 1);
+            return Ok(false);
+        };
+        let moved = self.submit(Durability::Immediate, Keys::None, |inner, st| {
+            let mut records = Vec::new();
+            for f in &found {
+                let keep = match f.kind {
+                    // Live: the index still points at this very record.
+                    RecordKind::Put => inner.index.get(&f.key) == Some(f.location),
+                    // A newer put supersedes the tombstone; otherwise keep it while an older
+                    // record of any key may exist in another segment.
+                    RecordKind::Delete => {
+                        inner.index.get(&f.key).is_none()
+                            && st.space.older_elsewhere(victim.id, f.location.lsn)
+                    }
+                    _ => st.space.older_elsewhere(victim.id, f.location.lsn),
+                };
+                if keep {
+                    records.push(PendingRecord {
+                        kind: f.kind,
+                        key: &f.key,
+                        value: (&f.value[..]).into(),
+                        lsn: Some(f.location.lsn),
+                        moved: (f.kind == RecordKind::Put).then_some(f.location),
+                    });
+                }
+            }
+            let bytes: u64 = records.iter().map(PendingRecord::encoded_len).sum();
+            Ok(((records.len() as u64, bytes), records))
+        })?;
+        summary.records_moved += moved.0;
+        summary.bytes_moved += moved.1;
+        Counters::add(&self.counters.records_moved, moved.0);
+        Counters::add(&self.counters.bytes_moved, moved.1);
+        // Readers that found a location in the victim before the moves have left.
+        self.epochs.synchronize();
+        let mut st = self.commit.lock();
+        let writer = st.writer.as_mut().ok_or(crate::Error::ReadOnly)?;
+        // PERSIST: SEGMENT_RECLAIM — the copies are durable (Immediate) before the originals stop
+        // being committed.
+        writer.reclaim(SegmentId(victim.id))?;
+        st.space.reclaim(victim.id);
+        Counters::add(&self.counters.segments_reclaimed, 1);
+        Ok(true)
+    }
+
+    /// Every committed record of `victim`, verified; `None` if any cannot be read.
+    fn read_victim(&self, victim: Victim) -> Option<Vec<Found>> {
+        let start = self.geometry.data_start(SegmentId(victim.id));
+        let mut buf = vec![0u8; usize::try_from(victim.used).ok()?];
+        let mut register = ErrorRegister::deferred();
+        let _reader = self.epochs.enter();
+        self.medium.read(start, &mut buf, &mut register, Domain::Engine).ok()?;
+        if !register.is_clean() {
+            return None;
+        }
+        let mut found = Vec::new();
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            let offset = start + pos as u64;
+            let ctx = RecordContext { offset, segment_seq: victim.seq, set_uuid: self.set_uuid };
+            let record = decode_record(&buf[pos..], &ctx).ok()?;
+            let len = mcstore_recovery::format::encoded_len(record.key.len(), record.value.len());
+            found.push(Found {
+                kind: record.kind,
+                key: record.key.to_vec(),
+                value: record.value.to_vec(),
+                location: Location {
+                    offset,
+                    len: u32::try_from(len).ok()?,
+                    segment_seq: victim.seq,
+                    lsn: record.lsn.0,
+                },
+            });
+            pos += usize::try_from(len).ok()?;
+        }
+        Some(found)
+    }
+}
