@@ -6,13 +6,15 @@
 //! in the unused pages after the superblocks), `identity` (member-specific superblocks, rewritten
 //! logically per member), `absent` (the stand-in for a missing member of a degraded set), `set`
 //! (`ReplicaSet`, create and open), `reconcile` (member tails and superblocks to the primary's),
-//! `repairer` (the scan's hook), `scrub` (every live byte of every member; notices; bad blocks).
+//! `repairer` (the scan's hook), `scrub` (every live byte of every member; notices; bad blocks),
+//! `resilver` (a stale or replaced member copied back in sync online).
 
 mod absent;
 mod error;
 mod identity;
 mod reconcile;
 mod repairer;
+mod resilver;
 mod scrub;
 mod set;
 mod table;
@@ -20,6 +22,7 @@ mod table;
 pub use error::ReplicaError;
 pub use identity::SuperblockRewrite;
 pub use repairer::SetRepairer;
+pub use resilver::RESILVER_CHUNK_BYTES;
 pub use scrub::{ScrubFinding, ScrubProgress, ScrubReport};
 pub use set::{OpenReport, OpenSetOptions, ReplicaSet};
 pub use table::{Quarantined, SetTable, TABLE_BYTES, TABLE_SLOT_OFFSETS, TableMember};

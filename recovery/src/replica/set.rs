@@ -35,6 +35,9 @@ pub struct OpenSetOptions {
     pub allow_degraded: bool,
     /// What a replica's failing write does (default: mark it stale and carry on).
     pub on_member_failure: MemberFailure,
+    /// Replace this replica (offline): the medium given in its place is formatted as that
+    /// member with a new pool uuid, recorded `Stale`; [`ReplicaSet::resilver`] admits it.
+    pub replace: Option<MemberId>,
 }
 
 /// What opening a set found and did.
@@ -193,7 +196,7 @@ impl ReplicaSet {
             members.iter().map(|m| m.as_ref().and_then(|m| read_superblock(m.as_ref()))).collect();
         // The newest table any member holds: in-sync members carry the newest generation; a
         // stale member's copy is older and loses.
-        let table = members
+        let mut table = members
             .iter()
             .flatten()
             .filter_map(|m| SetTable::read(m.as_ref()))
@@ -217,7 +220,28 @@ impl ReplicaSet {
         let mut media: Vec<Arc<dyn Medium>> = Vec::with_capacity(table.members.len());
         let mut identities = Vec::with_capacity(table.members.len());
         let primary_generation = superblocks[0].as_ref().map(|sb| sb.generation);
-        for (i, listed) in table.members.iter().enumerate() {
+        for i in 0..table.members.len() {
+            if let Some(replaced) = options.replace.filter(|r| r.0 != 0 && usize::from(r.0) == i)
+                && let Some(Some(medium)) = members.get(i)
+            {
+                let params = CreateParams {
+                    segment_size_bytes: reference.geometry.segment_size_bytes,
+                    pool_uuid: Uuid::random(),
+                    set_uuid: table.set_uuid,
+                    member_index: i as u32,
+                    member_state: MemberState::Stale,
+                    ..CreateParams::default()
+                };
+                medium.grow(members[0].as_ref().map_or(0, |p| p.len()))?;
+                let sb = pool::create(medium.as_ref(), &params)?;
+                table.members[i] =
+                    TableMember { pool_uuid: sb.pool_uuid, state: MemberState::Stale };
+                report.degraded.push((replaced, "replaced: awaiting resilver".into()));
+                media.push(medium.clone());
+                identities.push(Identity { pool_uuid: sb.pool_uuid, state: MemberState::Stale });
+                continue;
+            }
+            let listed = table.members[i];
             let id = MemberId(i as u8);
             let given = members.get(i).cloned().flatten();
             let sb = superblocks.get(i).cloned().flatten();
