@@ -213,6 +213,7 @@ impl Medium for MappedMedium {
         Ok(())
     }
 
+    #[inline]
     fn read(
         &self,
         offset: u64,
