@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub epochs: crate::epoch::Epochs,
     /// One compaction pass at a time.
     pub compaction: Mutex<crate::compact::CompactionState>,
+    /// The replica set the medium writes through, if the store has replicas (`replicas.rs`).
+    pub replicas: Option<Arc<mcstore_recovery::replica::ReplicaSet>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -205,6 +207,9 @@ impl Inner {
                 Err(_) if attempt == 0 => attempt += 1,
                 Err(bad) => {
                     Counters::add(&self.counters.read_faults, 1);
+                    if self.retry_from_replica(key, location, buf)? {
+                        return Ok(Some(location.lsn));
+                    }
                     buf.clear();
                     return Err(user_fallback(&self.options.policy, bad, key, site));
                 }

@@ -23,6 +23,7 @@ mod open;
 pub mod options;
 pub mod policy;
 mod read;
+mod replicas;
 mod space;
 pub mod stats;
 #[cfg(test)]

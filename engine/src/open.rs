@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use mcstore_pmem::{MapOptions, MappedMedium, Medium};
 use mcstore_recovery::format::{FormatError, RecordKind};
+use mcstore_recovery::replica::ReplicaSet;
 use mcstore_recovery::scan::{Recovered, ScanOptions, SegmentStatus};
 use mcstore_recovery::{CreateParams, pool};
 use parking_lot::Mutex;
@@ -42,9 +43,24 @@ impl Db {
         let medium = MappedMedium::create(path, len, &map)
             .map_err(|error| Error::pmem("creating the pool file", error))?;
         let mode = medium.mode().as_str();
-        let medium: Arc<dyn Medium> = Arc::new(medium);
-        let created = format_pool(medium.as_ref(), &options)
-            .and_then(|()| open_medium(medium, Some(path.to_path_buf()), mode, options, false));
+        let created = if options.replicas.is_empty() {
+            let medium: Arc<dyn Medium> = Arc::new(medium);
+            format_pool(medium.as_ref(), &options).and_then(|()| {
+                open_medium(medium, Some(path.to_path_buf()), mode, options, false, None)
+            })
+        } else {
+            let replicas = options.replicas.clone();
+            crate::replicas::create_set(medium, len, &map, &options).and_then(|set| {
+                let at = Some(path.to_path_buf());
+                let opened = open_medium(set.medium(), at, mode, options, false, Some(set));
+                if opened.is_err() {
+                    for replica in &replicas {
+                        let _ = std::fs::remove_file(replica);
+                    }
+                }
+                opened
+            })
+        };
         if created.is_err() {
             // Not a pool: do not leave a file that every later open would refuse.
             let _ = std::fs::remove_file(path);
@@ -72,7 +88,18 @@ impl Db {
                 other => Error::pmem("growing the pool to size_bytes", other),
             })?;
         }
-        open_medium(Arc::new(medium), Some(path.to_path_buf()), mode, options, false)
+        if options.replicas.is_empty() {
+            return open_medium(
+                Arc::new(medium),
+                Some(path.to_path_buf()),
+                mode,
+                options,
+                false,
+                None,
+            );
+        }
+        let (set, _) = crate::replicas::open_set(medium, &map, &options)?;
+        open_medium(set.medium(), Some(path.to_path_buf()), mode, options, false, Some(set))
     }
 
     /// Open the pool at `path`, creating it if absent.
@@ -93,13 +120,13 @@ impl Db {
     pub fn create_on(medium: Arc<dyn Medium>, options: Options) -> Result<Db> {
         options.validate(true)?;
         format_pool(medium.as_ref(), &options)?;
-        open_medium(medium, None, "custom", options, true)
+        open_medium(medium, None, "custom", options, true, None)
     }
 
     /// Open the pool on `medium` (tests and fuzzing: a `SimMedium` or a crash image).
     pub fn open_on(medium: Arc<dyn Medium>, options: Options) -> Result<Db> {
         options.validate(true)?;
-        open_medium(medium, None, "custom", options, true)
+        open_medium(medium, None, "custom", options, true, None)
     }
 
     /// Close this handle. The last handle persists, marks a clean shutdown and releases the
@@ -134,16 +161,23 @@ fn format_pool(medium: &dyn Medium, options: &Options) -> Result<()> {
 }
 
 /// Recover `medium`, apply the Engine policy to damage, and build the store.
-fn open_medium(
+pub(crate) fn open_medium(
     medium: Arc<dyn Medium>,
     path: Option<PathBuf>,
     mode: &'static str,
     options: Options,
     sized_by_medium: bool,
+    replicas: Option<Arc<ReplicaSet>>,
 ) -> Result<Db> {
+    // Engine domain, middle choice: the scan repairs damage in the primary from a replica.
+    let repairer = replicas
+        .as_ref()
+        .filter(|_| options.policy.engine.retry_replica)
+        .map(|set| set.repairer() as Arc<dyn mcstore_recovery::Repairer>);
     let scan = ScanOptions {
         on_progress: options.on_recovery_progress.clone(),
         mode: mode.to_string(),
+        repairer,
         ..ScanOptions::default()
     };
     let recovered = mcstore_recovery::scan::recover(medium.as_ref(), &scan)
@@ -158,7 +192,7 @@ fn open_medium(
     }
     let latch = Arc::new(Latch::default());
     if !recovered.damage.is_empty() {
-        // Engine domain: `retry_replica` has no replica to read yet; straight to the fallback.
+        // Engine domain: what no replica could repair during the scan goes to the fallback.
         match options.policy.engine.fallback {
             // At open, `Halt` returns the report instead of aborting.
             EngineFallback::Fail | EngineFallback::Halt => {
@@ -262,6 +296,7 @@ fn open_medium(
         closed: AtomicBool::new(false),
         epochs: crate::epoch::Epochs::default(),
         compaction: Mutex::new(crate::compact::CompactionState::default()),
+        replicas,
     });
     let background = Mutex::new(Background::start(&core));
     Ok(Db { inner: Arc::new(Handle { core, background }), durability })

@@ -74,6 +74,10 @@ pub struct Options {
     pub(crate) flush_interval: Duration,
     pub(crate) compaction_interval: Option<Duration>,
     pub(crate) compaction_live_ratio_max: f64,
+    /// Replica files, in member order after the primary (`replicas`); empty: no replica set.
+    pub(crate) replicas: Vec<std::path::PathBuf>,
+    /// Open with missing or foreign replicas left out instead of refusing (`replicas_degraded`).
+    pub(crate) replicas_degraded: bool,
 }
 
 impl Default for Options {
@@ -91,6 +95,8 @@ impl Default for Options {
             flush_interval: limits::DEFAULT_FLUSH_INTERVAL,
             compaction_interval: Some(limits::DEFAULT_COMPACTION_INTERVAL),
             compaction_live_ratio_max: limits::DEFAULT_COMPACTION_LIVE_RATIO,
+            replicas: Vec::new(),
+            replicas_degraded: false,
         }
     }
 }
@@ -279,6 +285,8 @@ impl fmt::Debug for Options {
             .field("flush_interval", &self.flush_interval)
             .field("compaction_interval", &self.compaction_interval)
             .field("compaction_live_ratio_max", &self.compaction_live_ratio_max)
+            .field("replicas", &self.replicas)
+            .field("replicas_degraded", &self.replicas_degraded)
             .finish()
     }
 }

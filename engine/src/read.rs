@@ -6,7 +6,7 @@
 //! its own offset, segment sequence and set uuid) verified and whose key equals the key asked
 //! for, read with a clean register.
 
-use mcstore_pmem::{Domain, ErrorRegister, Fault, Medium};
+use mcstore_pmem::{Domain, ErrorRegister, Fault, Medium, PoolSet, RetryOutcome};
 use mcstore_recovery::format::{RecordContext, RecordKind, Uuid, decode_record};
 
 use crate::error::{Error, Result};
@@ -47,6 +47,17 @@ pub(crate) fn read_value_into(
         });
         return Ok(Err(BadRead::Media(fault)));
     }
+    Ok(extract_value(buf, set_uuid, key, location))
+}
+
+/// Verify that `buf` holds the record at `location` as a put of `key`, and leave exactly its
+/// value in `buf`.
+fn extract_value(
+    buf: &mut Vec<u8>,
+    set_uuid: &Uuid,
+    key: &[u8],
+    location: Location,
+) -> std::result::Result<(), BadRead> {
     let ctx = RecordContext {
         offset: location.offset,
         segment_seq: location.segment_seq,
@@ -54,18 +65,18 @@ pub(crate) fn read_value_into(
     };
     let value_range = match decode_record(buf, &ctx) {
         Ok(record) if record.key != key => {
-            return Ok(Err(BadRead::Corrupt {
+            return Err(BadRead::Corrupt {
                 offset: location.offset,
                 reason: "the record holds another key".to_string(),
                 source: None,
-            }));
+            });
         }
         Ok(record) if record.kind != RecordKind::Put => {
-            return Ok(Err(BadRead::Corrupt {
+            return Err(BadRead::Corrupt {
                 offset: location.offset,
                 reason: "the indexed record is not a put".to_string(),
                 source: None,
-            }));
+            });
         }
         Ok(record) => {
             // The value is a sub-slice of `buf`; find where, to move it to the front in place.
@@ -73,21 +84,63 @@ pub(crate) fn read_value_into(
             start..start + record.value.len()
         }
         Err(error) => {
-            return Ok(Err(BadRead::Corrupt {
+            return Err(BadRead::Corrupt {
                 offset: location.offset,
                 reason: error.to_string(),
                 source: Some(error),
-            }));
+            });
         }
     };
     let len = value_range.len();
     buf.copy_within(value_range, 0);
     buf.truncate(len);
-    Ok(Ok(()))
+    Ok(())
 }
 
-/// Apply the User policy to a bad read of `key` at `site`: `Fail` returns the error naming the
-/// key; `Halt` calls the hook and aborts. (`retry_replica` finds no replica yet: a no-op.)
+/// The commit barrier's middle choice for a bad read of `key` at `location`: read the record
+/// from each replica of `poolset` through the machine-check-safe copy, accept the first copy
+/// that verifies as a put of `key` (checksum over its offset, segment sequence and set uuid),
+/// repair the primary from it and re-read (`PoolSet::retry_read`). `Some(outcome)`: `buf`
+/// holds the verified value; `None`: no good copy anywhere (the fallback decides).
+pub(crate) fn retry_from_replica(
+    poolset: &PoolSet,
+    set_uuid: &Uuid,
+    key: &[u8],
+    location: Location,
+    buf: &mut Vec<u8>,
+) -> Result<Option<RetryOutcome>> {
+    let ctx = RecordContext {
+        offset: location.offset,
+        segment_seq: location.segment_seq,
+        set_uuid: *set_uuid,
+    };
+    let verify = |bytes: &[u8]| {
+        decode_record(bytes, &ctx).is_ok_and(|r| r.key == key && r.kind == RecordKind::Put)
+    };
+    buf.clear();
+    buf.resize(location.len as usize, 0);
+    let mut register = ErrorRegister::deferred();
+    let outcome = poolset
+        .retry_read(location.offset, buf, &mut register, Domain::User, &verify)
+        .map_err(|error| Error::pmem("retrying a read from a replica", error))?;
+    if !outcome.has_good_bytes() {
+        buf.clear();
+        return Ok(None);
+    }
+    // INVARIANT: `verify` accepted these bytes, so extracting cannot fail; if it did, the
+    // bytes are not returned.
+    match extract_value(buf, set_uuid, key, location) {
+        Ok(()) => Ok(Some(outcome)),
+        Err(_) => {
+            buf.clear();
+            Ok(None)
+        }
+    }
+}
+
+/// Apply the User policy's fallback to a bad read of `key` at `site` (after
+/// [`retry_from_replica`] found no good copy, or when the store has no replicas): `Fail`
+/// returns the error naming the key; `Halt` calls the hook and aborts.
 pub(crate) fn user_fallback(
     policy: &Policy,
     bad: BadRead,

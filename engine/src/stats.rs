@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use mcstore_recovery::format::MemberState;
+
 use crate::db::Inner;
 use crate::options::Durability;
 
@@ -72,6 +74,16 @@ pub struct Stats {
     pub bytes_moved: u64,
     /// Records compaction could not read (poison or a bad checksum); their segments are kept.
     pub compaction_unreadable: u64,
+    /// Members of the replica set (the primary included; 1 without replicas).
+    pub replica_members: usize,
+    /// Members not in sync (stale or resilvering): the set runs degraded when above 0.
+    pub replicas_not_in_sync: usize,
+    /// Reads retried from a replica (the commit barrier's middle choice).
+    pub replica_retries: u64,
+    /// Ranges rewritten from a good member (reads, recovery, scrub, bad blocks).
+    pub replica_repairs: u64,
+    /// Bytes those repairs rewrote (whole pages).
+    pub bytes_repaired: u64,
 }
 
 /// Counters kept by an open store.
@@ -120,6 +132,7 @@ impl Stats {
         drop(st);
         let c = &inner.counters;
         let g = &inner.commit.counters;
+        let repairs = inner.replicas.as_ref().map(|s| s.poolset().stats()).unwrap_or_default();
         let groups = Counters::get(&g.groups);
         Stats {
             keys,
@@ -159,6 +172,14 @@ impl Stats {
             records_moved: Counters::get(&c.records_moved),
             bytes_moved: Counters::get(&c.bytes_moved),
             compaction_unreadable: Counters::get(&c.compaction_unreadable),
+            replica_members: inner.replicas.as_ref().map_or(1, |s| s.poolset().member_count()),
+            replicas_not_in_sync: inner
+                .replicas
+                .as_ref()
+                .map_or(0, |s| s.states().iter().filter(|st| **st != MemberState::InSync).count()),
+            replica_retries: repairs.retries,
+            replica_repairs: repairs.repairs,
+            bytes_repaired: repairs.bytes_repaired,
         }
     }
 }

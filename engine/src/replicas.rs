@@ -1,0 +1,336 @@
+//! Replica sets in the store: `Options::replicas`, creating and opening the replica members
+//! beside the primary, the read path's retry from a replica, `Db::scrub`, and the replica
+//! counters in `stats()`. The device-level set is `mcstore_pmem::PoolSet`; the formatted set is
+//! `mcstore_recovery::replica::ReplicaSet` (`docs/replicas.md`).
+//!
+//! INVARIANT: with replicas, every write goes through the set (all in-sync members persisted
+//! before the barrier publishes), recovery repairs the primary from a replica as it scans, and a
+//! bad read is retried from a replica before the User fallback — only bytes that verify as the
+//! record asked for are ever returned.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mcstore_pmem::{MapOptions, MappedMedium, Medium, MemberId};
+use mcstore_recovery::CreateParams;
+use mcstore_recovery::replica::{OpenReport, OpenSetOptions, ReplicaSet, ScrubReport};
+
+use crate::db::{Db, Inner};
+use crate::error::{Error, Result};
+use crate::index::Location;
+use crate::open::open_medium;
+use crate::options::Options;
+use crate::read::retry_from_replica;
+
+impl Options {
+    /// Replica files (any iterable of paths): members 1, 2, ... after the primary, written in
+    /// lockstep with it. `Db::create` creates them with the primary; `Db::open` requires them
+    /// (see [`Options::replicas_degraded`]). Empty (the default): no replica set.
+    #[must_use]
+    pub fn replicas<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<PathBuf>,
+    {
+        self.replicas = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Open with missing, foreign or unreadable replicas left out (stale, reported) instead of
+    /// refusing the open (default: refuse).
+    #[must_use]
+    pub fn replicas_degraded(mut self, allow: bool) -> Self {
+        self.replicas_degraded = allow;
+        self
+    }
+}
+
+fn replica_error(context: &str, error: mcstore_recovery::replica::ReplicaError) -> Error {
+    use mcstore_recovery::replica::ReplicaError as R;
+    match error {
+        R::Pmem(inner) => Error::pmem(context, inner),
+        R::Recovery(inner) => Error::recovery(context, inner),
+        other => Error::Io { context: context.to_string(), source: Box::new(other) },
+    }
+}
+
+fn set_options(options: &Options) -> OpenSetOptions {
+    OpenSetOptions { allow_degraded: options.replicas_degraded, ..OpenSetOptions::default() }
+}
+
+/// Create the replica files of `options` beside a new `primary` of `len` bytes and format the
+/// set. On failure the replica files created here are removed.
+pub(crate) fn create_set(
+    primary: MappedMedium,
+    len: u64,
+    map: &MapOptions,
+    options: &Options,
+) -> Result<Arc<ReplicaSet>> {
+    let mut members: Vec<Arc<dyn Medium>> = vec![Arc::new(primary)];
+    let mut created: Vec<&Path> = Vec::new();
+    let result = (|| {
+        for (i, path) in options.replicas.iter().enumerate() {
+            let member = MemberId(u8::try_from(i + 1).unwrap_or(u8::MAX));
+            let medium = MappedMedium::create(path, len, &map.clone().member(member))
+                .map_err(|error| Error::pmem("creating a replica file", error))?;
+            created.push(path);
+            members.push(Arc::new(medium));
+        }
+        let params =
+            CreateParams { segment_size_bytes: options.segment_size_bytes, ..Default::default() };
+        ReplicaSet::create(members, &params, set_options(options))
+            .map_err(|error| replica_error("formatting the replica set", error))
+    })();
+    if result.is_err() {
+        for path in created {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result.map(Arc::new)
+}
+
+/// Open the replica files of `options` beside `primary` and open the set (members checked,
+/// reconciled to the primary, known bad blocks repaired). A replica file that is absent is a
+/// missing member.
+pub(crate) fn open_set(
+    primary: MappedMedium,
+    map: &MapOptions,
+    options: &Options,
+) -> Result<(Arc<ReplicaSet>, OpenReport)> {
+    let mut members: Vec<Option<Arc<dyn Medium>>> = vec![Some(Arc::new(primary))];
+    for (i, path) in options.replicas.iter().enumerate() {
+        let member = MemberId(u8::try_from(i + 1).unwrap_or(u8::MAX));
+        match MappedMedium::open(path, &map.clone().member(member)) {
+            Ok(medium) => members.push(Some(Arc::new(medium))),
+            Err(mcstore_pmem::Error::NotFound { .. }) => members.push(None),
+            Err(_) if options.replicas_degraded => members.push(None),
+            Err(error) => return Err(Error::pmem("opening a replica file", error)),
+        }
+    }
+    let (set, report) = ReplicaSet::open(members, set_options(options))
+        .map_err(|error| replica_error("opening the replica set", error))?;
+    Ok((Arc::new(set), report))
+}
+
+impl Inner {
+    /// The barrier's middle choice for a bad read of `key`: retry from a replica (when the
+    /// store has one and the User policy says so). `true`: `buf` holds the verified value.
+    pub(crate) fn retry_from_replica(
+        &self,
+        key: &[u8],
+        location: Location,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool> {
+        let Some(set) = &self.replicas else { return Ok(false) };
+        if !self.options.policy.user.retry_replica || set.poolset().member_count() < 2 {
+            return Ok(false);
+        }
+        Ok(retry_from_replica(set.poolset(), &self.set_uuid, key, location, buf)?.is_some())
+    }
+}
+
+impl Db {
+    /// Read every live byte of every member through the machine-check-safe copy, repair what is
+    /// poisoned from another member, and quarantine (persisted) what no member holds; then
+    /// drain the asynchronous poison notices and heal those too. Without replicas: an empty
+    /// report.
+    pub fn scrub(&self) -> Result<ScrubReport> {
+        self.scrub_with_progress(|_| {})
+    }
+
+    /// [`Db::scrub`] with a progress callback (after each live range of each member).
+    pub fn scrub_with_progress(
+        &self,
+        progress: impl Fn(mcstore_recovery::replica::ScrubProgress),
+    ) -> Result<ScrubReport> {
+        self.inner.latch.check()?;
+        let Some(set) = &self.inner.replicas else { return Ok(ScrubReport::default()) };
+        let mut report = set
+            .scrub(&progress)
+            .map_err(|error| replica_error("scrubbing the replica set", error))?;
+        let notices = set
+            .scrub_notices()
+            .map_err(|error| replica_error("scrubbing notified ranges", error))?;
+        report.findings.extend(notices.findings);
+        report.unmatched_notices += notices.unmatched_notices;
+        Ok(report)
+    }
+
+    /// The replica set, if the store has one (member states, quarantine, resilver).
+    pub fn replica_set(&self) -> Option<&Arc<ReplicaSet>> {
+        self.inner.replicas.as_ref()
+    }
+
+    /// Format `members` (the primary first; member `i` reports `MemberId(i)`) as a new replica
+    /// set and open a store on it (tests and fuzzing: `SimMedium`s). `options.replicas` is
+    /// ignored; the primary's length is the pool size.
+    pub fn create_on_replicas(members: Vec<Arc<dyn Medium>>, options: Options) -> Result<Db> {
+        options.validate(true)?;
+        let params =
+            CreateParams { segment_size_bytes: options.segment_size_bytes, ..Default::default() };
+        let set = ReplicaSet::create(members, &params, set_options(&options))
+            .map_err(|error| replica_error("formatting the replica set", error))?;
+        let set = Arc::new(set);
+        open_medium(set.medium(), None, "custom", options, true, Some(set))
+    }
+
+    /// Open a store on the replica set of `members` (`None`: a missing member), checked and
+    /// reconciled as [`Db::open`] does with replica files.
+    pub fn open_on_replicas(members: Vec<Option<Arc<dyn Medium>>>, options: Options) -> Result<Db> {
+        options.validate(true)?;
+        let (set, _) = ReplicaSet::open(members, set_options(&options))
+            .map_err(|error| replica_error("opening the replica set", error))?;
+        let set = Arc::new(set);
+        open_medium(set.medium(), None, "custom", options, true, Some(set))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcstore_pmem::SimMedium;
+    use mcstore_recovery::format::MemberState;
+
+    use super::*;
+    use crate::test_support::{SEGMENT, shm_dir, small_options};
+
+    const LEN: u64 = SEGMENT * 5;
+
+    fn sims(n: u8) -> Vec<Arc<SimMedium>> {
+        (0..n).map(|i| Arc::new(SimMedium::with_member(LEN, MemberId(i)))).collect()
+    }
+
+    fn dyns(sims: &[Arc<SimMedium>]) -> Vec<Arc<dyn Medium>> {
+        sims.iter().map(|s| s.clone() as Arc<dyn Medium>).collect()
+    }
+
+    fn value(i: u32) -> Vec<u8> {
+        format!("value-{i:04}-").repeat(8).into_bytes()
+    }
+
+    fn filled(sims: &[Arc<SimMedium>]) -> Db {
+        let db = Db::create_on_replicas(dyns(sims), small_options()).unwrap();
+        for i in 0..40 {
+            db.put(format!("key{i}"), value(i)).unwrap();
+        }
+        db
+    }
+
+    fn location(db: &Db, key: &str) -> Location {
+        db.inner.lookup(key.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_get_over_a_poisoned_primary_is_served_from_a_replica_and_repairs_it() {
+        let sims = sims(2);
+        let db = filled(&sims);
+        let at = location(&db, "key7");
+        sims[0].inject_poison(at.offset + 20, 1).unwrap();
+        assert_eq!(db.get("key7").unwrap().unwrap(), value(7));
+        assert!(sims[0].poisoned_ranges().is_empty());
+        let stats = db.stats();
+        assert_eq!((stats.replica_members, stats.replica_retries), (2, 1));
+        assert!(stats.replica_repairs >= 1 && stats.bytes_repaired >= 4096);
+        assert_eq!(stats.read_faults, 1);
+        // Clean from now on: no further retry.
+        assert_eq!(db.get("key7").unwrap().unwrap(), value(7));
+        assert_eq!(db.stats().replica_retries, 1);
+    }
+
+    #[test]
+    fn no_good_copy_is_a_media_error_never_wrong_data() {
+        let sims = sims(2);
+        let db = filled(&sims);
+        let at = location(&db, "key3");
+        for sim in &sims {
+            sim.inject_poison(at.offset, 1).unwrap();
+        }
+        assert!(matches!(db.get("key3"), Err(Error::Media { .. })));
+        // A copy that reads clean but does not verify is no source either.
+        let at = location(&db, "key30");
+        sims[0].inject_poison(at.offset + 40, 1).unwrap();
+        sims[1].write(at.offset + 40, b"X").unwrap();
+        assert!(db.get("key30").is_err());
+        assert_eq!(db.get("key31").unwrap().unwrap(), value(31));
+    }
+
+    #[test]
+    fn retry_off_goes_straight_to_the_fallback() {
+        let sims = sims(2);
+        let policy =
+            crate::policy::Policy::default().user(false, crate::policy::UserFallback::Fail);
+        let db = Db::create_on_replicas(dyns(&sims), small_options().policy(policy)).unwrap();
+        db.put("k", "v").unwrap();
+        sims[0].inject_poison(location(&db, "k").offset, 1).unwrap();
+        assert!(matches!(db.get("k"), Err(Error::Media { .. })));
+        assert_eq!(db.stats().replica_retries, 0);
+    }
+
+    #[test]
+    fn recovery_through_damage_repairs_the_primary_and_scrub_heals_replicas() {
+        let sims = sims(3);
+        let db = filled(&sims);
+        let (a, b) = (location(&db, "key5"), location(&db, "key25"));
+        drop(db);
+        sims[0].inject_poison(a.offset, 1).unwrap();
+        let db = Db::open_on_replicas(dyns(&sims).into_iter().map(Some).collect(), small_options())
+            .unwrap();
+        let report = db.recovery_report();
+        assert_eq!((report.damage_found, report.damage_repaired), (1, 1));
+        assert!(report.damage.is_empty());
+        assert_eq!(db.get("key5").unwrap().unwrap(), value(5));
+        sims[2].inject_poison(b.offset, 100).unwrap();
+        let scrub = db.scrub().unwrap();
+        assert_eq!(scrub.members, 3);
+        assert!(scrub.repaired() >= 1 && scrub.unrepaired().is_empty(), "{scrub:?}");
+        assert!(sims[2].poisoned_ranges().is_empty());
+    }
+
+    #[test]
+    fn replica_files_are_created_written_in_lockstep_and_required_at_open() {
+        let dir = shm_dir();
+        let (primary, r1, r2) =
+            (dir.path().join("pool"), dir.path().join("replica1"), dir.path().join("replica2"));
+        let options = small_options().mode(crate::options::Mode::ForcedPmem).size_bytes(LEN);
+        let db = Db::create(&primary, options.clone().replicas([&r1, &r2])).unwrap();
+        db.put("lockstep", "everywhere").unwrap();
+        assert_eq!(db.stats().replica_members, 3);
+        drop(db);
+        // Each replica alone is a pool holding the same data.
+        for replica in [&r1, &r2] {
+            let alone = Db::open(replica, options.clone().read_only(true)).unwrap();
+            assert_eq!(alone.get("lockstep").unwrap().unwrap(), b"everywhere");
+        }
+        std::fs::remove_file(&r2).unwrap();
+        let err = Db::open(&primary, options.clone().replicas([&r1, &r2])).unwrap_err();
+        assert!(err.to_string().contains("member 2 is missing"), "{err}");
+        let db = Db::open(&primary, options.clone().replicas([&r1, &r2]).replicas_degraded(true))
+            .unwrap();
+        assert_eq!(db.stats().replicas_not_in_sync, 1);
+        let states = db.replica_set().unwrap().states();
+        assert_eq!(states, vec![MemberState::InSync, MemberState::InSync, MemberState::Stale]);
+        assert_eq!(db.get("lockstep").unwrap().unwrap(), b"everywhere");
+    }
+
+    /// Real SIGBUS: emulated poison on the mapped primary destroys the page; the get is served
+    /// from the replica file and the primary is rewritten.
+    #[test]
+    fn a_get_over_real_poison_on_a_mapped_primary_is_repaired() {
+        let dir = shm_dir();
+        let open = |i: u8| {
+            let map =
+                MapOptions::new().mode(mcstore_pmem::ModeRequest::ForcedPmem).member(MemberId(i));
+            Arc::new(MappedMedium::create(&dir.path().join(format!("m{i}")), LEN, &map).unwrap())
+        };
+        let (primary, replica) = (open(0), open(1));
+        let members: Vec<Arc<dyn Medium>> = vec![primary.clone(), replica];
+        let db = Db::create_on_replicas(members, small_options()).unwrap();
+        for i in 0..40 {
+            db.put(format!("key{i}"), value(i)).unwrap();
+        }
+        let at = location(&db, "key11");
+        primary.inject_poison(at.offset, 1).unwrap();
+        assert_eq!(db.get("key11").unwrap().unwrap(), value(11));
+        assert!(primary.poisoned_ranges().is_empty());
+        assert_eq!(db.stats().replica_retries, 1);
+    }
+}
