@@ -92,6 +92,8 @@ pub(crate) struct QueueState {
     pending: VecDeque<Arc<Slot>>,
     /// Per-segment used and live bytes.
     pub space: SpaceMap,
+    /// Ends of the open segment's slots not yet durable (group sizes for `stats()`).
+    unpersisted: VecDeque<u64>,
 }
 
 /// The commit queue of one open store.
@@ -112,7 +114,12 @@ impl CommitQueue {
     pub(crate) fn new(writer: Option<LogWriter>, space: SpaceMap) -> Self {
         let published = writer.as_ref().and_then(LogWriter::open_segment).map_or(0, |s| s.tail);
         Self {
-            state: Mutex::new(QueueState { writer, pending: VecDeque::new(), space }),
+            state: Mutex::new(QueueState {
+                writer,
+                pending: VecDeque::new(),
+                space,
+                unpersisted: VecDeque::new(),
+            }),
             wake: Condvar::new(),
             persisting: AtomicBool::new(false),
             published: AtomicU64::new(published),
@@ -252,6 +259,7 @@ impl Inner {
             key_hashes,
         });
         st.pending.push_back(Arc::clone(&slot));
+        st.unpersisted.push_back(slot.end);
         Ok((slot, reservation))
     }
 
@@ -312,9 +320,26 @@ impl Inner {
             self.commit.persisting.store(false, Ordering::Release);
             result
         });
+        if result.is_ok() {
+            let published = self.commit.published();
+            let mut group = 0;
+            while st.unpersisted.front().is_some_and(|&end| end <= published) {
+                st.unpersisted.pop_front();
+                group += 1;
+            }
+            self.count_group(group);
+        }
         self.advance(st);
         self.commit.wake.notify_all();
         result
+    }
+
+    fn count_group(&self, slots: u64) {
+        if slots > 0 {
+            Counters::add(&self.commit.counters.groups, 1);
+            Counters::add(&self.commit.counters.slots, slots);
+            self.commit.counters.max_slots.fetch_max(slots, Ordering::Relaxed);
+        }
     }
 
     fn persist_group(
@@ -351,10 +376,6 @@ impl Inner {
         for slot in &slots[..included] {
             slot.durable.store(true, Ordering::Release);
         }
-        let group = included as u64;
-        Counters::add(&self.commit.counters.groups, 1);
-        Counters::add(&self.commit.counters.slots, group);
-        self.commit.counters.max_slots.fetch_max(group, Ordering::Relaxed);
         Ok(())
     }
 
@@ -453,10 +474,11 @@ impl Inner {
             let from = self.commit.published();
             if open.tail > from {
                 self.persist_range(open, from, open.tail)?;
-                Counters::add(&self.commit.counters.groups, 1);
-                Counters::add(&self.commit.counters.slots, st.pending.len() as u64);
             }
         }
+        let group = st.unpersisted.len() as u64;
+        st.unpersisted.clear();
+        self.count_group(group);
         for slot in &st.pending {
             slot.durable.store(true, Ordering::Release);
         }
@@ -491,5 +513,148 @@ impl Inner {
             }
             self.commit.wake.wait(&mut st);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use mcstore_pmem::{CrashMode, Medium, MemberId, SimMedium};
+    use mcstore_recovery::sites;
+
+    use crate::db::Db;
+    use crate::options::Durability;
+    use crate::test_support::{reopen, sim_db, small_options};
+    use crate::{Batch, Error};
+
+    /// Writes whose slots wait in the open segment (`None` durability: copied and visible, no
+    /// fence), then one `Immediate` write that leads them all.
+    fn queue_a_group(db: &Db) {
+        let lazy = db.with_durability(Durability::None);
+        for i in 0..5u8 {
+            lazy.put([b'k', i], vec![i; 100]).unwrap();
+        }
+        lazy.apply_batch(Batch::default().put("b1", "1").put("b2", "2").remove("before")).unwrap();
+    }
+
+    #[test]
+    fn a_group_of_writers_shares_one_pair_of_fences() {
+        let (sim, db) = sim_db(1 << 20, small_options());
+        db.put("before", "b").unwrap();
+        let fences = sim.fences_seen();
+        queue_a_group(&db);
+        assert_eq!(sim.fences_seen(), fences, "None writes do not fence");
+        // Visible before durable.
+        assert_eq!(db.get([b'k', 3]).unwrap().unwrap(), vec![3u8; 100]);
+        assert_eq!(db.get("before").unwrap(), None);
+        sim.reset_fences();
+        db.put("leader", "l").unwrap();
+        assert_eq!(sim.fence_log(), vec![sites::RECORD_PERSIST, sites::TAIL_PUBLISH]);
+        let stats = db.stats();
+        assert_eq!(stats.commit_group_max, 7, "{stats:?}");
+        drop(db);
+        let db = reopen(&sim, small_options());
+        assert_eq!(db.get("b2").unwrap().unwrap(), b"2");
+        assert_eq!(db.len(), 8);
+    }
+
+    /// Crash at each fence of a group's persist (several writers' slots in it), both crash
+    /// modes: the whole group is in the recovered pool or none of it; earlier writes stay.
+    #[test]
+    fn crash_at_each_fence_of_a_group_keeps_it_whole_or_absent() {
+        for crash_at in 1..=2 {
+            for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+                let (sim, db) = sim_db(1 << 20, small_options());
+                db.put("before", "b").unwrap();
+                db.put("kept", "k").unwrap();
+                queue_a_group(&db);
+                sim.reset_fences();
+                sim.crash_at_fence(Some(crash_at));
+                assert!(db.put("leader", "l").is_err());
+                assert!(db.stats().failed);
+                drop(db);
+                let mut outcomes = BTreeSet::new();
+                for image in sim.crash_images(mode, 256, crash_at) {
+                    let medium: Arc<dyn Medium> =
+                        Arc::new(SimMedium::from_image(image, MemberId(0)));
+                    let db = Db::open_on(medium, small_options()).unwrap();
+                    assert!(!db.stats().failed, "crash at {crash_at} {mode:?}: damage");
+                    assert_eq!(db.get("kept").unwrap().unwrap(), b"k");
+                    let applied = db.get("leader").unwrap().is_some();
+                    assert_eq!(db.get("before").unwrap().is_none(), applied);
+                    assert_eq!(db.len(), if applied { 9 } else { 2 });
+                    outcomes.insert(applied);
+                }
+                if crash_at == 1 {
+                    assert_eq!(outcomes, BTreeSet::from([false]));
+                }
+            }
+        }
+    }
+
+    /// `sync()` makes `None` and `Eventual` writes durable; close does too.
+    #[test]
+    fn sync_and_close_persist_relaxed_writes() {
+        let (sim, db) = sim_db(1 << 20, small_options());
+        let lazy = db.with_durability(Durability::Eventual);
+        lazy.put("a", "1").unwrap();
+        db.put_with("b", "2", Durability::None).unwrap();
+        let image = sim.persistent_image();
+        let crashed =
+            Db::open_on(Arc::new(SimMedium::from_image(image, MemberId(0))), small_options())
+                .unwrap();
+        assert_eq!(crashed.len(), 0, "not durable before sync");
+        lazy.sync().unwrap();
+        let image = sim.persistent_image();
+        let synced =
+            Db::open_on(Arc::new(SimMedium::from_image(image, MemberId(0))), small_options())
+                .unwrap();
+        assert_eq!(synced.len(), 2);
+        db.put_with("c", "3", Durability::None).unwrap();
+        drop((db, lazy));
+        let db = reopen(&sim, small_options());
+        assert_eq!(db.get("c").unwrap().unwrap(), b"3");
+    }
+
+    /// The background flusher makes `Eventual` writes durable without a `sync()`.
+    #[test]
+    fn the_flusher_persists_eventual_writes() {
+        let options = small_options()
+            .background(true)
+            .compaction_interval(None)
+            .flush_interval(std::time::Duration::from_millis(5));
+        let (sim, db) = sim_db(1 << 20, options);
+        db.with_durability(Durability::Eventual).put("a", "1").unwrap();
+        let mut durable = false;
+        for _ in 0..2000 {
+            let image = sim.persistent_image();
+            let medium: Arc<dyn Medium> = Arc::new(SimMedium::from_image(image, MemberId(0)));
+            if Db::open_on(medium, small_options()).unwrap().len() == 1 {
+                durable = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(durable, "the flusher never persisted the write");
+    }
+
+    /// A roll makes every slot of the full segment durable first, so durability is a prefix.
+    #[test]
+    fn a_roll_persists_relaxed_writes_first() {
+        let (sim, db) = sim_db(1 << 20, small_options());
+        let lazy = db.with_durability(Durability::None);
+        let mut i = 0u32;
+        while db.stats().segment_rolls < 2 {
+            lazy.put(i.to_be_bytes(), vec![1u8; 1000]).unwrap();
+            i += 1;
+        }
+        let image = sim.persistent_image();
+        let medium: Arc<dyn Medium> = Arc::new(SimMedium::from_image(image, MemberId(0)));
+        let crashed = Db::open_on(medium, small_options()).unwrap();
+        // Everything before the last write (which opened the new segment) is durable.
+        assert!(crashed.len() >= i as usize - 1, "{} of {i}", crashed.len());
+        assert!(!matches!(crashed.get(0u32.to_be_bytes()), Ok(None) | Err(Error::Failed { .. })));
     }
 }
