@@ -183,3 +183,27 @@ fn user_halt_runs_the_hook_then_aborts() {
     let report = std::fs::read_to_string(&marker).expect("the hook wrote its marker");
     assert!(report.contains("key victim") && report.contains("User"), "{report}");
 }
+
+/// A page of the log listed in the pool's `.badblocks` sidecar: `Db::open` by path maps it as
+/// emulated poison (a real SIGBUS on every access), recovery meets it in the Engine domain, and
+/// the default policy latches: the store opens failed, its report lists the page.
+#[test]
+fn badblocks_sidecar_over_the_log_is_engine_damage_at_open() {
+    let dir = shm_dir();
+    let path = dir.path().join("pool");
+    let options = small_options().size_bytes(1 << 20).mode(mcstore::Mode::ForcedPmem);
+    let db = Db::create(&path, options.clone()).expect("create");
+    let big = distinct_value(2, 3 * 4096);
+    db.put("big", &big).expect("put");
+    db.put("other", "x").expect("put");
+    db.close().expect("close");
+    let at = find_unique(&std::fs::read(&path).expect("read the pool file"), &big);
+    let page = (at + 4095) & !4095;
+    let sidecar = mcstore::pmem::BadBlocks::sidecar_path(&path);
+    mcstore::pmem::BadBlocks::add(&sidecar, (page, 4096)).expect("list the page");
+    let db = Db::open(&path, options).expect("open under Latch");
+    assert!(db.stats().failed);
+    let report = db.recovery_report();
+    assert!(report.lost_ranges.iter().any(|&(o, l)| o <= page && page < o + l), "{report}");
+    assert!(db.get("other").expect_err("failed store").is_failed());
+}
