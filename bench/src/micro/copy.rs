@@ -102,6 +102,9 @@ struct Point {
 /// point keeping its fastest figure per side, so a noisy second hits one pass, not the result.
 fn sweep(medium: &dyn Medium, src_offset: u64, variant: CopyVariant) -> Vec<Point> {
     set_copy_variant(variant);
+    // Opaque to the optimiser, so `Medium::read` stays a dynamic call as on the store's get path
+    // (the caller may know the concrete type and would otherwise devirtualise it).
+    let medium: &dyn Medium = keep(medium);
     let mut buffers: Vec<(Placed, Placed)> =
         SIZES.iter().map(|&size| (Placed::new(size), Placed::new(size))).collect();
     let mut out: Vec<Point> = Vec::new();

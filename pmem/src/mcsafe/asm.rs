@@ -10,7 +10,10 @@
 use super::dispatch::{MOVSB_MIN_BYTES, MOVSB_MIN_DISTANCE};
 use crate::limits::PAGE_SIZE;
 
-// Routines follow the System V ABI: rdi, rsi, rdx in; rax:rdx out; rcx, r8-r11, xmm/ymm clobbered.
+// Routines follow the System V ABI: rdi, rsi, rdx in; rax:rdx out. Beyond those they write only
+// rcx and r8 (vector and auto routines; plus ymm0-ymm7 and `vzeroupper`), rcx (movsb), or rcx and
+// r8-r10 (fragile): the inline-asm call sites in `copy` and `copy_auto` list exactly these, so
+// the compiler keeps live values in the other registers across the call instead of saving them.
 std::arch::global_asm!(
     ".pushsection .text.mcstore_mcsafe,\"ax\",@progbits",
     ".p2align 6",
@@ -159,13 +162,13 @@ std::arch::global_asm!(
     ".Lv_big:",
     "    vmovdqu ymm0, ymmword ptr [rsi]",
     "    vmovdqu ymmword ptr [rdi], ymm0",
-    "    mov r9, rdi",
-    "    and r9, 31",
-    "    mov r10, 32",
-    "    sub r10, r9",
-    "    add rsi, r10",
-    "    add rdi, r10",
-    "    sub rdx, r10",
+    "    mov eax, edi",
+    "    and eax, 31",
+    "    neg rax",
+    "    add rax, 32",
+    "    add rsi, rax",
+    "    add rdi, rax",
+    "    sub rdx, rax",
     ".Lv_128:",
     "    vmovdqu ymm0, ymmword ptr [rsi]",
     "    vmovdqu ymm1, ymmword ptr [rsi + 32]",
@@ -228,14 +231,14 @@ std::arch::global_asm!(
     // 0..=3 bytes: first, middle and last byte cover every length.
     "    test rdx, rdx",
     "    jz .Lv_done",
-    "    mov r9, rdx",
-    "    shr r9, 1",
+    "    mov rcx, rdx",
+    "    shr rcx, 1",
     "    movzx eax, byte ptr [rsi]",
-    "    movzx r8d, byte ptr [rsi + r9]",
-    "    movzx r10d, byte ptr [rsi + rdx - 1]",
+    "    movzx r8d, byte ptr [rsi + rcx]",
     "    mov byte ptr [rdi], al",
-    "    mov byte ptr [rdi + r9], r8b",
-    "    mov byte ptr [rdi + rdx - 1], r10b",
+    "    mov byte ptr [rdi + rcx], r8b",
+    "    movzx eax, byte ptr [rsi + rdx - 1]",
+    "    mov byte ptr [rdi + rdx - 1], al",
     ".Lv_done:",
     "    xor eax, eax",
     "    xor edx, edx",
@@ -458,8 +461,8 @@ pub(crate) unsafe fn copy(
                 out("r10") _,
             )
         },
-        // SAFETY: as above, and the caller checked AVX2. The routine writes ymm0-ymm7 and its
-        // `vzeroupper` clears the upper halves of ymm0-ymm15, so all sixteen are clobbered.
+        // SAFETY: as above, and the caller checked AVX2. The routine writes rcx, r8 and ymm0-ymm7,
+        // and its `vzeroupper` clears the upper halves of ymm0-ymm15, so all sixteen are clobbered.
         Routine::Avx2 => unsafe {
             std::arch::asm!(
                 "call {routine}",
@@ -470,8 +473,6 @@ pub(crate) unsafe fn copy(
                 out("rax") addr,
                 out("rcx") _,
                 out("r8") _,
-                out("r9") _,
-                out("r10") _,
                 out("xmm0") _,
                 out("xmm1") _,
                 out("xmm2") _,
@@ -516,8 +517,6 @@ pub(crate) unsafe fn copy_auto(dst: *mut u8, src: *const u8, len: usize) -> RawO
             out("rax") addr,
             out("rcx") _,
             out("r8") _,
-            out("r9") _,
-            out("r10") _,
             out("xmm0") _,
             out("xmm1") _,
             out("xmm2") _,

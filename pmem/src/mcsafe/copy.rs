@@ -39,7 +39,7 @@ fn poisoned_unit(addr: usize, si_code: i32, lsb: u8) -> (usize, usize, FaultCode
 /// - `dst` does not overlap that range.
 /// - SIGBUS is not blocked in the calling thread (asserted in debug builds): the kernel would
 ///   kill the process instead of running the handler.
-#[inline]
+#[inline(always)]
 pub unsafe fn read_safe(
     dst: &mut [u8],
     src: *const u8,
