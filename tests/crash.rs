@@ -157,6 +157,12 @@ fn every_fence_of_every_workload_recovers_to_an_allowed_state() {
                 let missed: Vec<_> =
                     summary.sites_reached.difference(&summary.sites_crashed).collect();
                 assert!(missed.is_empty(), "{name}: reached but never crashed at: {missed:?}");
+                for (site, count) in &summary.site_counts {
+                    assert_eq!(
+                        count.reaches, count.crashes,
+                        "{name}: {site:?} crashed at each reach"
+                    );
+                }
                 images += summary.images;
                 fences += summary.fences;
                 reached.extend(&summary.sites_reached);

@@ -7,7 +7,7 @@
 //! or absent, nothing else); point reads agree; recovering the recovered image again gives the
 //! same contents. After the operation returns, every image must show it (it was acknowledged).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use mcstore_engine::{Db, Error, Options};
@@ -95,6 +95,17 @@ pub struct CrashSummary {
     pub sites_reached: BTreeSet<FenceSite>,
     /// Sites a crash fired at.
     pub sites_crashed: BTreeSet<FenceSite>,
+    /// Per site: how often the in-flight operation reached it, and how often a crash fired there.
+    pub site_counts: BTreeMap<FenceSite, SiteCount>,
+}
+
+/// Reaches of one fence site and crashes at it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteCount {
+    /// Times the in-flight operation reached the site (in the dry run).
+    pub reaches: u64,
+    /// Times a crash fired at it.
+    pub crashes: u64,
 }
 
 /// The state before the in-flight operation.
@@ -125,6 +136,9 @@ pub fn run(workload: &Workload, config: &CrashConfig) -> Result<CrashSummary, Fa
     let sites: Vec<FenceSite> = log.get(start as usize..).unwrap_or_default().to_vec();
     summary.fences = sites.len() as u64;
     summary.sites_reached = sites.iter().copied().collect();
+    for site in &sites {
+        summary.site_counts.entry(*site).or_default().reaches += 1;
+    }
     for wanted in &workload.sites {
         if !summary.sites_reached.contains(wanted) {
             return Err(format!("{name}: the in-flight operation never reached {wanted:?}"));
@@ -144,6 +158,7 @@ pub fn run(workload: &Workload, config: &CrashConfig) -> Result<CrashSummary, Fa
         match sim.crashed_at() {
             Some((at, crashed_site)) if at == n0 + k && crashed_site == *site => {
                 summary.sites_crashed.insert(crashed_site);
+                summary.site_counts.entry(crashed_site).or_default().crashes += 1;
             }
             other => {
                 return Err(format!("{name}: crash {k} at {site:?} fired as {other:?}"));
