@@ -104,6 +104,12 @@ fn workloads() -> Vec<Workload> {
         workload("overwrite", base_setup(), InFlight::Op(put("k3", vec![8; 150])), &append),
         workload("remove", base_setup(), InFlight::Op(Op::Remove { key: b"k5".to_vec() }), &append),
         workload(
+            "insert",
+            base_setup(),
+            InFlight::Op(Op::Insert { key: b"k6".to_vec(), value: vec![6; 333] }),
+            &append,
+        ),
+        workload(
             "compare_and_swap",
             base_setup(),
             InFlight::Op(Op::Cas {
