@@ -2,10 +2,12 @@
 //! generators, crash driver, fuzz bodies) live in `mcstore-testkit`, so cargo-fuzz runs the same
 //! code; this binary holds the tests themselves.
 
+mod concurrency;
 mod corruption;
 mod crash;
 mod lifecycle;
 mod model;
 mod poison;
 mod regression;
+mod space;
 mod support;

@@ -33,6 +33,15 @@ pub struct CompactionSummary {
     pub bytes_moved: u64,
     /// Segments left alone because a record in them could not be read.
     pub unreadable_segments: u64,
+    /// Segments skipped because their live records did not fit in the free space left.
+    pub skipped_for_space: u64,
+}
+
+/// What cleaning one victim came to.
+enum Outcome {
+    Reclaimed,
+    Unreadable,
+    NoSpace,
 }
 
 /// Compaction's own state (one pass at a time).
@@ -77,11 +86,14 @@ impl Inner {
         while let Some(victim) = self.pick_victim(&state.pinned, &tried) {
             tried.insert(victim.id);
             match self.clean(victim, &mut summary)? {
-                true => summary.segments_reclaimed += 1,
-                false => {
+                Outcome::Reclaimed => summary.segments_reclaimed += 1,
+                Outcome::Unreadable => {
                     state.pinned.insert(victim.id);
                     summary.unreadable_segments += 1;
                 }
+                // No room to copy its live records: a later pass (after other reclaims or
+                // removes) may have it.
+                Outcome::NoSpace => summary.skipped_for_space += 1,
             }
         }
         if summary.segments_reclaimed > 0 {
@@ -105,11 +117,12 @@ impl Inner {
             .map(|(id, used, _)| Victim { id, seq: st.space.seq(id), used })
     }
 
-    /// Clean one victim; `false` when a record in it could not be read (left alone).
-    fn clean(&self, victim: Victim, summary: &mut CompactionSummary) -> Result<bool> {
+    /// Clean one victim (left alone when a record in it cannot be read, or its live records
+    /// find no room).
+    fn clean(&self, victim: Victim, summary: &mut CompactionSummary) -> Result<Outcome> {
         let Some(found) = self.read_victim(victim) else {
             Counters::add(&self.counters.compaction_unreadable, 1);
-            return Ok(false);
+            return Ok(Outcome::Unreadable);
         };
         let moved = self.submit(Durability::Immediate, Keys::None, |inner, st| {
             let mut records = Vec::new();
@@ -137,7 +150,12 @@ impl Inner {
             }
             let bytes: u64 = records.iter().map(PendingRecord::encoded_len).sum();
             Ok(((records.len() as u64, bytes), records))
-        })?;
+        });
+        let moved = match moved {
+            Ok(moved) => moved,
+            Err(crate::Error::OutOfSpace { .. }) => return Ok(Outcome::NoSpace),
+            Err(error) => return Err(error),
+        };
         summary.records_moved += moved.0;
         summary.bytes_moved += moved.1;
         Counters::add(&self.counters.records_moved, moved.0);
@@ -151,7 +169,7 @@ impl Inner {
         writer.reclaim(SegmentId(victim.id))?;
         st.space.reclaim(victim.id);
         Counters::add(&self.counters.segments_reclaimed, 1);
-        Ok(true)
+        Ok(Outcome::Reclaimed)
     }
 
     /// Every committed record of `victim`, verified; `None` if any cannot be read.

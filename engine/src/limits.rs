@@ -28,11 +28,16 @@ pub const ITER_CHUNK_KEYS: usize = 64;
 /// The last segment a pool can have keeps `capacity / REMOVE_RESERVE_FRACTION` bytes for
 /// delete-only writes, so a full pool can still remove.
 pub const REMOVE_RESERVE_FRACTION: u64 = 16;
+/// A pool of at least this many segments (at its maximum size) also keeps its last free
+/// segment for removes and compaction's copies, so compaction can run in a full pool.
+pub const SEGMENT_RESERVE_MIN_SEGMENTS: u32 = 8;
 /// How often the background flusher persists `Eventual` writes by default.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the background compactor runs by default.
 pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_millis(250);
-/// A sealed segment whose live bytes are at most this fraction of its data is cleaned.
-pub const DEFAULT_COMPACTION_LIVE_RATIO: f64 = 0.5;
+/// A sealed segment whose live bytes are at most this fraction of its data is cleaned. Sealed
+/// segments then hold at least this fraction live, so space amplification stays near its
+/// inverse (≤ 1.43 plus the open segment); copying costs up to 1 / (1 − ratio) ≈ 3.3× writes.
+pub const DEFAULT_COMPACTION_LIVE_RATIO: f64 = 0.7;
 /// A transaction retries at most this many times on conflict before `Error::Conflict`.
 pub const TRANSACTION_ATTEMPTS_MAX: u32 = 1000;

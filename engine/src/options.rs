@@ -177,7 +177,7 @@ impl Options {
     }
 
     /// A sealed segment is cleaned when its live bytes are at most this fraction of its data
-    /// (0.0..=1.0; default 0.5).
+    /// (0.0..=1.0; default 0.7).
     #[must_use]
     pub fn compaction_live_ratio_max(mut self, ratio: f64) -> Self {
         self.compaction_live_ratio_max = ratio;

@@ -196,6 +196,12 @@ impl LogWriter {
         self.capacity() / limits::REMOVE_RESERVE_FRACTION
     }
 
+    /// Whether the pool keeps its last free segment for removes and compaction (pools too
+    /// small to spare one keep only the in-segment remove reserve).
+    fn reserves_segment(&self) -> bool {
+        self.geometry.segment_count(self.max_len) >= limits::SEGMENT_RESERVE_MIN_SEGMENTS
+    }
+
     /// Whether `grow` could add at least one segment.
     fn can_grow(&self) -> bool {
         let page = mcstore_pmem::limits::PAGE_SIZE;
@@ -212,6 +218,12 @@ impl LogWriter {
             None => self.grow(total)?,
         };
         let last = self.free.len() == 1 && !self.can_grow();
+        // The compaction reserve: in a pool of `SEGMENT_RESERVE_MIN_SEGMENTS` or more that
+        // cannot grow, only removes and compaction's copies may open the last free segment.
+        if last && !delete_only && self.reserves_segment() {
+            let (pool_bytes, max_bytes) = (self.medium.len(), self.max_len);
+            return Err(Error::OutOfSpace { needed: total, pool_bytes, max_bytes });
+        }
         if total + if last { keep } else { 0 } > self.capacity() {
             let (pool_bytes, max_bytes) = (self.medium.len(), self.max_len);
             return Err(Error::OutOfSpace { needed: total, pool_bytes, max_bytes });
