@@ -122,8 +122,9 @@ impl Dispatch {
         self.routine_by_variant(dst, src, len)
     }
 
-    /// [`Dispatch::routine`] for every other setting.
-    #[inline(never)]
+    /// [`Dispatch::routine`] for every other setting (the fragile CPUs' `Auto` among them, so it
+    /// stays inline too).
+    #[inline(always)]
     fn routine_by_variant(self, dst: usize, src: usize, len: usize) -> Routine {
         let vector = if self.0 & AVX2 != 0 { Routine::Avx2 } else { Routine::Fragile };
         match variant_of(self.0) {
