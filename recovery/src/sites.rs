@@ -19,13 +19,11 @@ pub const SEGMENT_HEADER: FenceSite = FenceSite("segment.header");
 pub const SUPERBLOCK_WRITE: FenceSite = FenceSite("superblock.write");
 /// Pool creation: every segment's header and tail lines are zero before any superblock exists.
 pub const POOL_CREATE_CLEAR: FenceSite = FenceSite("pool.create_clear");
-/// Compaction: live records copied into the destination segment are durable.
-pub const COMPACTION_COPY: FenceSite = FenceSite("compaction.copy");
-/// Compaction: the destination segment's tail (or sealed header) is published.
-pub const COMPACTION_PUBLISH: FenceSite = FenceSite("compaction.publish");
-/// Segment reclamation: a cleaned segment's tail is cleared before it is reused.
+/// Segment reclamation: a cleaned segment's tail is cleared before it is reused. (Compaction's
+/// copies are a batch through the group commit: `RECORD_PERSIST`, `TAIL_PUBLISH`.)
 pub const SEGMENT_RECLAIM: FenceSite = FenceSite("segment.reclaim");
-/// Growth: the new segments' header and tail lines are zero before the superblock records them.
+/// Growth: the new segments' header and tail lines are zero before the superblock records
+/// their count (`SUPERBLOCK_WRITE`, `pool::record_growth`).
 pub const GROW_SEGMENTS: FenceSite = FenceSite("grow.segments");
 /// Replica reconcile at open: a member's tail is set to the primary's verified tail.
 pub const REPLICA_RECONCILE: FenceSite = FenceSite("replica.reconcile");
@@ -40,8 +38,6 @@ pub const ALL: &[FenceSite] = &[
     SEGMENT_HEADER,
     SUPERBLOCK_WRITE,
     POOL_CREATE_CLEAR,
-    COMPACTION_COPY,
-    COMPACTION_PUBLISH,
     SEGMENT_RECLAIM,
     GROW_SEGMENTS,
     REPLICA_RECONCILE,
