@@ -163,8 +163,12 @@ impl Tally {
     /// Assert every case passed; record the figure if named.
     fn finish(self, figure: Option<&str>) {
         if let Some(figure) = figure {
-            let value = format!("{} of {}", self.must_detected, self.must_injected);
-            mcstore::pmem::figures::record("corruption", figure, value);
+            mcstore::pmem::figures::of(
+                "corruption",
+                figure,
+                self.must_detected,
+                self.must_injected,
+            );
         }
         assert!(self.cases > 0);
         let shown: Vec<_> = self.failures.iter().take(20).collect();

@@ -181,18 +181,12 @@ fn every_fence_of_every_workload_recovers_to_an_allowed_state() {
     for site in &crashed {
         assert!(sites::ALL.contains(site), "{site:?} is not in the static registry");
     }
-    mcstore::pmem::figures::record("crash", "crash images", images);
-    mcstore::pmem::figures::record("crash", "crash points", fences);
-    mcstore::pmem::figures::record(
-        "crash",
-        "fence sites reached",
-        format!("{} of {}", reached.len(), sites::ALL.len()),
-    );
-    mcstore::pmem::figures::record(
-        "crash",
-        "fence sites crashed",
-        format!("{} of {}", crashed.len(), sites::ALL.len()),
-    );
+    mcstore::pmem::figures::count("crash", "crash images", images);
+    mcstore::pmem::figures::count("crash", "crash points", fences);
+    let registry = sites::ALL.len() as u64;
+    let names = |set: &BTreeSet<FenceSite>| -> Vec<&str> { set.iter().map(|s| s.0).collect() };
+    mcstore::pmem::figures::members("crash", "fence sites reached", names(&reached), registry);
+    mcstore::pmem::figures::members("crash", "fence sites crashed", names(&crashed), registry);
     assert!(images > 1000, "only {images} distinct images checked");
 }
 
