@@ -7,7 +7,8 @@
 //! logically per member), `absent` (the stand-in for a missing member of a degraded set), `set`
 //! (`ReplicaSet`, create and open), `reconcile` (member tails and superblocks to the primary's),
 //! `repairer` (the scan's hook), `scrub` (every live byte of every member; notices; bad blocks),
-//! `resilver` (a stale or replaced member copied back in sync online).
+//! `resilver` (a stale or replaced member copied back in sync online), `scrubber` (the
+//! background thread: notices, stale members, rate-limited full scrubs).
 
 mod absent;
 mod error;
@@ -16,6 +17,7 @@ mod reconcile;
 mod repairer;
 mod resilver;
 mod scrub;
+mod scrubber;
 mod set;
 mod table;
 
@@ -24,5 +26,6 @@ pub use identity::SuperblockRewrite;
 pub use repairer::SetRepairer;
 pub use resilver::RESILVER_CHUNK_BYTES;
 pub use scrub::{ScrubFinding, ScrubProgress, ScrubReport};
+pub use scrubber::{ScrubberOptions, ScrubberStatus};
 pub use set::{OpenReport, OpenSetOptions, ReplicaSet};
 pub use table::{Quarantined, SetTable, TABLE_BYTES, TABLE_SLOT_OFFSETS, TableMember};

@@ -123,19 +123,37 @@ impl ReplicaSet {
 
     /// Read every live byte of every in-sync member, heal each poisoned unit from another
     /// member, and quarantine (persisted) what no member can supply. `progress` is called after
-    /// each live range.
+    /// each read (at most 256 KiB).
     pub fn scrub(&self, progress: &dyn Fn(ScrubProgress)) -> Result<ScrubReport> {
+        self.scrub_until(progress, &|| false)
+    }
+
+    /// [`Self::scrub`], stopping early (with what was found so far) once `stop` says so.
+    pub(super) fn scrub_until(
+        &self,
+        progress: &dyn Fn(ScrubProgress),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<ScrubReport> {
         let started = Instant::now();
         let ranges = self.live_ranges();
         let members = self.in_sync();
         let per_member: u64 = ranges.iter().map(|r| r.1).sum();
         let mut report = ScrubReport { members: members.len() as u32, ..ScrubReport::default() };
         let bytes_total = per_member * members.len() as u64;
-        for &member in &members {
+        'members: for &member in &members {
             let medium = self.poolset.medium(member).clone();
             for &(offset, len) in &ranges {
-                self.scrub_range(medium.as_ref(), member, offset, len, &mut report)?;
-                progress(ScrubProgress { member, bytes_done: report.bytes_scanned, bytes_total });
+                if stop() {
+                    break 'members;
+                }
+                let tick = |report: &ScrubReport| {
+                    progress(ScrubProgress {
+                        member,
+                        bytes_done: report.bytes_scanned,
+                        bytes_total,
+                    })
+                };
+                self.scrub_range(medium.as_ref(), (member, offset, len), &mut report, &tick)?;
             }
         }
         self.finish(&mut report, started)?;
@@ -145,10 +163,9 @@ impl ReplicaSet {
     fn scrub_range(
         &self,
         medium: &dyn Medium,
-        member: MemberId,
-        offset: u64,
-        len: u64,
+        (member, offset, len): (MemberId, u64, u64),
         report: &mut ScrubReport,
+        tick: &dyn Fn(&ScrubReport),
     ) -> Result<()> {
         let end = (offset + len).min(medium.len());
         let mut pos = offset;
@@ -158,16 +175,20 @@ impl ReplicaSet {
             let dst = &mut buf[..(chunk_end - pos) as usize];
             let mut register = ErrorRegister::new(Mask::Immediate);
             medium.read(pos, dst, &mut register, Domain::Engine)?;
-            let Some(fault) = register.first().copied() else {
-                report.bytes_scanned += chunk_end - pos;
-                pos = chunk_end;
-                continue;
-            };
-            let range = Quarantined { member, offset: fault.offset, len: fault.len.max(1) };
-            let healed_from = self.heal_range(range);
-            report.findings.push(ScrubFinding { range, healed_from });
-            report.bytes_scanned += fault.end().min(end).saturating_sub(pos);
-            pos = fault.end().max(pos + 1);
+            match register.first().copied() {
+                None => {
+                    report.bytes_scanned += chunk_end - pos;
+                    pos = chunk_end;
+                }
+                Some(fault) => {
+                    let range = Quarantined { member, offset: fault.offset, len: fault.len.max(1) };
+                    let healed_from = self.heal_range(range);
+                    report.findings.push(ScrubFinding { range, healed_from });
+                    report.bytes_scanned += fault.end().min(end).saturating_sub(pos);
+                    pos = fault.end().max(pos + 1);
+                }
+            }
+            tick(report);
         }
         Ok(())
     }
@@ -230,7 +251,7 @@ impl ReplicaSet {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use mcstore_pmem::{BadBlocks, MapOptions, MappedMedium, ModeRequest};
@@ -238,6 +259,9 @@ mod tests {
 
     use super::*;
     use crate::replica::set::tests::{LEN, dyns, fill, given, params, sims};
+
+    /// Held by tests that drain the process's notice ring (or run a scrubber that does).
+    pub(crate) static RING_LOCK: Mutex<()> = Mutex::new(());
     use crate::replica::{OpenSetOptions, ReplicaSet};
 
     fn read(medium: &dyn Medium, offset: u64, len: usize) -> (Vec<u8>, bool) {
@@ -354,6 +378,7 @@ mod tests {
     /// poisoned page of the primary leads to a heal of exactly that page.
     #[test]
     fn an_action_optional_notice_leads_to_a_scrub_of_its_range() {
+        let _ring = RING_LOCK.lock();
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
         let members = mapped_members(dir.path());
         let set =

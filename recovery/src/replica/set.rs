@@ -64,6 +64,14 @@ pub struct ReplicaSet {
     pub(super) table: Mutex<SetTable>,
     pub(super) geometry: Geometry,
     pub(super) set_uuid: Uuid,
+    pub(super) scrubber: Mutex<Option<super::scrubber::Scrubber>>,
+    pub(super) scrubber_status: Arc<Mutex<super::scrubber::ScrubberStatus>>,
+}
+
+impl Drop for ReplicaSet {
+    fn drop(&mut self) {
+        self.stop_scrubber();
+    }
 }
 
 impl std::fmt::Debug for ReplicaSet {
@@ -175,7 +183,15 @@ impl ReplicaSet {
         }
         let table =
             SetTable { generation: 0, set_uuid, members: Vec::new(), quarantine: Vec::new() };
-        Ok(Self { poolset, identities, table: Mutex::new(table), geometry, set_uuid })
+        Ok(Self {
+            poolset,
+            identities,
+            table: Mutex::new(table),
+            geometry,
+            set_uuid,
+            scrubber: Mutex::new(None),
+            scrubber_status: Arc::default(),
+        })
     }
 
     /// Open a set from its members in index order (`None`: the member could not be opened).
@@ -388,6 +404,12 @@ impl ReplicaSet {
         }
         table.write(self.poolset.as_ref())?;
         Ok(events)
+    }
+
+    /// Whether a member's state differs from what the table records (persist it).
+    pub fn states_changed(&self) -> bool {
+        let table = self.table.lock();
+        self.states().iter().zip(&table.members).any(|(now, recorded)| *now != recorded.state)
     }
 
     /// Add `ranges` to the persisted quarantine (deduplicated; beyond the table's capacity the
