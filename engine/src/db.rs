@@ -73,7 +73,7 @@ pub(crate) struct Inner {
     /// One compaction pass at a time.
     pub compaction: Mutex<crate::compact::CompactionState>,
     /// The replica set the medium writes through, if the store has replicas (`replicas.rs`).
-    pub replicas: Option<Arc<mcstore_recovery::replica::ReplicaSet>>,
+    pub replicas: Option<crate::replicas::Replicas>,
 }
 
 impl std::fmt::Debug for Db {

@@ -296,7 +296,7 @@ pub(crate) fn open_medium(
         closed: AtomicBool::new(false),
         epochs: crate::epoch::Epochs::default(),
         compaction: Mutex::new(crate::compact::CompactionState::default()),
-        replicas,
+        replicas: replicas.map(crate::replicas::Replicas),
     });
     let background = Mutex::new(Background::start(&core));
     Ok(Db { inner: Arc::new(Handle { core, background }), durability })

@@ -78,6 +78,8 @@ pub struct Options {
     pub(crate) replicas: Vec<std::path::PathBuf>,
     /// Open with missing or foreign replicas left out instead of refusing (`replicas_degraded`).
     pub(crate) replicas_degraded: bool,
+    /// The background scrubber of the replica set (`scrubber`); `None`: off.
+    pub(crate) scrubber: Option<mcstore_recovery::replica::ScrubberOptions>,
 }
 
 impl Default for Options {
@@ -97,6 +99,7 @@ impl Default for Options {
             compaction_live_ratio_max: limits::DEFAULT_COMPACTION_LIVE_RATIO,
             replicas: Vec::new(),
             replicas_degraded: false,
+            scrubber: None,
         }
     }
 }
@@ -287,6 +290,7 @@ impl fmt::Debug for Options {
             .field("compaction_live_ratio_max", &self.compaction_live_ratio_max)
             .field("replicas", &self.replicas)
             .field("replicas_degraded", &self.replicas_degraded)
+            .field("scrubber", &self.scrubber)
             .finish()
     }
 }

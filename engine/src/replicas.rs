@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use mcstore_pmem::{MapOptions, MappedMedium, Medium, MemberId};
 use mcstore_recovery::CreateParams;
-use mcstore_recovery::replica::{OpenReport, OpenSetOptions, ReplicaSet, ScrubReport};
+use mcstore_recovery::replica::{
+    OpenReport, OpenSetOptions, ReplicaSet, ScrubReport, ScrubberOptions,
+};
 
 use crate::db::{Db, Inner};
 use crate::error::{Error, Result};
@@ -42,6 +44,43 @@ impl Options {
     pub fn replicas_degraded(mut self, allow: bool) -> Self {
         self.replicas_degraded = allow;
         self
+    }
+
+    /// Run the replica set's background scrubber (early poison notices drained and healed,
+    /// stale members persisted, rate-limited full scrubs); `None` (the default): off. Only with
+    /// replicas, and only when background work is allowed (`background(true)`).
+    #[must_use]
+    pub fn scrubber(mut self, scrubber: Option<ScrubberOptions>) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+}
+
+/// The store's replica set. Dropping it stops (and joins) the background scrubber first, so the
+/// set — and with it the member files' locks — goes when the store does.
+pub(crate) struct Replicas(pub(crate) Arc<ReplicaSet>);
+
+impl std::ops::Deref for Replicas {
+    type Target = Arc<ReplicaSet>;
+
+    fn deref(&self) -> &Arc<ReplicaSet> {
+        &self.0
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        self.0.stop_scrubber();
+    }
+}
+
+/// Start the background scrubber on `set` if `options` ask for one.
+fn start_scrubber(set: &Arc<ReplicaSet>, options: &Options) -> Result<()> {
+    match options.scrubber {
+        Some(scrubber) if options.background && !options.read_only => set
+            .start_scrubber(scrubber)
+            .map_err(|error| replica_error("starting the scrubber", error)),
+        _ => Ok(()),
     }
 }
 
@@ -86,7 +125,9 @@ pub(crate) fn create_set(
             let _ = std::fs::remove_file(path);
         }
     }
-    result.map(Arc::new)
+    let set = Arc::new(result?);
+    start_scrubber(&set, options)?;
+    Ok(set)
 }
 
 /// Open the replica files of `options` beside `primary` and open the set (members checked,
@@ -109,7 +150,9 @@ pub(crate) fn open_set(
     }
     let (set, report) = ReplicaSet::open(members, set_options(options))
         .map_err(|error| replica_error("opening the replica set", error))?;
-    Ok((Arc::new(set), report))
+    let set = Arc::new(set);
+    start_scrubber(&set, options)?;
+    Ok((set, report))
 }
 
 impl Inner {
@@ -158,7 +201,7 @@ impl Db {
 
     /// The replica set, if the store has one (member states, quarantine, resilver).
     pub fn replica_set(&self) -> Option<&Arc<ReplicaSet>> {
-        self.inner.replicas.as_ref()
+        self.inner.replicas.as_deref()
     }
 
     /// Format `members` (the primary first; member `i` reports `MemberId(i)`) as a new replica
@@ -171,6 +214,7 @@ impl Db {
         let set = ReplicaSet::create(members, &params, set_options(&options))
             .map_err(|error| replica_error("formatting the replica set", error))?;
         let set = Arc::new(set);
+        start_scrubber(&set, &options)?;
         open_medium(set.medium(), None, "custom", options, true, Some(set))
     }
 
@@ -181,6 +225,7 @@ impl Db {
         let (set, _) = ReplicaSet::open(members, set_options(&options))
             .map_err(|error| replica_error("opening the replica set", error))?;
         let set = Arc::new(set);
+        start_scrubber(&set, &options)?;
         open_medium(set.medium(), None, "custom", options, true, Some(set))
     }
 }
@@ -254,6 +299,26 @@ mod tests {
     }
 
     #[test]
+    fn the_background_scrubber_heals_a_replica() {
+        let sims = sims(2);
+        let scrubber = ScrubberOptions {
+            interval: std::time::Duration::ZERO,
+            notice_poll: std::time::Duration::from_millis(1),
+            bytes_per_sec: None,
+        };
+        let options = small_options().background(true).scrubber(Some(scrubber));
+        let db = Db::create_on_replicas(dyns(&sims), options).unwrap();
+        db.put("k", value(1)).unwrap();
+        sims[1].inject_poison(location(&db, "k").offset, 1).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !sims[1].poisoned_ranges().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(sims[1].poisoned_ranges().is_empty());
+        assert!(db.stats().replica_repairs >= 1);
+    }
+
+    #[test]
     fn retry_off_goes_straight_to_the_fallback() {
         let sims = sims(2);
         let policy =
@@ -291,7 +356,14 @@ mod tests {
         let (primary, r1, r2) =
             (dir.path().join("pool"), dir.path().join("replica1"), dir.path().join("replica2"));
         let options = small_options().mode(crate::options::Mode::ForcedPmem).size_bytes(LEN);
-        let db = Db::create(&primary, options.clone().replicas([&r1, &r2])).unwrap();
+        // A running scrubber must not keep the members (and their locks) past the store.
+        let scrubber = ScrubberOptions {
+            interval: std::time::Duration::ZERO,
+            notice_poll: std::time::Duration::from_millis(1),
+            bytes_per_sec: None,
+        };
+        let with_scrubber = options.clone().background(true).scrubber(Some(scrubber));
+        let db = Db::create(&primary, with_scrubber.replicas([&r1, &r2])).unwrap();
         db.put("lockstep", "everywhere").unwrap();
         assert_eq!(db.stats().replica_members, 3);
         drop(db);

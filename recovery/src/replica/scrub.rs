@@ -153,7 +153,7 @@ impl ReplicaSet {
                         bytes_total,
                     })
                 };
-                self.scrub_range(medium.as_ref(), (member, offset, len), &mut report, &tick)?;
+                self.scrub_range(medium.as_ref(), (member, offset, len), &mut report, &tick, stop)?;
             }
         }
         self.finish(&mut report, started)?;
@@ -166,11 +166,12 @@ impl ReplicaSet {
         (member, offset, len): (MemberId, u64, u64),
         report: &mut ScrubReport,
         tick: &dyn Fn(&ScrubReport),
+        stop: &dyn Fn() -> bool,
     ) -> Result<()> {
         let end = (offset + len).min(medium.len());
         let mut pos = offset;
         let mut buf = vec![0u8; CHUNK_BYTES as usize];
-        while pos < end {
+        while pos < end && !stop() {
             let chunk_end = (pos + CHUNK_BYTES).min(end);
             let dst = &mut buf[..(chunk_end - pos) as usize];
             let mut register = ErrorRegister::new(Mask::Immediate);
