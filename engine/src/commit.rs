@@ -22,6 +22,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::index::Location;
+use crate::limits;
 use crate::options::Durability;
 use crate::space::SpaceMap;
 use crate::stats::Counters;
@@ -301,7 +302,22 @@ impl Inner {
                 self.lead(&mut st, required.unwrap_or(0))?;
                 continue;
             }
-            self.commit.wake.wait(&mut st);
+            // A group in flight usually ends within a fence pair: spin briefly (lock released)
+            // before sleeping, so a follower does not pay a futex wake-up per group.
+            let settled = MutexGuard::unlocked(&mut st, || {
+                for _ in 0..limits::COMMIT_SPINS {
+                    if slot.indexed.load(Ordering::Acquire)
+                        || !self.commit.persisting.load(Ordering::Acquire)
+                    {
+                        return true;
+                    }
+                    std::hint::spin_loop();
+                }
+                false
+            });
+            if !settled {
+                self.commit.wake.wait(&mut st);
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! `Iter`: ordered, double-ended iteration over a key range.
 //!
-//! Keys are fetched from the ordered index in chunks (one short read lock each); each key's value
-//! is read through the barrier when the item is produced. INVARIANT: the front and back cursors
+//! Keys are fetched from the ordered index in chunks (at most `ITER_CHUNK_KEYS` key handles
+//! copied under the ordered set's mutex, so writers wait at most that long); each key's value is
+//! read lock-free through the barrier when the item is produced. INVARIANT: the front and back cursors
 //! bound a shrinking unclaimed range, so no key is produced twice; a key removed before its item
 //! is produced is skipped; every key live for the whole iteration is produced exactly once.
 

@@ -41,3 +41,5 @@ pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_millis(250);
 pub const DEFAULT_COMPACTION_LIVE_RATIO: f64 = 0.7;
 /// A transaction retries at most this many times on conflict before `Error::Conflict`.
 pub const TRANSACTION_ATTEMPTS_MAX: u32 = 1000;
+/// Spins a waiting writer makes (lock released) for the group in flight before it sleeps.
+pub const COMMIT_SPINS: u32 = 4000;
