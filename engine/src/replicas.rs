@@ -71,6 +71,12 @@ impl std::ops::Deref for Replicas {
 impl Drop for Replicas {
     fn drop(&mut self) {
         self.0.stop_scrubber();
+        // Members marked stale since the last scrub are recorded as such for the next open
+        // (best effort: a read-only store, or a failed write here, leaves the table as it was;
+        // the open's reconcile and generation checks still apply).
+        if self.0.states_changed() {
+            let _ = self.0.persist_states();
+        }
     }
 }
 
@@ -188,6 +194,10 @@ impl Db {
     ) -> Result<ScrubReport> {
         self.inner.latch.check()?;
         let Some(set) = &self.inner.replicas else { return Ok(ScrubReport::default()) };
+        if set.states_changed() {
+            set.persist_states()
+                .map_err(|error| replica_error("persisting member states", error))?;
+        }
         let mut report = set
             .scrub(&progress)
             .map_err(|error| replica_error("scrubbing the replica set", error))?;
@@ -316,6 +326,22 @@ mod tests {
         }
         assert!(sims[1].poisoned_ranges().is_empty());
         assert!(db.stats().replica_repairs >= 1);
+    }
+
+    #[test]
+    fn a_replica_failing_at_runtime_is_stale_after_reopen() {
+        let sims = sims(3);
+        let db = filled(&sims);
+        sims[2].fail_nth(mcstore_pmem::SimOp::Write, 1, true);
+        db.put("after", "failure").unwrap();
+        assert_eq!(db.stats().replicas_not_in_sync, 1);
+        drop(db);
+        sims[2].clear_failures();
+        let members = dyns(&sims).into_iter().map(Some).collect();
+        let db = Db::open_on_replicas(members, small_options()).unwrap();
+        let states = db.replica_set().unwrap().states();
+        assert_eq!(states, vec![MemberState::InSync, MemberState::InSync, MemberState::Stale]);
+        assert_eq!(db.get("after").unwrap().unwrap(), b"failure");
     }
 
     #[test]
