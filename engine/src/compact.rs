@@ -179,7 +179,8 @@ impl Inner {
         let mut register = ErrorRegister::deferred();
         let _reader = self.epochs.enter();
         self.medium.read(start, &mut buf, &mut register, Domain::Engine).ok()?;
-        if !register.is_clean() {
+        // Engine domain, middle choice: heal the poisoned units from a replica and re-read.
+        if !register.is_clean() && !self.heal_read_from_replica(&register, start, &mut buf) {
             return None;
         }
         let mut found = Vec::new();

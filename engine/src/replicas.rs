@@ -11,7 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mcstore_pmem::{MapOptions, MappedMedium, Medium, MemberId};
+use mcstore_pmem::poolset::HealOutcome;
+use mcstore_pmem::{Domain, ErrorRegister, MapOptions, MappedMedium, Medium, MemberId};
 use mcstore_recovery::CreateParams;
 use mcstore_recovery::replica::{
     OpenReport, OpenSetOptions, ReplicaSet, ScrubReport, ScrubberOptions,
@@ -175,6 +176,32 @@ impl Inner {
             return Ok(false);
         }
         Ok(retry_from_replica(set.poolset(), &self.set_uuid, key, location, buf)?.is_some())
+    }
+}
+
+impl Inner {
+    /// Compaction's copy (Engine domain) met poison: heal every unit `register` recorded from a
+    /// replica (when the store has one and the Engine policy says so), then re-read
+    /// `[start, +buf.len())`. `true`: `buf` now read clean (its records are still verified by
+    /// the caller, so a replica's bad bytes are never laundered).
+    pub(crate) fn heal_read_from_replica(
+        &self,
+        register: &ErrorRegister,
+        start: u64,
+        buf: &mut [u8],
+    ) -> bool {
+        let Some(set) = &self.replicas else { return false };
+        if !self.options.policy.engine.retry_replica || register.overflowed() {
+            return false;
+        }
+        for fault in register.faults() {
+            let healed = set.poolset().heal(MemberId(0), fault.offset, fault.len, &|_| true);
+            if !matches!(healed, Ok(HealOutcome::Healed { .. })) {
+                return false;
+            }
+        }
+        let mut again = ErrorRegister::deferred();
+        self.medium.read(start, buf, &mut again, Domain::Engine).is_ok() && again.is_clean()
     }
 }
 
@@ -342,6 +369,30 @@ mod tests {
         let states = db.replica_set().unwrap().states();
         assert_eq!(states, vec![MemberState::InSync, MemberState::InSync, MemberState::Stale]);
         assert_eq!(db.get("after").unwrap().unwrap(), b"failure");
+    }
+
+    /// Compaction's copy meets poison on the primary: the unit is healed from the replica and
+    /// the segment is reclaimed (without replicas it would stay pinned).
+    #[test]
+    fn compaction_reads_through_poison_by_healing_from_a_replica() {
+        let sims: Vec<Arc<SimMedium>> =
+            (0..2).map(|i| Arc::new(SimMedium::with_member(2 << 20, MemberId(i)))).collect();
+        let db = Db::create_on_replicas(dyns(&sims), small_options()).unwrap();
+        for round in 0..30u32 {
+            for k in 0..20u32 {
+                db.put(k.to_be_bytes(), vec![(round + k) as u8; 600]).unwrap();
+            }
+        }
+        let first = db.inner.geometry.data_start(mcstore_recovery::format::SegmentId(0));
+        sims[0].inject_poison(first, 64).unwrap();
+        let summary = db.compact().unwrap();
+        assert_eq!(summary.unreadable_segments, 0, "{summary:?}");
+        assert!(summary.segments_reclaimed >= 3, "{summary:?}");
+        assert_eq!(db.stats().compaction_unreadable, 0);
+        assert!(db.stats().replica_repairs >= 1);
+        for k in 0..20u32 {
+            assert_eq!(db.get(k.to_be_bytes()).unwrap().unwrap(), vec![(29 + k) as u8; 600]);
+        }
     }
 
     #[test]
