@@ -290,7 +290,10 @@ impl Inner {
     /// one else is persisting.
     fn complete(&self, slot: &Arc<Slot>) -> Result<()> {
         let mut st = self.commit.state.lock();
+        let mut spun = false;
         loop {
+            // Every check below runs under the lock, and every wake-up is sent under it: a
+            // wait that starts after these checks cannot miss one.
             self.advance(&mut st);
             if slot.indexed.load(Ordering::Acquire) {
                 return Ok(());
@@ -302,22 +305,25 @@ impl Inner {
                 self.lead(&mut st, required.unwrap_or(0))?;
                 continue;
             }
-            // A group in flight usually ends within a fence pair: spin briefly (lock released)
-            // before sleeping, so a follower does not pay a futex wake-up per group.
-            let settled = MutexGuard::unlocked(&mut st, || {
-                for _ in 0..limits::COMMIT_SPINS {
-                    if slot.indexed.load(Ordering::Acquire)
-                        || !self.commit.persisting.load(Ordering::Acquire)
-                    {
-                        return true;
+            if !spun {
+                // A group in flight usually ends within a fence pair: spin briefly (lock
+                // released), then check again, before sleeping — a follower then rarely pays a
+                // futex wake-up per group.
+                spun = true;
+                MutexGuard::unlocked(&mut st, || {
+                    for _ in 0..limits::COMMIT_SPINS {
+                        if slot.indexed.load(Ordering::Acquire)
+                            || !self.commit.persisting.load(Ordering::Acquire)
+                        {
+                            return;
+                        }
+                        std::hint::spin_loop();
                     }
-                    std::hint::spin_loop();
-                }
-                false
-            });
-            if !settled {
-                self.commit.wake.wait(&mut st);
+                });
+                continue;
             }
+            self.commit.wake.wait(&mut st);
+            spun = false;
         }
     }
 

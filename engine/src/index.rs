@@ -165,11 +165,6 @@ impl Index {
         }
     }
 
-    /// Every `(key, location)` pair (compaction's and the tests' view; not a snapshot).
-    pub fn entries(&self) -> Vec<(Arc<[u8]>, Location)> {
-        self.map.pin().iter().map(|(k, v)| (Arc::clone(k), *v)).collect()
-    }
-
     /// Approximate DRAM bytes the index uses.
     pub fn approx_bytes(&self) -> usize {
         self.key_bytes.load(Ordering::Relaxed) + self.len() * OVERHEAD_BYTES_PER_KEY

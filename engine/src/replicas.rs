@@ -101,7 +101,11 @@ fn replica_error(context: &str, error: mcstore_recovery::replica::ReplicaError) 
 }
 
 fn set_options(options: &Options) -> OpenSetOptions {
-    OpenSetOptions { allow_degraded: options.replicas_degraded, ..OpenSetOptions::default() }
+    OpenSetOptions {
+        allow_degraded: options.replicas_degraded,
+        read_only: options.read_only,
+        ..OpenSetOptions::default()
+    }
 }
 
 /// Create the replica files of `options` beside a new `primary` of `len` bytes and format the
@@ -445,8 +449,13 @@ mod tests {
         assert_eq!(db.stats().replica_members, 3);
         drop(db);
         // Each replica alone is a pool holding the same data.
+        let read_only = options.clone().read_only(true);
+        let db = Db::open(&primary, read_only.clone().replicas([&r1, &r2])).unwrap();
+        assert_eq!(db.get("lockstep").unwrap().unwrap(), b"everywhere");
+        assert_eq!(db.stats().replica_members, 3);
+        drop(db);
         for replica in [&r1, &r2] {
-            let alone = Db::open(replica, options.clone().read_only(true)).unwrap();
+            let alone = Db::open(replica, read_only.clone()).unwrap();
             assert_eq!(alone.get("lockstep").unwrap().unwrap(), b"everywhere");
         }
         std::fs::remove_file(&r2).unwrap();
