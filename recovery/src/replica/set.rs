@@ -38,6 +38,9 @@ pub struct OpenSetOptions {
     /// Replace this replica (offline): the medium given in its place is formatted as that
     /// member with a new pool uuid, recorded `Stale`; [`ReplicaSet::resilver`] admits it.
     pub replace: Option<MemberId>,
+    /// Open without writing: members are checked (and left out when degraded), but neither
+    /// reconciled, repaired nor their states persisted. `replace` is refused.
+    pub read_only: bool,
 }
 
 /// What opening a set found and did.
@@ -237,7 +240,8 @@ impl ReplicaSet {
         let mut identities = Vec::with_capacity(table.members.len());
         let primary_generation = superblocks[0].as_ref().map(|sb| sb.generation);
         for i in 0..table.members.len() {
-            if let Some(replaced) = options.replace.filter(|r| r.0 != 0 && usize::from(r.0) == i)
+            if let Some(replaced) =
+                options.replace.filter(|r| r.0 != 0 && usize::from(r.0) == i && !options.read_only)
                 && let Some(Some(medium)) = members.get(i)
             {
                 let params = CreateParams {
@@ -327,6 +331,11 @@ impl ReplicaSet {
         }
         let set = Self::assemble(media, identities, reference.geometry, table.set_uuid, options)?;
         *set.table.lock() = table;
+        if options.read_only {
+            // Nothing is written: the members are checked, not reconciled or repaired.
+            report.states = set.states();
+            return Ok((set, report));
+        }
         for i in 1..set.poolset.member_count() {
             let id = MemberId(i as u8);
             if set.poolset.state(id) != SetState::InSync {
