@@ -155,7 +155,15 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The 1/5/15-minute load averages: other processes on a 2-core machine move every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn run_main(cli: &Cli) -> Result<(), String> {
+    let load_at_start = load_average();
     if !(cli.scale > 0.0 && cli.seconds > 0.0) {
         return Err("--scale and --seconds must be positive".into());
     }
@@ -215,6 +223,8 @@ fn run_main(cli: &Cli) -> Result<(), String> {
         ("get_keys", ctx.get_keys.to_string()),
         ("dir", cli.dir.display().to_string()),
         ("cpu", cpu_model()),
+        ("loadavg_at_start", load_at_start),
+        ("loadavg_at_end", load_average()),
         ("peers_compiled", cfg!(feature = "peers").to_string()),
     ];
     let mut md = String::new();

@@ -7,10 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::results::{Figure, Results, Unit};
-use crate::targets::{Judged, Verdict};
-
-/// Engines counted as peers in the "best peer" column.
-const PEERS_AND_PMDK: [&str; 6] = ["redb", "lmdb", "rocksdb", "sled", "fjall", "pmemobj"];
+use crate::targets::{Judged, PEERS_AND_PMDK, Verdict};
 
 /// A figure as a table cell: 3 significant digits, with k/M suffixes for large values.
 pub fn cell(value: Option<f64>, unit: Unit) -> String {
