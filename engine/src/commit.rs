@@ -205,6 +205,17 @@ impl Inner {
         durability: Durability,
     ) -> Result<(Arc<Slot>, Reservation)> {
         let total: u64 = records.iter().map(PendingRecord::encoded_len).sum();
+        // Everything that can fail is checked before space is taken: a taken range is always
+        // copied (a hole under a published tail would be damage).
+        let lens: Vec<u32> = records
+            .iter()
+            .map(|r| {
+                u32::try_from(r.encoded_len()).map_err(|_| Error::ValueTooLarge {
+                    len: r.value.len(),
+                    max: u32::MAX as usize,
+                })
+            })
+            .collect::<Result<_>>()?;
         // Removes, clears and compaction's copies may use the remove reserve.
         let delete_only = records.iter().all(|r| r.kind != RecordKind::Put || r.moved.is_some());
         let fits = st.writer.as_ref().is_some_and(|w| w.fits(total, delete_only));
@@ -225,19 +236,15 @@ impl Inner {
         let mut pos = data_start + reservation.start;
         let mut ops = Vec::with_capacity(records.len());
         let mut key_hashes = Vec::with_capacity(records.len());
-        for (i, record) in records.iter().enumerate() {
-            let len = record.encoded_len();
+        for (i, (record, &len)) in records.iter().zip(&lens).enumerate() {
             let location = Location {
                 offset: pos,
-                len: u32::try_from(len).map_err(|_| Error::ValueTooLarge {
-                    len: record.value.len(),
-                    max: u32::MAX as usize,
-                })?,
+                len,
                 segment_seq: segment.seq,
                 lsn: record.lsn.unwrap_or(reservation.first_lsn + i as u64),
             };
             st.space.note_lsn(segment.id.0, location.lsn);
-            pos += len;
+            pos += u64::from(len);
             key_hashes.push(key_hash(record.key));
             ops.push(match (record.kind, record.moved, record.lsn) {
                 (RecordKind::Put, Some(from), _) => {
