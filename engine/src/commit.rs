@@ -60,6 +60,23 @@ pub(crate) struct Slot {
     key_hashes: Vec<u64>,
 }
 
+/// Until dropped after the copy: if the writer unwinds between reserving and copying, the
+/// store latches and the slot counts as copied, so no leader waits for it forever and no tail
+/// ever covers its range.
+struct CopyGuard<'a> {
+    slot: &'a Slot,
+    inner: &'a Inner,
+}
+
+impl Drop for CopyGuard<'_> {
+    fn drop(&mut self) {
+        if !self.slot.copied.load(Ordering::Acquire) {
+            self.inner.latch.trip("a writer unwound between reserving and copying its records");
+            self.slot.copied.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// The keys a read-before-write operation reads: it waits until none of them has a write
 /// reserved but not yet visible, so it reads the newest value (CAS linearizes with the group).
 #[derive(Clone, Copy, Debug)]
@@ -191,7 +208,9 @@ impl Inner {
         }
         let (slot, reservation) = self.reserve(&mut st, &records, durability)?;
         drop(st);
+        let unwinding = CopyGuard { slot: &slot, inner: self };
         self.copy(&slot, &reservation, &records)?;
+        drop(unwinding);
         Counters::add(&self.counters.records_written, records.len() as u64);
         self.complete(&slot)?;
         Ok(out)
