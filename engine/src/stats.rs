@@ -74,6 +74,10 @@ pub struct Stats {
     pub bytes_moved: u64,
     /// Records compaction could not read (poison or a bad checksum); their segments are kept.
     pub compaction_unreadable: u64,
+    /// Transactions committed.
+    pub transactions: u64,
+    /// Transaction attempts that met a conflicting write and ran again.
+    pub transaction_retries: u64,
     /// Members of the replica set (the primary included; 1 without replicas).
     pub replica_members: usize,
     /// Members not in sync (stale or resilvering): the set runs degraded when above 0.
@@ -97,6 +101,8 @@ pub(crate) struct Counters {
     pub records_moved: AtomicU64,
     pub bytes_moved: AtomicU64,
     pub compaction_unreadable: AtomicU64,
+    pub transactions: AtomicU64,
+    pub transaction_retries: AtomicU64,
 }
 
 impl Counters {
@@ -172,6 +178,8 @@ impl Stats {
             records_moved: Counters::get(&c.records_moved),
             bytes_moved: Counters::get(&c.bytes_moved),
             compaction_unreadable: Counters::get(&c.compaction_unreadable),
+            transactions: Counters::get(&c.transactions),
+            transaction_retries: Counters::get(&c.transaction_retries),
             replica_members: inner.replicas.as_ref().map_or(1, |s| s.poolset().member_count()),
             replicas_not_in_sync: inner
                 .replicas

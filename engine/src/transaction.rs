@@ -13,6 +13,7 @@ use crate::commit::Keys;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::limits::TRANSACTION_ATTEMPTS_MAX;
+use crate::stats::Counters;
 use crate::value::Value;
 use crate::writer::PendingRecord;
 
@@ -71,12 +72,17 @@ impl Db {
             let mut tx = Transaction { db: self, reads: BTreeMap::new(), writes: BTreeMap::new() };
             let out = match f(&mut tx) {
                 Ok(out) => out,
-                Err(Error::Conflict { attempts: 0 }) => continue,
+                Err(Error::Conflict { attempts: 0 }) => {
+                    Counters::add(&self.inner.counters.transaction_retries, 1);
+                    continue;
+                }
                 Err(error) => return Err(error),
             };
             if self.commit_transaction(&tx)? {
+                Counters::add(&self.inner.counters.transactions, 1);
                 return Ok(out);
             }
+            Counters::add(&self.inner.counters.transaction_retries, 1);
         }
         Err(Error::Conflict { attempts: TRANSACTION_ATTEMPTS_MAX })
     }
@@ -138,6 +144,7 @@ mod tests {
         });
         assert_eq!(counter(db.get("a").unwrap()), 300);
         assert_eq!(counter(db.get("b").unwrap()), 600);
+        assert_eq!(db.stats().transactions, 300);
         drop(db);
         let db = reopen(&sim, small_options());
         assert_eq!(counter(db.get("b").unwrap()), 600);
