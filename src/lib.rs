@@ -11,9 +11,10 @@
 #![forbid(unsafe_code)]
 
 pub use mcstore_engine::{
-    Batch, BatchOp, CasError, Db, Domain, DomainPolicy, Durability, EngineFallback, Error,
-    HaltHook, HaltReport, Iter, MemberId, Mode, Options, Policy, Progress, ProgressHook,
-    RecoveryReport, Result, Stats, UserFallback, Value, limits,
+    Batch, BatchOp, CasError, CompactionSummary, Db, Domain, DomainPolicy, Durability,
+    EngineFallback, Error, HaltHook, HaltReport, Iter, MemberId, Mode, Options, Policy, Progress,
+    ProgressHook, RecoveryReport, Result, Stats, Transaction, UserFallback, Value, limits,
 };
 pub use mcstore_pmem as pmem;
+pub use mcstore_recovery::replica::{ScrubReport, ScrubberOptions};
 pub use mcstore_recovery as recovery;
