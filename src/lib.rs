@@ -16,5 +16,5 @@ pub use mcstore_engine::{
     ProgressHook, RecoveryReport, Result, Stats, Transaction, UserFallback, Value, limits,
 };
 pub use mcstore_pmem as pmem;
-pub use mcstore_recovery::replica::{ScrubReport, ScrubberOptions};
 pub use mcstore_recovery as recovery;
+pub use mcstore_recovery::replica::{ScrubReport, ScrubberOptions};
