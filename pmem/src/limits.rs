@@ -10,3 +10,7 @@ pub const REGISTER_CAPACITY: usize = 16;
 pub const MIN_MEDIUM_BYTES: u64 = 64 * 1024;
 /// Capacity of the global ring of asynchronous (`BUS_MCEERR_AO`) notices.
 pub const AO_RING_CAPACITY: usize = 256;
+/// How many mappings the global address → (medium, offset) table tracks at once.
+pub const MAPPING_TABLE_CAPACITY: usize = 64;
+/// Default limit up to which SimMedium crash images are enumerated exhaustively (DESIGN.md).
+pub const EXHAUSTIVE_IMAGES_MAX: usize = 4096;

@@ -20,6 +20,13 @@ pub const SUPERBLOCK_AREA_BYTES: u64 = 8192;
 /// Longest `created_by` string stored in a superblock.
 pub const CREATED_BY_BYTES_MAX: usize = 64;
 
+/// Most members a replica set may have (the member table holds this many entries).
+pub const MEMBERS_MAX: usize = 16;
+/// Most quarantined ranges the member table holds (beyond: the set refuses to quarantine more).
+pub const QUARANTINE_MAX: usize = 150;
+/// Bytes a resilver copies (and compares) per step, each under the set's gate held exclusively.
+pub const RESILVER_CHUNK_BYTES: u64 = 1 << 20;
+
 /// Largest value in bytes for a key of `key_len` bytes in geometry `g` (0 if the key alone
 /// does not fit).
 pub fn value_bytes_max(g: &Geometry, key_len: usize) -> u64 {

@@ -25,10 +25,18 @@ pub const SEGMENT_RECLAIM: FenceSite = FenceSite("segment.reclaim");
 /// Growth: the new segments' header and tail lines are zero before the superblock records
 /// their count (`SUPERBLOCK_WRITE`, `pool::record_growth`).
 pub const GROW_SEGMENTS: FenceSite = FenceSite("grow.segments");
-/// Replica reconcile at open: a member's tail is set to the primary's verified tail.
-pub const REPLICA_RECONCILE: FenceSite = FenceSite("replica.reconcile");
-/// Repair: bytes rewritten from a good member are durable before the range is cleared.
-pub const REPAIR_WRITE: FenceSite = FenceSite("repair.write");
+/// Replica reconcile at open, step 1: the primary's committed bytes (up to its verified tail)
+/// are durable on the member before the header and tail lines that commit them are written.
+pub const RECONCILE_DATA: FenceSite = FenceSite("replica.reconcile_data");
+/// Replica reconcile at open, step 2: the primary's segment header and tail lines (or its
+/// superblock) are durable on the member.
+pub const RECONCILE_LINES: FenceSite = FenceSite("replica.reconcile_lines");
+/// The member table: the next generation is durable in the other slot (the previous
+/// generation stays readable in its own slot until then).
+pub const TABLE_WRITE: FenceSite = FenceSite("replica.table_write");
+/// SimMedium's repair write (`Medium::repair`): the rewritten bytes are durable before the
+/// caller re-reads them. Defined by the device layer; listed here so the registry is whole.
+pub const PMEM_REPAIR: FenceSite = mcstore_pmem::sim::REPAIR_SITE;
 
 /// Every persist point, in the order a write path meets them.
 pub const ALL: &[FenceSite] = &[
@@ -40,8 +48,10 @@ pub const ALL: &[FenceSite] = &[
     POOL_CREATE_CLEAR,
     SEGMENT_RECLAIM,
     GROW_SEGMENTS,
-    REPLICA_RECONCILE,
-    REPAIR_WRITE,
+    RECONCILE_DATA,
+    RECONCILE_LINES,
+    TABLE_WRITE,
+    PMEM_REPAIR,
 ];
 
 /// The registered site called `name`, if any.

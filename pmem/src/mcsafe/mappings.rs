@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 
 use crate::medium::MemberId;
 
-/// How many mappings the table tracks at once.
-pub const MAPPING_TABLE_CAPACITY: usize = 64;
+use crate::limits::MAPPING_TABLE_CAPACITY;
 
 const FREE: u64 = 0;
 const WRITING: u64 = 1;

@@ -20,10 +20,11 @@ mod ring;
 #[cfg(test)]
 mod testutil;
 
+pub use crate::limits::MAPPING_TABLE_CAPACITY;
 pub use copy::{copy_from_slice_checked, read_safe};
 pub use cpu::{CpuFeatures, FlushInsn, cpu_features};
 pub use dispatch::{CopyVariant, copy_variant, set_copy_variant};
 pub use flush::{FaultAt, flush_range, sfence};
 pub use handler::{ensure_handler, verify_handler};
-pub use mappings::{MAPPING_TABLE_CAPACITY, MappingId, register_mapping, unregister_mapping};
+pub use mappings::{MappingId, register_mapping, unregister_mapping};
 pub use notices::{AsyncNotice, async_overflow_count, drain_async_notices, enable_early_notices};

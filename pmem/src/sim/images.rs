@@ -9,9 +9,6 @@
 
 use super::lines::{Pending, PendingWord};
 
-/// Default limit up to which crash images are enumerated exhaustively (DESIGN.md: 4096).
-pub const EXHAUSTIVE_IMAGES_MAX: usize = 4096;
-
 /// How a simulated power loss treats the stores that were not yet persistent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CrashMode {

@@ -14,7 +14,8 @@ mod lines;
 mod medium;
 mod poison;
 
+pub use crate::limits::EXHAUSTIVE_IMAGES_MAX;
 pub use crash::{CrashPlan, SimOp};
 pub use harness::NotPersisted;
-pub use images::{CrashImages, CrashMode, EXHAUSTIVE_IMAGES_MAX};
+pub use images::{CrashImages, CrashMode};
 pub use medium::{REPAIR_SITE, SimMedium};

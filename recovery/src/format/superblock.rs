@@ -48,34 +48,26 @@ const OFF_CHECKSUM: usize = 248;
 const _: () = assert!(OFF_RESERVED == 208);
 const _: () = assert!(OFF_CHECKSUM + 8 == SUPERBLOCK_BYTES);
 
-/// A replica-set member's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum MemberState {
-    /// Holds every committed write.
-    #[default]
-    InSync,
-    /// Missed writes; must be resilvered before it is read.
-    Stale,
-    /// Being copied from a good member.
-    Resilvering,
+/// A replica-set member's state: the one type `mcstore_pmem::poolset` keeps at run time,
+/// re-exported so the format and the set share it. Its on-media code is defined here only.
+pub use mcstore_pmem::poolset::MemberState;
+
+/// The on-media code of a member state (superblock `member_state`, member-table `state`).
+pub(crate) fn member_state_code(state: MemberState) -> u32 {
+    match state {
+        MemberState::InSync => 1,
+        MemberState::Stale => 2,
+        MemberState::Resilvering => 3,
+    }
 }
 
-impl MemberState {
-    fn code(self) -> u32 {
-        match self {
-            MemberState::InSync => 1,
-            MemberState::Stale => 2,
-            MemberState::Resilvering => 3,
-        }
-    }
-
-    fn from_code(code: u32) -> Result<Self, FormatError> {
-        match code {
-            1 => Ok(MemberState::InSync),
-            2 => Ok(MemberState::Stale),
-            3 => Ok(MemberState::Resilvering),
-            _ => Err(FormatError::InvalidField { field: "member state", value: code.into() }),
-        }
+/// Decodes [`member_state_code`]; `None` for a code no version writes.
+pub(crate) fn member_state_from_code(code: u32) -> Option<MemberState> {
+    match code {
+        1 => Some(MemberState::InSync),
+        2 => Some(MemberState::Stale),
+        3 => Some(MemberState::Resilvering),
+        _ => None,
     }
 }
 
@@ -135,7 +127,7 @@ impl Superblock {
         out[OFF_POOL_UUID..OFF_POOL_UUID + 16].copy_from_slice(&self.pool_uuid.0);
         out[OFF_SET_UUID..OFF_SET_UUID + 16].copy_from_slice(&self.set_uuid.0);
         put_u32(&mut out, OFF_MEMBER_INDEX, self.member_index);
-        put_u32(&mut out, OFF_MEMBER_STATE, self.member_state.code());
+        put_u32(&mut out, OFF_MEMBER_STATE, member_state_code(self.member_state));
         put_u64(&mut out, OFF_SEGMENT_SIZE, self.geometry.segment_size_bytes);
         put_u64(&mut out, OFF_SEGMENTS_START, self.geometry.segments_start);
         put_u64(&mut out, OFF_HIGHEST_SEQ, self.highest_segment_seq);
@@ -230,7 +222,13 @@ impl Superblock {
             pool_uuid: Uuid(array16_at(raw, OFF_POOL_UUID)),
             set_uuid: Uuid(array16_at(raw, OFF_SET_UUID)),
             member_index: u32_at(raw, OFF_MEMBER_INDEX),
-            member_state: MemberState::from_code(u32_at(raw, OFF_MEMBER_STATE))?,
+            member_state: {
+                let code = u32_at(raw, OFF_MEMBER_STATE);
+                member_state_from_code(code).ok_or(FormatError::InvalidField {
+                    field: "member state",
+                    value: code.into(),
+                })?
+            },
             geometry,
             highest_segment_seq: u64_at(raw, OFF_HIGHEST_SEQ),
             next_lsn_floor: Lsn(u64_at(raw, OFF_LSN_FLOOR)),

@@ -8,7 +8,7 @@
 //! the replica. PERSIST: a member's data is fenced before its header and tail lines, so a crash
 //! mid-reconcile leaves lines that still differ and the next open redoes the segment.
 
-use mcstore_pmem::{Domain, ErrorRegister, FenceSite, Medium, MemberId, read_u64};
+use mcstore_pmem::{Domain, ErrorRegister, Medium, MemberId, read_u64};
 
 use super::set::{ReplicaSet, Result, read_superblock};
 use crate::format::{
@@ -16,10 +16,7 @@ use crate::format::{
     Superblock, decode_tail,
 };
 
-/// The fence after reconciled data, and after reconciled lines and superblocks.
-pub const RECONCILE_DATA: FenceSite = FenceSite("replica.reconcile_data");
-/// The fence after a reconciled segment's header and tail lines, or superblock slots.
-pub const RECONCILE_LINES: FenceSite = FenceSite("replica.reconcile_lines");
+pub use crate::sites::{RECONCILE_DATA, RECONCILE_LINES};
 
 /// Bytes copied per read while reconciling committed data.
 const CHUNK_BYTES: u64 = 1 << 20;

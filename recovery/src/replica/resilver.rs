@@ -11,8 +11,7 @@ use mcstore_pmem::poolset::ResilverReport;
 use super::set::{ReplicaSet, Result};
 use crate::format::MemberState;
 
-/// Bytes copied (and compared) per step, each under the set's gate held exclusively.
-pub const RESILVER_CHUNK_BYTES: u64 = 1 << 20;
+pub use crate::limits::RESILVER_CHUNK_BYTES;
 
 impl ReplicaSet {
     /// Copy the primary to `member` online in chunks while writes continue, verify it, and mark

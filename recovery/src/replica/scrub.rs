@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcstore_pmem::poolset::{HealOutcome, MemberState as SetState};
+use mcstore_pmem::poolset::{HealOutcome, MemberState};
 use mcstore_pmem::{Domain, ErrorRegister, Mask, Medium, MemberId, read_u64};
 
 use super::set::{ReplicaSet, Result};
@@ -108,7 +108,7 @@ impl ReplicaSet {
         self.poolset
             .members()
             .iter()
-            .filter(|m| m.state == SetState::InSync)
+            .filter(|m| m.state == MemberState::InSync)
             .map(|m| m.id)
             .collect()
     }
@@ -215,7 +215,7 @@ impl ReplicaSet {
             ..ScrubReport::default()
         };
         for notice in notices.ranges {
-            if self.poolset.state(notice.member) == SetState::Stale {
+            if self.poolset.state(notice.member) == MemberState::Stale {
                 continue;
             }
             let range =

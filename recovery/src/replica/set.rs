@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use mcstore_pmem::poolset::{MemberFailure, MemberState as SetState, PoolSetOptions, StaleEvent};
+use mcstore_pmem::poolset::{MemberFailure, PoolSetOptions, StaleEvent};
 use mcstore_pmem::{Domain, ErrorRegister, Medium, MemberId, PoolSet};
 use parking_lot::Mutex;
 
@@ -84,22 +84,6 @@ impl std::fmt::Debug for ReplicaSet {
             .field("poolset", &self.poolset)
             .field("table", &*self.table.lock())
             .finish()
-    }
-}
-
-pub(super) fn to_set_state(state: MemberState) -> SetState {
-    match state {
-        MemberState::InSync => SetState::InSync,
-        MemberState::Stale => SetState::Stale,
-        MemberState::Resilvering => SetState::Resilvering,
-    }
-}
-
-fn from_set_state(state: SetState) -> MemberState {
-    match state {
-        SetState::InSync => MemberState::InSync,
-        SetState::Stale => MemberState::Stale,
-        SetState::Resilvering => MemberState::Resilvering,
     }
 }
 
@@ -182,7 +166,7 @@ impl ReplicaSet {
             .rewrite(identities.clone());
         let poolset = Arc::new(PoolSet::new(members, set_options)?);
         for (i, state) in states.into_iter().enumerate().skip(1) {
-            poolset.set_state(MemberId(i as u8), to_set_state(state));
+            poolset.set_state(MemberId(i as u8), state);
         }
         let table =
             SetTable { generation: 0, set_uuid, members: Vec::new(), quarantine: Vec::new() };
@@ -338,7 +322,7 @@ impl ReplicaSet {
         }
         for i in 1..set.poolset.member_count() {
             let id = MemberId(i as u8);
-            if set.poolset.state(id) != SetState::InSync {
+            if set.poolset.state(id) != MemberState::InSync {
                 continue;
             }
             let done = reconcile_member(&set, id)?;
@@ -379,7 +363,7 @@ impl ReplicaSet {
 
     /// Every member's state, the primary first.
     pub fn states(&self) -> Vec<MemberState> {
-        self.poolset.members().iter().map(|m| from_set_state(m.state)).collect()
+        self.poolset.members().iter().map(|m| m.state).collect()
     }
 
     /// The quarantined ranges (persisted in the set table).
@@ -615,5 +599,18 @@ pub(crate) mod tests {
         let replica = recover(sims[1].as_ref(), &ScanOptions::default()).unwrap();
         assert_eq!(keys(&replica), keys(&set.recover(ScanOptions::default()).unwrap()));
         assert_eq!(replica.entries.len(), 7);
+
+        // A repair from the other member: every fence either member met (create, append,
+        // superblock, table, reconcile, repair) is one the crash harness knows.
+        sims[1].inject_poison(g.data_start(SegmentId(0)), 1).unwrap();
+        set.scrub(&|_| {}).unwrap();
+        for sim in &sims {
+            let log = sim.fence_log();
+            assert!(log.contains(&crate::sites::RECONCILE_DATA) || sim.member() == MemberId(0));
+            for site in log {
+                assert!(crate::sites::ALL.contains(&site), "{site:?} is not in sites::ALL");
+            }
+        }
+        assert!(sims[1].fence_log().contains(&crate::sites::PMEM_REPAIR));
     }
 }

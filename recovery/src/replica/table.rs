@@ -7,17 +7,17 @@
 //! update leaves the previous table readable; the checksum covers every byte before it; the
 //! table is set-wide (byte-identical on every in-sync member) and the primary's copy rules.
 
-use mcstore_pmem::{Domain, ErrorRegister, FenceSite, Medium, MemberId};
+use mcstore_pmem::{Domain, ErrorRegister, Medium, MemberId};
 
 use crate::format::checksum::hash64;
+use crate::format::superblock::{member_state_code, member_state_from_code};
 use crate::format::{MemberState, Uuid};
 
 /// Bytes of one table slot (one page).
 pub const TABLE_BYTES: usize = 4096;
 /// Pool offsets of the two slots.
 pub const TABLE_SLOT_OFFSETS: [u64; 2] = [8192, 12288];
-/// The fence a table update ends with.
-pub const TABLE_WRITE: FenceSite = FenceSite("replica.table_write");
+pub use crate::sites::TABLE_WRITE;
 
 const MAGIC: [u8; 8] = *b"MCSTSET1";
 const OFF_GENERATION: usize = 8;
@@ -26,12 +26,10 @@ const OFF_MEMBER_COUNT: usize = 32;
 const OFF_QUARANTINE_COUNT: usize = 36;
 const OFF_MEMBERS: usize = 64;
 const MEMBER_BYTES: usize = 24;
-/// Most members a set may have.
-pub const MEMBERS_MAX: usize = 16;
+pub use crate::limits::MEMBERS_MAX;
 const OFF_QUARANTINE: usize = OFF_MEMBERS + MEMBERS_MAX * MEMBER_BYTES;
 const QUARANTINE_BYTES: usize = 24;
-/// Most quarantined ranges the table holds (beyond: the set refuses to quarantine more).
-pub const QUARANTINE_MAX: usize = 150;
+pub use crate::limits::QUARANTINE_MAX;
 const OFF_CHECKSUM: usize = TABLE_BYTES - 8;
 const _: () = assert!(OFF_QUARANTINE == 448);
 const _: () = assert!(OFF_QUARANTINE + QUARANTINE_MAX * QUARANTINE_BYTES <= OFF_CHECKSUM);
@@ -69,23 +67,6 @@ pub struct SetTable {
     pub quarantine: Vec<Quarantined>,
 }
 
-fn state_code(state: MemberState) -> u32 {
-    match state {
-        MemberState::InSync => 1,
-        MemberState::Stale => 2,
-        MemberState::Resilvering => 3,
-    }
-}
-
-fn state_from(code: u32) -> Option<MemberState> {
-    match code {
-        1 => Some(MemberState::InSync),
-        2 => Some(MemberState::Stale),
-        3 => Some(MemberState::Resilvering),
-        _ => None,
-    }
-}
-
 fn u32_at(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
@@ -115,7 +96,7 @@ impl SetTable {
         for (i, m) in self.members.iter().enumerate() {
             let at = OFF_MEMBERS + i * MEMBER_BYTES;
             out[at..at + 16].copy_from_slice(&m.pool_uuid.0);
-            out[at + 16..at + 20].copy_from_slice(&state_code(m.state).to_le_bytes());
+            out[at + 16..at + 20].copy_from_slice(&member_state_code(m.state).to_le_bytes());
         }
         for (i, q) in self.quarantine.iter().enumerate() {
             let at = OFF_QUARANTINE + i * QUARANTINE_BYTES;
@@ -151,7 +132,7 @@ impl SetTable {
             let at = OFF_MEMBERS + i * MEMBER_BYTES;
             let mut uuid = [0u8; 16];
             uuid.copy_from_slice(&raw[at..at + 16]);
-            let state = state_from(u32_at(raw, at + 16))?;
+            let state = member_state_from_code(u32_at(raw, at + 16))?;
             members.push(TableMember { pool_uuid: Uuid(uuid), state });
         }
         let mut quarantine = Vec::with_capacity(quarantine_count);
