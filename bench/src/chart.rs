@@ -36,7 +36,7 @@ pub fn throughput_svg(results: &Results, title: &str) -> Result<String, String> 
     let min = rows.iter().flat_map(|(_, v)| v.iter().flatten()).copied().fold(max, f64::min);
     let x_low = 10f64.powf(min.max(1.0).log10().floor());
     let x_high = 10f64.powf(max.log10().ceil()).max(x_low * 10.0);
-    let group_px = BAR_PX * engines.len() as u32 + 8;
+    let group_px = BAR_PX * engines.len() as u32 + 8; // at most one bar per engine
     let height = 120 + group_px * rows.len() as u32;
     let mut svg = String::new();
     {
@@ -66,12 +66,17 @@ pub fn throughput_svg(results: &Results, title: &str) -> Result<String, String> 
             })
             .draw()
             .map_err(|e| e.to_string())?;
-        let slot = 1.0 / (engines.len() as f64 + 1.0);
-        for (ei, engine) in engines.iter().enumerate() {
+        // Engines with no charted figure (e.g. `machine`) get neither a slot nor a legend entry.
+        let charted: Vec<usize> = (0..engines.len())
+            .filter(|&ei| rows.iter().any(|(_, values)| values[ei].is_some()))
+            .collect();
+        let slot = 1.0 / (charted.len() as f64 + 1.0);
+        for (position, &ei) in charted.iter().enumerate() {
+            let engine = &engines[ei];
             let color = Palette99::pick(ei).to_rgba();
             let bars = rows.iter().enumerate().filter_map(move |(ri, (_, values))| {
                 values[ei].map(|v| {
-                    let top = ri as f64 + slot * (ei as f64 + 0.5);
+                    let top = ri as f64 + slot * (position as f64 + 0.5);
                     Rectangle::new([(x_low, top), (v.max(x_low), top + slot)], color.filled())
                 })
             });
