@@ -23,6 +23,9 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = format::SEGMENT_BYTES_DEFAULT;
 pub const SEGMENT_BYTES_MIN: u64 = format::SEGMENT_BYTES_MIN;
 /// Largest segment size accepted.
 pub const SEGMENT_BYTES_MAX: u64 = format::SEGMENT_BYTES_MAX;
+/// Most replicas a pool may have (`Options::replicas`): the replica set holds
+/// `mcstore_recovery::limits::MEMBERS_MAX` members, the primary included.
+pub const REPLICAS_MAX: usize = format::MEMBERS_MAX - 1;
 /// Keys fetched from the ordered index per lock acquisition while iterating.
 pub const ITER_CHUNK_KEYS: usize = 64;
 /// The last segment a pool can have keeps `capacity / REMOVE_RESERVE_FRACTION` bytes for

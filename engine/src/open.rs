@@ -466,6 +466,23 @@ mod tests {
         assert!(!path.exists(), "a failed create leaves no file behind");
     }
 
+    /// Regression: more replicas than a set holds reached `ReplicaSet::create`'s assert (a
+    /// panic, after the replica files were created) instead of a typed error.
+    #[test]
+    fn too_many_replicas_is_invalid_options_not_a_panic() {
+        let dir = shm_dir();
+        let path = dir.path().join("pool");
+        let replicas: Vec<_> = (0..crate::limits::REPLICAS_MAX + 1)
+            .map(|i| dir.path().join(format!("r{i}")))
+            .collect();
+        let options = small_options().mode(crate::Mode::ForcedPmem).replicas(replicas.clone());
+        assert!(matches!(Db::create(&path, options.clone()), Err(Error::InvalidOptions { .. })));
+        assert!(matches!(Db::open(&path, options), Err(Error::InvalidOptions { .. })));
+        assert!(!path.exists() && replicas.iter().all(|r| !r.exists()), "nothing created");
+        let most = small_options().mode(crate::Mode::ForcedPmem).replicas(&replicas[..1]);
+        Db::create(&path, most).unwrap().close().unwrap();
+    }
+
     #[test]
     fn recovery_progress_is_reported_at_open() {
         let (sim, db) = sim_db(512 << 10, small_options());

@@ -252,6 +252,13 @@ impl Options {
                 self.compaction_live_ratio_max
             ));
         }
+        if self.replicas.len() > limits::REPLICAS_MAX {
+            return bad(format!(
+                "{} replicas exceed the maximum {}",
+                self.replicas.len(),
+                limits::REPLICAS_MAX
+            ));
+        }
         if self.flush_interval.is_zero() {
             return bad("flush_interval must be above zero".to_string());
         }
