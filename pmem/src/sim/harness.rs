@@ -205,17 +205,10 @@ mod tests {
     use crate::error::Error;
     use crate::medium::{Medium, MemberId};
     use crate::register::{Domain, ErrorRegister, Fault, FaultCode};
+    use crate::sim::medium::tests::read_all;
 
     const SITE: FenceSite = FenceSite("test.site");
     const OTHER: FenceSite = FenceSite("test.other");
-
-    fn read_all(medium: &SimMedium, offset: u64, len: usize) -> Vec<u8> {
-        let mut dst = vec![0xEE; len];
-        let mut register = ErrorRegister::deferred();
-        medium.read(offset, &mut dst, &mut register, Domain::User).unwrap();
-        assert!(register.is_clean());
-        dst
-    }
 
     #[test]
     fn crash_at_fence_freezes_before_applying_that_fence() {

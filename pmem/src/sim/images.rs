@@ -221,6 +221,7 @@ mod tests {
     use super::*;
     use crate::medium::{FenceSite, Medium};
     use crate::sim::SimMedium;
+    use crate::sim::medium::tests::config;
 
     const SITE: FenceSite = FenceSite("test.images");
     const MODES: [CrashMode; 2] = [CrashMode::PerLinePrefix, CrashMode::AnySubset];
@@ -360,15 +361,6 @@ mod tests {
             1 => (0..4u64).prop_map(Op::Flush),
             1 => Just(Op::Fence),
         ]
-    }
-
-    /// Proptest settings; under Miri few cases and no failure file (isolation forbids getcwd).
-    fn config(cases: u32) -> ProptestConfig {
-        if cfg!(miri) {
-            ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() }
-        } else {
-            ProptestConfig { cases, ..ProptestConfig::default() }
-        }
     }
 
     proptest! {

@@ -222,7 +222,7 @@ impl Medium for SimMedium {
 pub const REPAIR_SITE: FenceSite = FenceSite("pmem.repair");
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
@@ -230,7 +230,8 @@ mod tests {
 
     const SITE: FenceSite = FenceSite("test.site");
 
-    fn read_all(medium: &SimMedium, offset: u64, len: usize) -> Vec<u8> {
+    /// The clean bytes of `[offset, +len)` (asserts the read met no poison).
+    pub(in crate::sim) fn read_all(medium: &SimMedium, offset: u64, len: usize) -> Vec<u8> {
         let mut dst = vec![0xEE; len];
         let mut register = ErrorRegister::deferred();
         medium.read(offset, &mut dst, &mut register, Domain::User).unwrap();
@@ -404,7 +405,7 @@ mod tests {
     }
 
     /// Proptest settings; under Miri few cases and no failure file (isolation forbids getcwd).
-    fn config(cases: u32) -> ProptestConfig {
+    pub(in crate::sim) fn config(cases: u32) -> ProptestConfig {
         if cfg!(miri) {
             ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() }
         } else {

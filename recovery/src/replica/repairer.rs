@@ -54,16 +54,9 @@ mod tests {
     use mcstore_pmem::{Domain, ErrorRegister, Medium};
 
     use crate::format::{SUPERBLOCK_BYTES, Superblock};
-    use crate::replica::set::tests::{dyns, fill, keys, params, sims};
+    use crate::replica::set::tests::{dyns, fill, keys, params, read, sims};
     use crate::replica::{OpenSetOptions, ReplicaSet};
     use crate::scan::{DamageKind, ScanOptions, recover};
-
-    fn read(medium: &dyn Medium, offset: u64, len: usize) -> (Vec<u8>, bool) {
-        let mut out = vec![0u8; len];
-        let mut register = ErrorRegister::deferred();
-        medium.read(offset, &mut out, &mut register, Domain::Engine).unwrap();
-        (out, register.is_clean())
-    }
 
     #[test]
     fn the_scan_repairs_the_primarys_log_from_a_replica_and_carries_on() {

@@ -259,18 +259,11 @@ pub(crate) mod tests {
     use parking_lot::Mutex;
 
     use super::*;
-    use crate::replica::set::tests::{LEN, dyns, fill, given, params, sims};
+    use crate::replica::set::tests::{LEN, dyns, fill, given, params, read, sims};
 
     /// Held by tests that drain the process's notice ring (or run a scrubber that does).
     pub(crate) static RING_LOCK: Mutex<()> = Mutex::new(());
     use crate::replica::{OpenSetOptions, ReplicaSet};
-
-    fn read(medium: &dyn Medium, offset: u64, len: usize) -> (Vec<u8>, bool) {
-        let mut out = vec![0u8; len];
-        let mut register = ErrorRegister::deferred();
-        medium.read(offset, &mut out, &mut register, Domain::Engine).unwrap();
-        (out, register.is_clean())
-    }
 
     #[test]
     fn scrub_finds_and_repairs_poison_in_every_member() {

@@ -465,6 +465,15 @@ pub(crate) mod tests {
         offsets
     }
 
+    /// Read `[offset, +len)` of a member in the Engine domain: the bytes, and whether the read
+    /// was clean.
+    pub(crate) fn read(medium: &dyn Medium, offset: u64, len: usize) -> (Vec<u8>, bool) {
+        let mut out = vec![0u8; len];
+        let mut register = ErrorRegister::deferred();
+        medium.read(offset, &mut out, &mut register, Domain::Engine).unwrap();
+        (out, register.is_clean())
+    }
+
     pub(crate) fn keys(rec: &Recovered) -> Vec<(Vec<u8>, RecordKind, u64)> {
         rec.entries.iter().map(|e| (e.key.to_vec(), e.kind, e.lsn.0)).collect()
     }
