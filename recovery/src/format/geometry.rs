@@ -85,6 +85,22 @@ impl Geometry {
         self.segment_size_bytes - SEGMENT_DATA_OFFSET
     }
 
+    /// The committed tail carried by a segment's tail `word`: verified against the segment's
+    /// sequence and the set uuid ([`super::tail::decode_tail`]) and within [`Self::data_capacity`].
+    /// Every reader of a tail word decodes it here, so none trusts a tail past the segment.
+    pub fn committed_tail(
+        &self,
+        word: u64,
+        segment_seq: u64,
+        set_uuid: &super::ids::Uuid,
+    ) -> Result<u64, FormatError> {
+        let tail = super::tail::decode_tail(word, segment_seq, set_uuid)?;
+        if tail > self.data_capacity() {
+            return Err(FormatError::InvalidField { field: "committed tail", value: tail });
+        }
+        Ok(tail)
+    }
+
     /// The segment containing pool offset `offset`, if it lies at or after segment 0.
     pub fn segment_of(&self, offset: u64) -> Option<SegmentId> {
         let rel = offset.checked_sub(self.segments_start)?;
@@ -100,6 +116,23 @@ impl Geometry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn committed_tail_verifies_the_word_and_refuses_a_tail_past_the_segment() {
+        let g = Geometry::for_segment_size(64 << 10).unwrap();
+        let uuid = super::super::ids::Uuid([7; 16]);
+        let full = g.data_capacity();
+        let word = super::super::tail::encode_tail(full, 3, &uuid);
+        assert_eq!(g.committed_tail(word, 3, &uuid), Ok(full));
+        assert!(g.committed_tail(word, 4, &uuid).is_err(), "another sequence");
+        // A word that verifies but claims more than the segment holds is damage, not a tail.
+        let past = super::super::tail::encode_tail(full + 8, 3, &uuid);
+        assert_eq!(
+            g.committed_tail(past, 3, &uuid),
+            Err(FormatError::InvalidField { field: "committed tail", value: full + 8 })
+        );
+        assert_eq!(g.committed_tail(0, 3, &uuid), Ok(0));
+    }
 
     #[test]
     fn default_geometry_is_2mib_aligned() {

@@ -13,7 +13,7 @@ use mcstore_pmem::{Domain, ErrorRegister, Medium, MemberId, read_u64};
 use super::set::{ReplicaSet, Result, read_superblock};
 use crate::format::{
     SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId,
-    Superblock, decode_tail,
+    Superblock,
 };
 
 pub use crate::sites::{RECONCILE_DATA, RECONCILE_LINES};
@@ -92,9 +92,9 @@ fn reconcile_segments(
             Ok(Some(header)) if header.set_uuid == set.set_uuid => {
                 let mut register = ErrorRegister::deferred();
                 let word = read_u64(primary, g.tail_offset(id), &mut register, Domain::Engine)?;
-                match decode_tail(word, header.seq, &set.set_uuid) {
-                    Ok(tail) if tail <= g.data_capacity() => tail,
-                    _ => continue,
+                match g.committed_tail(word, header.seq, &set.set_uuid) {
+                    Ok(tail) => tail,
+                    Err(_) => continue,
                 }
             }
             _ => continue,

@@ -16,7 +16,6 @@ use super::set::{ReplicaSet, Result};
 use super::table::{Quarantined, TABLE_BYTES, TABLE_SLOT_OFFSETS};
 use crate::format::{
     SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId,
-    decode_tail,
 };
 
 /// Bytes read per scrub read.
@@ -100,7 +99,7 @@ impl ReplicaSet {
             if !register.is_clean() || header.set_uuid != self.set_uuid {
                 return None;
             }
-            decode_tail(word, header.seq, &self.set_uuid).ok().filter(|&t| t <= g.data_capacity())
+            g.committed_tail(word, header.seq, &self.set_uuid).ok()
         })
     }
 

@@ -11,7 +11,7 @@ use super::options::ScanOptions;
 use crate::error::Result;
 use crate::format::{
     Geometry, SEGMENT_DATA_OFFSET, SEGMENT_HEADER_BYTES, SEGMENT_TAIL_OFFSET, SegmentHeader,
-    SegmentId, SegmentState, Superblock, decode_tail,
+    SegmentId, SegmentState, Superblock,
 };
 
 /// What a segment's header and tail say.
@@ -137,14 +137,8 @@ pub(crate) fn classify(
                 format!("sequence {} was never issued (highest {})", h.seq, sb.highest_segment_seq),
             )],
         ),
-        Ok(Some(h)) => match decode_tail(word, h.seq, &sb.set_uuid) {
-            Ok(tail) if tail <= g.data_capacity() => {
-                (Class::InUse { seq: h.seq, state: h.state, tail: Some(tail) }, Vec::new())
-            }
-            Ok(tail) => (
-                Class::InUse { seq: h.seq, state: h.state, tail: None },
-                vec![whole(DamageKind::BadTail, format!("tail {tail} beyond capacity"))],
-            ),
+        Ok(Some(h)) => match g.committed_tail(word, h.seq, &sb.set_uuid) {
+            Ok(tail) => (Class::InUse { seq: h.seq, state: h.state, tail: Some(tail) }, Vec::new()),
             Err(e) => (
                 Class::InUse { seq: h.seq, state: h.state, tail: None },
                 vec![whole(DamageKind::BadTail, format!("{e} (word {word:#018x}, seq {})", h.seq))],
