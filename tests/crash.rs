@@ -12,6 +12,10 @@ use mcstore_testkit::crash::{self, CrashConfig, CrashSummary, InFlight, Workload
 use mcstore_testkit::model::Op;
 use mcstore_testkit::pools::{SEGMENT_BYTES, small_options};
 
+/// Registry sites no workload reaches through the public API yet: an open of a replica set whose
+/// member is behind resilvers or marks it stale rather than reconciling its tail.
+const NOT_YET_REACHED: &[&str] = &["replica.reconcile_data", "replica.reconcile_lines"];
+
 /// Pool of the workloads: the superblock area and three 64 KiB segments.
 const POOL_BYTES: u64 = 256 << 10;
 
@@ -86,6 +90,23 @@ fn workloads() -> Vec<Workload> {
         Geometry::for_segment_size(SEGMENT_BYTES).expect("geometry").pool_len_for(2);
     growth.max_pool_bytes = Some(POOL_BYTES + 2 * SEGMENT_BYTES);
     growth.options = small_options().max_size_bytes(POOL_BYTES + 2 * SEGMENT_BYTES);
+    // Two full segments, then most of their keys removed: both are compaction victims.
+    let mut drained = fill_setup(2);
+    let removes: Vec<Op> = drained
+        .iter()
+        .filter_map(|op| match op {
+            Op::Put { key, .. } if !key.ends_with(b"0") => Some(Op::Remove { key: key.clone() }),
+            _ => None,
+        })
+        .collect();
+    drained.extend(removes);
+    let mut compaction = workload(
+        "compaction",
+        drained,
+        InFlight::Compact,
+        &[sites::RECORD_PERSIST, sites::TAIL_PUBLISH, sites::SEGMENT_RECLAIM],
+    );
+    compaction.options = small_options().compaction_live_ratio_max(0.5);
     let batch = Op::Batch(vec![
         (b"b1".to_vec(), Some(vec![1; 700])),
         (b"k1".to_vec(), None),
@@ -123,6 +144,7 @@ fn workloads() -> Vec<Workload> {
         workload("segment roll", filled.clone(), InFlight::Op(put("rolled", vec![5; 1600])), &roll),
         workload("batch across a roll", filled, InFlight::Op(big_batch), &roll),
         growth,
+        compaction,
         workload("superblock at open", base_setup(), InFlight::Open, &[sites::SUPERBLOCK_WRITE]),
         workload("superblock at close", base_setup(), InFlight::Close, &[sites::SUPERBLOCK_WRITE]),
         workload(
@@ -139,16 +161,18 @@ fn workloads() -> Vec<Workload> {
 fn every_fence_of_every_workload_recovers_to_an_allowed_state() {
     let config = CrashConfig::from_env();
     let workloads = workloads();
-    let results: Vec<(&'static str, Result<CrashSummary, String>)> = std::thread::scope(|scope| {
+    type Results = Vec<(&'static str, Result<CrashSummary, String>)>;
+    let (results, members): (Results, _) = std::thread::scope(|scope| {
         let (left, right) = workloads.split_at(workloads.len() / 2);
         let run_all = |list: &'_ [Workload]| -> Vec<_> {
             list.iter().map(|w| (w.name, crash::run(w, &config))).collect()
         };
         let left = scope.spawn(move || run_all(left));
+        let members = scope.spawn(crate::crash_members::run_all);
         let right = run_all(right);
         let mut all = left.join().expect("the left half ran");
         all.extend(right);
-        all
+        (all, members.join().expect("the member crashes ran"))
     });
     let mut failures = Vec::new();
     let (mut images, mut fences) = (0u64, 0u64);
@@ -177,7 +201,21 @@ fn every_fence_of_every_workload_recovers_to_an_allowed_state() {
             Err(failure) => failures.push(failure),
         }
     }
+    match members {
+        Ok(summary) => {
+            images += summary.images;
+            crashed.extend(&summary.sites_crashed);
+            reached.extend(&summary.sites_crashed);
+        }
+        Err(failure) => failures.push(failure),
+    }
     assert!(failures.is_empty(), "{} workload(s) failed:\n{}", failures.len(), failures.join("\n"));
+    // INVARIANT: every site of the static registry was crashed at (issue [5]), except the
+    // reconcile sites no workload reaches yet through the public API (reported as a gap; the
+    // list must shrink, never grow: a site reached later fails this until removed from it).
+    let never: Vec<&str> =
+        sites::ALL.iter().filter(|s| !crashed.contains(*s)).map(|s| s.0).collect();
+    assert_eq!(never, NOT_YET_REACHED, "registry sites never crashed at");
     for site in &crashed {
         assert!(sites::ALL.contains(site), "{site:?} is not in the static registry");
     }

@@ -5,6 +5,8 @@
 mod concurrency;
 mod corruption;
 mod crash;
+mod crash_members;
+mod kills;
 mod lifecycle;
 mod model;
 mod poison;

@@ -57,6 +57,8 @@ pub enum InFlight {
     Close,
     /// Formatting a new pool (`Db::create_on`).
     Create,
+    /// One compaction pass (`Db::compact`): copies through the group commit, then reclaim.
+    Compact,
 }
 
 /// A workload: acknowledged setup operations, then one operation crashed at each of its fences.
@@ -240,6 +242,14 @@ fn run_in_flight(
         }
         InFlight::Create => {
             let db = Db::create_on(as_medium(&sim), options).map_err(|e| format!("{name}: {e}"))?;
+            Ok(Some(db))
+        }
+        InFlight::Compact => {
+            let db = db.ok_or_else(|| format!("{name}: no store"))?;
+            let summary = db.compact().map_err(|e| format!("{name}: compact: {e}"))?;
+            if check.is_some() && summary.segments_reclaimed == 0 {
+                return Err(format!("{name}: the compaction reclaimed nothing: {summary:?}"));
+            }
             Ok(Some(db))
         }
     }
