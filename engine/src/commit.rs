@@ -705,4 +705,65 @@ mod tests {
         assert!(crashed.len() >= i as usize - 1, "{} of {i}", crashed.len());
         assert!(!matches!(crashed.get(0u32.to_be_bytes()), Ok(None) | Err(Error::Failed { .. })));
     }
+
+    /// Run `work` on its own thread; `None` if it has not returned after 5 s (a hang
+    /// detector, not a timing assertion).
+    fn within_bound<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(work());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+    }
+
+    /// A medium failure at the N-th write or fence (once or persistently), met during create,
+    /// a put from one thread or puts from three: every call returns (an error, then
+    /// `Failed`) and close returns — nothing waits for a leader or a copy that failed.
+    #[test]
+    fn an_injected_failure_wakes_every_caller() {
+        use mcstore_pmem::SimOp;
+        for op in [SimOp::Write, SimOp::Fence] {
+            for n in 1..=12 {
+                for persistent in [false, true] {
+                    for threads in [1usize, 3] {
+                        let done = within_bound(move || {
+                            let sim = Arc::new(SimMedium::new(1 << 20));
+                            sim.fail_nth(op, n, persistent);
+                            let medium: Arc<dyn Medium> = sim.clone();
+                            let Ok(db) = Db::create_on(medium, small_options()) else {
+                                return;
+                            };
+                            let db = Arc::new(db);
+                            let workers: Vec<_> = (0..threads)
+                                .map(|t| {
+                                    let db = Arc::clone(&db);
+                                    std::thread::spawn(move || {
+                                        let mut failed = false;
+                                        for i in 0..20u8 {
+                                            let result = db.put([t as u8, i], vec![i; 300]);
+                                            if failed {
+                                                assert!(
+                                                    matches!(result, Err(Error::Failed { .. })),
+                                                    "{result:?}"
+                                                );
+                                            }
+                                            failed |= result.is_err();
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for worker in workers {
+                                worker.join().unwrap();
+                            }
+                            drop(db);
+                        });
+                        assert!(
+                            done.is_some(),
+                            "{op:?} n={n} persistent={persistent} threads={threads} hung"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
