@@ -35,6 +35,41 @@ fn recover_image_corpus_replays() {
     assert!(replay("recover_image", fuzz::recover_image) >= 4);
 }
 
+#[test]
+fn crash_ops_corpus_replays() {
+    assert!(replay("crash_ops", fuzz::crash_ops) >= 16);
+}
+
+#[test]
+fn poison_ops_corpus_replays() {
+    assert!(replay("poison_ops", fuzz::poison_ops) >= 16);
+}
+
+#[test]
+fn mapped_poison_corpus_replays() {
+    assert!(replay("mapped_poison", fuzz::mapped_poison) >= 10);
+}
+
+/// Every target in `fuzz/Cargo.toml` has a body here and a committed corpus.
+#[test]
+fn every_fuzz_target_has_a_body_and_a_corpus() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("Cargo.toml"),
+    )
+    .expect("fuzz/Cargo.toml");
+    let bins: Vec<&str> = manifest
+        .lines()
+        .filter_map(|line| line.strip_prefix("name = \""))
+        .filter_map(|rest| rest.strip_suffix('"'))
+        .filter(|name| *name != "mcstore-fuzz")
+        .collect();
+    let bodies: Vec<&str> = fuzz::TARGETS.iter().map(|(name, _)| *name).collect();
+    assert_eq!(bins, bodies);
+    for name in bodies {
+        assert!(corpus_dir(name).is_dir(), "no corpus for {name}");
+    }
+}
+
 /// The committed seeds are what `fuzz::seed_inputs` builds (so they stay meaningful when the
 /// format changes: regenerate with `MCSTORE_WRITE_SEEDS=1`).
 #[test]

@@ -7,6 +7,7 @@
 pub mod crash;
 pub mod fuzz;
 pub mod images;
+pub mod machine;
 pub mod matrix;
 pub mod model;
 pub mod nested;
