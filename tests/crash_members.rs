@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use mcstore::pmem::{CrashMode, FenceSite, Medium, MemberId, SimMedium};
 use mcstore::recovery::format::{Geometry, SegmentId};
+use mcstore::recovery::sites;
 use mcstore::{Db, Options};
 use mcstore_testkit::images::ImageSet;
 use mcstore_testkit::model::{Model, Op, apply_db, db_contents};
@@ -48,6 +49,16 @@ const SCENARIOS: [Scenario; 5] = [
     Scenario::OpenTorn,
     Scenario::ReadPoisoned,
 ];
+
+/// Sites the scenario's operation must reach on some member (so each is crashed at).
+fn required_sites(scenario: Scenario) -> &'static [FenceSite] {
+    match scenario {
+        Scenario::Put => &[sites::RECORD_PERSIST, sites::TAIL_PUBLISH],
+        Scenario::OpenBehind => &[sites::SUPERBLOCK_WRITE],
+        Scenario::OpenTorn => &[sites::RECONCILE_DATA, sites::RECONCILE_LINES],
+        Scenario::ScrubPoisoned | Scenario::ReadPoisoned => &[sites::PMEM_REPAIR],
+    }
+}
 
 /// Setup puts (keys 0..SETUP_KEYS).
 const SETUP_KEYS: u32 = 12;
@@ -194,6 +205,11 @@ fn run(scenario: Scenario) -> Result<MemberSummary, String> {
         .collect();
     if logs.iter().all(Vec::is_empty) {
         return Err(format!("{scenario:?}: the operation reached no fence"));
+    }
+    for wanted in required_sites(scenario) {
+        if !logs.iter().flatten().any(|site| site == wanted) {
+            return Err(format!("{scenario:?}: the operation never reached {wanted:?}"));
+        }
     }
     for (member, log) in logs.iter().enumerate() {
         for (k, site) in (1..).zip(log) {
