@@ -262,6 +262,12 @@ pub(crate) fn open_medium(
             next_lsn: next_lsn.0,
             max_len: options.max_len(medium.len(), sized_by_medium),
         };
+        // PERSIST: headers and tails recovery read may be visible but never flushed (a flush
+        // failed earlier in this process); flushed here, durable at the next fence (growth's or
+        // the in-use mark's below), before any record is appended over them.
+        let in_use = segments.iter().filter(|s| s.status == SegmentStatus::InUse).map(|s| s.id);
+        pool::flush_adopted(medium.as_ref(), &geometry, in_use)
+            .map_err(|error| Error::recovery("persisting the recovered segment metadata", error))?;
         let recorded = start.superblock.segment_count;
         let present = geometry.segment_count(medium.len());
         let mut writer = LogWriter::new(Arc::clone(&medium), Arc::clone(&latch), start);

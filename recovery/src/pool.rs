@@ -11,7 +11,8 @@ use mcstore_pmem::{FenceSite, Medium};
 use crate::error::Result;
 use crate::format::{
     FORMAT_VERSION, Features, Geometry, Lsn, MemberState, SEGMENT_DATA_OFFSET,
-    SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId, SegmentState, Superblock, Uuid, encode_tail,
+    SEGMENT_HEADER_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId, SegmentState,
+    Superblock, Uuid, encode_tail,
 };
 use crate::limits::SEGMENT_BYTES_DEFAULT;
 use crate::sites;
@@ -166,6 +167,28 @@ pub fn init_segment_as(medium: &dyn Medium, g: &Geometry, header: &SegmentHeader
     medium.write(at, &bytes)?;
     medium.flush(at, bytes.len() as u64)?;
     medium.fence(sites::SEGMENT_HEADER)?;
+    Ok(())
+}
+
+/// Flush what recovery adopted from the visible bytes of segments `in_use`: each one's header
+/// and tail word. No fence: the caller's next fence (at open, the in-use superblock write,
+/// `SUPERBLOCK_WRITE`) makes them durable before anything is appended.
+///
+/// Why: after a flush failed in this process, the medium may show stores that were never
+/// flushed (a new segment's header, a tail word). A reopen in the same process reads them as
+/// committed; records persisted over a header that never was would be damage once the process
+/// ends (a tail word in a segment with no header). A crash never shows them, so only the
+/// failure path needs this; lines already durable make it a no-op.
+pub fn flush_adopted(
+    medium: &dyn Medium,
+    g: &Geometry,
+    in_use: impl IntoIterator<Item = SegmentId>,
+) -> Result<()> {
+    for id in in_use {
+        // PERSIST: ordered before any append by the caller's next fence.
+        medium.flush(g.segment_offset(id), SEGMENT_HEADER_BYTES)?;
+        medium.flush(g.tail_offset(id), 8)?;
+    }
     Ok(())
 }
 

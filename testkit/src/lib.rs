@@ -5,6 +5,7 @@
 //! and cargo-fuzz run the same code.
 
 pub mod crash;
+pub mod failpoints;
 pub mod fuzz;
 pub mod images;
 pub mod machine;
