@@ -254,9 +254,21 @@ fn every_fence_of_every_workload_recovers_to_an_allowed_state() {
     let (mut images, mut fences) = (0u64, 0u64);
     let mut reached: BTreeSet<FenceSite> = BTreeSet::new();
     let mut crashed: BTreeSet<FenceSite> = BTreeSet::new();
+    let mut nested_crashed: BTreeSet<FenceSite> = BTreeSet::new();
     for (name, result) in results {
         match result {
             Ok(summary) => {
+                // Shown with --nocapture (or on failure): where the images come from.
+                eprintln!(
+                    "{name}: {} fences, {} images ({} offered; {} of crashed recoveries, \
+                     {} recoveries crashed at {:?})",
+                    summary.fences,
+                    summary.images,
+                    summary.images_offered,
+                    summary.nested_images,
+                    summary.nested_runs,
+                    summary.nested_sites_crashed.iter().map(|s| s.0).collect::<Vec<_>>(),
+                );
                 assert!(summary.fences >= 1, "{name}: no fence");
                 assert!(summary.images >= summary.fences, "{name}: fewer images than fences");
                 // INVARIANT: every site the workload reached was crashed at.
@@ -279,6 +291,7 @@ fn every_fence_of_every_workload_recovers_to_an_allowed_state() {
                 // Crashes during recovery are crashes at those sites too.
                 reached.extend(&summary.nested_sites_crashed);
                 crashed.extend(&summary.nested_sites_crashed);
+                nested_crashed.extend(&summary.nested_sites_crashed);
             }
             Err(failure) => failures.push(failure),
         }
@@ -299,6 +312,11 @@ fn every_fence_of_every_workload_recovers_to_an_allowed_state() {
     for site in &crashed {
         assert!(sites::ALL.contains(site), "{site:?} is not in the static registry");
     }
+    // Every open writes the superblock ("in use"): each crashed recovery crashed there at least.
+    assert!(
+        nested_crashed.contains(&sites::SUPERBLOCK_WRITE),
+        "recoveries crashed at {nested_crashed:?}"
+    );
     mcstore::pmem::figures::count("crash", "crash images", images);
     mcstore::pmem::figures::count("crash", "crash points", fences);
     let registry = sites::ALL.len() as u64;
