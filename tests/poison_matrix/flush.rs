@@ -1,14 +1,16 @@
-//! Driver for a put whose record lands on a poisoned line (page) past the committed tail: the
-//! store and flush there fault. The log is padded so the next record starts on a fresh line, so
-//! the poison destroys no committed byte.
+//! Driver for writes that meet poison past the committed tail, in two runs per cell: a put whose
+//! record store lands on a poisoned line (page), and a flush over a poisoned line — a put with
+//! `Durability::None` stores its record, the line is poisoned, then `sync` flushes it. The log is
+//! padded so the next record starts on a fresh line: the poison destroys no committed byte.
 //!
-//! Expected: poison on the primary fails the put and latches the store (a persist failure
-//! always latches); after reopening, every committed key reads right and the failed put is
-//! absent. Poison on a replica only: the put succeeds and the replica's page is healed in place
-//! from the primary (the set stays in sync).
+//! Expected: poison on the primary fails the put (or the sync) and latches the store (a persist
+//! failure always latches); after reopening, every committed key reads right and the record that
+//! was never persisted is absent. Poison on a replica only: the write succeeds and the replica's
+//! page is healed in place from the primary (the set stays in sync).
 
 use std::ops::Range;
 
+use mcstore::Durability;
 use mcstore::recovery::format::record::encoded_len;
 use mcstore_testkit::matrix::{Backend, Cell};
 
@@ -27,9 +29,14 @@ fn next(backend: Backend) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
-/// Fill, pad the log to a line boundary; the range the next put's record will occupy.
-fn setup(cell: Cell) -> (Rig, Range<u64>) {
-    let rig = Rig::create(cell, 512 << 10);
+/// Fill, pad the log to a line boundary; the range the next put's record will occupy. With
+/// `flush`, the store's writes are not flushed before `sync` (`Durability::None`).
+fn setup(cell: Cell, flush: bool) -> (Rig, Range<u64>) {
+    let rig = if flush {
+        Rig::create_with(cell, 512 << 10, |o| o.durability(Durability::None))
+    } else {
+        Rig::create(cell, 512 << 10)
+    };
     let db = rig.db();
     for i in 0..KEYS {
         let (k, v) = entry(i);
@@ -42,6 +49,7 @@ fn setup(cell: Cell) -> (Rig, Range<u64>) {
     let d = (64 - end % 64) % 64 + 64;
     let pad = encoded_len(3, 0);
     db.put("pad", vec![0x33; (d - pad) as usize]).expect("put the pad");
+    db.sync().expect("sync the filled log");
     assert_eq!(encoded_len(3, (d - pad) as usize), d);
     let (key, value) = next(cell.backend);
     let start = end + d;
@@ -49,21 +57,35 @@ fn setup(cell: Cell) -> (Rig, Range<u64>) {
     (rig, start..start + encoded_len(key.len(), value.len()))
 }
 
-/// One cell (control run when `poisoned` is false).
+/// One cell (control run when `poisoned` is false): the store run, then the flush run.
 pub fn run(cell: Cell, poisoned: bool) {
-    let (mut rig, record) = setup(cell);
+    write_over_poison(cell, poisoned, false);
+    write_over_poison(cell, poisoned, true);
+}
+
+fn write_over_poison(cell: Cell, poisoned: bool, flush: bool) {
+    let (mut rig, record) = setup(cell, flush);
     let target = rig.target(record, cell.position);
-    if poisoned {
-        rig.poison_cell(&target);
-    }
     let (key, value) = next(cell.backend);
-    let put = rig.db().put(&key, &value);
+    let written = if flush {
+        // The record is stored (visible, not flushed) before its line is poisoned.
+        rig.db().put(&key, &value).expect("put, not yet flushed");
+        if poisoned {
+            rig.poison_cell(&target);
+        }
+        rig.db().sync()
+    } else {
+        if poisoned {
+            rig.poison_cell(&target);
+        }
+        rig.db().put(&key, &value)
+    };
     let primary_hit = poisoned && rig.poisoned_members().contains(&0);
     if primary_hit {
-        assert!(put.is_err(), "{cell}: a put over a poisoned page cannot succeed");
+        assert!(written.is_err(), "{cell}: a write over a poisoned page cannot succeed");
         assert!(rig.db().stats().failed, "{cell}: a persist failure latches");
     } else {
-        put.unwrap_or_else(|e| panic!("{cell}: put: {e:?}"));
+        written.unwrap_or_else(|e| panic!("{cell}: flush {flush}: {e:?}"));
         let db = rig.db();
         assert_eq!(db.get(&key).expect("get").as_deref(), Some(&value[..]), "{cell}");
         // A replica page the lockstep write finds poisoned is healed in place from the

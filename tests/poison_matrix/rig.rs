@@ -74,6 +74,12 @@ pub fn member_count(cell: &Cell) -> usize {
 impl Rig {
     /// A new pool of `len` bytes per member for `cell`, with a store open on it.
     pub fn create(cell: Cell, len: u64) -> Rig {
+        Rig::create_with(cell, len, |options| options)
+    }
+
+    /// [`Rig::create`] with the store's options adjusted by `adjust` (reopens keep the cell's
+    /// plain options).
+    pub fn create_with(cell: Cell, len: u64, adjust: fn(Options) -> Options) -> Rig {
         let n = member_count(&cell);
         let counts = ReadCounts::new();
         let mut rig = match cell.backend {
@@ -98,7 +104,7 @@ impl Rig {
                 Rig { cell, counts, sims: Vec::new(), mapped, db: None, _dir: Some(dir) }
             }
         };
-        let options = rig.options();
+        let options = adjust(rig.options());
         let members = rig.probed();
         let db = if members.len() == 1 {
             Db::create_on(members.into_iter().next().expect("one member"), options)
