@@ -37,7 +37,7 @@ pub const PUT_REPLICA: &str = "durable put, 1 replica";
 pub const REPAIR: &str = "poisoned 4 KiB page repaired by a get";
 
 /// Rounds each loop runs, alternating plain and replicated.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Keys of the repair store.
 const REPAIR_KEYS: u64 = 20_000;
 /// Fewest repairs a repair figure is taken over.
