@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use mcstore::pmem::poolset::MemberFailure;
-use mcstore::pmem::{Medium, MemberId, SimMedium, SimOp};
+use mcstore::pmem::{CrashMode, Medium, MemberId, SimMedium, SimOp};
 use mcstore::recovery::CreateParams;
 use mcstore::recovery::format::{Geometry, MemberState};
 use mcstore::recovery::replica::{OpenSetOptions, ReplicaSet};
@@ -455,4 +455,54 @@ fn a_failing_replica_member_is_marked_stale_or_fails_the_write_typed() {
     eprintln!("replica points {points}");
     assert!(points >= 6, "only {points} replica failure points");
     mcstore::pmem::figures::count("failpoints", "failure points", points);
+}
+
+// ---- creation ----
+
+/// A crash at every fence of `Db::create_on` (formatting and the first open): every image
+/// opens to an empty store, or holds a creation that never finished (no magic anywhere; open
+/// says `UnsupportedFormat`, never `Corrupt`), which `Db::open_or_create` on a file recreates.
+#[test]
+fn a_crash_at_any_fence_of_create_leaves_an_empty_pool_or_one_open_or_create_recreates() {
+    use mcstore::recovery::limits::SUPERBLOCK_AREA_BYTES;
+    use mcstore::recovery::pool::never_created;
+    let len = geometry().pool_len_for(2);
+    let dir = tempfile::tempdir_in("/dev/shm").expect("a directory on tmpfs");
+    let (mut fence, mut unfinished) = (1, 0);
+    loop {
+        let sim = Arc::new(SimMedium::new(len));
+        sim.crash_at_fence(Some(fence));
+        let finished = Db::create_on(as_medium(&sim), small_options()).is_ok();
+        let mut recreated = false;
+        for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+            for image in sim.crash_images(mode, 32, fence) {
+                let not_created = never_created(&image[..SUPERBLOCK_AREA_BYTES as usize]);
+                let medium = Arc::new(SimMedium::from_image(image.clone(), MemberId(0)));
+                match Db::open_on(as_medium(&medium), small_options()) {
+                    Ok(db) => {
+                        let contents = db_contents(&db).expect("iterating");
+                        assert!(contents.is_empty() && !db.stats().failed, "fence {fence}");
+                    }
+                    Err(mcstore::Error::UnsupportedFormat { .. }) if not_created => {
+                        unfinished += 1;
+                        if !recreated {
+                            recreated = true;
+                            let path = dir.path().join(format!("pool-{fence}"));
+                            std::fs::write(&path, &image).expect("writing the image");
+                            let options = small_options().size_bytes(len);
+                            let db = Db::open_or_create(&path, options).expect("open_or_create");
+                            db.put("k", "v").expect("a put on the recreated pool");
+                            assert_eq!(db.len(), 1);
+                        }
+                    }
+                    Err(e) => panic!("fence {fence}: a crashed create left {e:?}"),
+                }
+            }
+        }
+        if finished {
+            break;
+        }
+        fence += 1;
+    }
+    assert!(fence >= 5 && unfinished > 0, "{fence} fences, {unfinished} unfinished images");
 }

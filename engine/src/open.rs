@@ -102,15 +102,26 @@ impl Db {
         open_medium(set.medium(), Some(path.to_path_buf()), mode, options, false, Some(set))
     }
 
-    /// Open the pool at `path`, creating it if absent.
+    /// Open the pool at `path`, creating it if absent or if a creation there never finished
+    /// (a crash before its first superblock was whole: it holds nothing).
     pub fn open_or_create(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let path = path.as_ref();
+        let create = |options: Options| match Db::create(path, options.clone()) {
+            // Someone else created it between our open and create.
+            Err(Error::AlreadyExists { .. }) => Db::open(path, options),
+            other => other,
+        };
         match Db::open(path, options.clone()) {
-            Err(Error::NotFound { .. }) => match Db::create(path, options.clone()) {
-                // Someone else created it between our open and create.
-                Err(Error::AlreadyExists { .. }) => Db::open(path, options),
-                other => other,
-            },
+            Err(Error::NotFound { .. }) => create(options),
+            Err(Error::UnsupportedFormat { .. })
+                if options.replicas.is_empty() && never_created(path) =>
+            {
+                std::fs::remove_file(path).map_err(|source| Error::Io {
+                    context: format!("removing the unfinished pool {}", path.display()),
+                    source: Box::new(source),
+                })?;
+                create(options)
+            }
             other => other,
         }
     }
@@ -138,6 +149,14 @@ impl Db {
             Err(shared) => shared.latch.check(),
         }
     }
+}
+
+/// Whether the file at `path` is what a crashed `Db::create` leaves (`pool::never_created`).
+fn never_created(path: &Path) -> bool {
+    use std::io::Read;
+    let mut area = vec![0u8; mcstore_recovery::limits::SUPERBLOCK_AREA_BYTES as usize];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut area));
+    read.is_ok() && pool::never_created(&area)
 }
 
 fn map_options(options: &Options, current_len: u64) -> MapOptions {

@@ -10,11 +10,11 @@ use mcstore_pmem::{FenceSite, Medium};
 
 use crate::error::Result;
 use crate::format::{
-    FORMAT_VERSION, Features, Geometry, Lsn, MemberState, SEGMENT_DATA_OFFSET,
-    SEGMENT_HEADER_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId, SegmentState,
-    Superblock, Uuid, encode_tail,
+    FORMAT_VERSION, Features, Geometry, Lsn, MAGIC, MemberState, SEGMENT_DATA_OFFSET,
+    SEGMENT_HEADER_BYTES, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId,
+    SegmentState, Superblock, Uuid, encode_tail,
 };
-use crate::limits::SEGMENT_BYTES_DEFAULT;
+use crate::limits::{SEGMENT_BYTES_DEFAULT, SUPERBLOCK_AREA_BYTES};
 use crate::sites;
 
 /// What a new pool (or replica member) is created with.
@@ -85,9 +85,41 @@ pub fn create(medium: &dyn Medium, params: &CreateParams) -> Result<Superblock> 
         created_by: params.created_by.clone(),
         segment_count: count,
     };
-    write_slot(medium, &sb)?;
+    write_first_slot(medium, &sb)?;
     write_superblock(medium, &mut sb)?;
     Ok(sb)
+}
+
+/// Write the new pool's first superblock (slot A) with its magic last: the rest of the slot,
+/// flush, fence `SUPERBLOCK_WRITE`; then the magic as one failure-atomic word, flush, fence
+/// `SUPERBLOCK_WRITE`. So a crash during creation leaves either no magic in any slot (a pool
+/// never created, [`never_created`]) or a whole slot A, never a torn first superblock.
+fn write_first_slot(medium: &dyn Medium, sb: &Superblock) -> Result<()> {
+    let offset = SUPERBLOCK_SLOT_OFFSETS[sb.slot()];
+    let bytes = sb.encode();
+    let (magic, rest) = bytes.split_at(MAGIC.len());
+    // PERSIST: the body is durable at the first SUPERBLOCK_WRITE, before the magic that makes
+    // the slot a superblock is stored.
+    medium.write(offset + MAGIC.len() as u64, rest)?;
+    medium.flush(offset + MAGIC.len() as u64, rest.len() as u64)?;
+    medium.fence(sites::SUPERBLOCK_WRITE)?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(magic);
+    medium.store_u64(offset, u64::from_le_bytes(word))?;
+    medium.flush(offset, 8)?;
+    medium.fence(sites::SUPERBLOCK_WRITE)?;
+    Ok(())
+}
+
+/// Whether `area` (the first [`SUPERBLOCK_AREA_BYTES`] of a medium) is what a creation that
+/// never finished leaves: no slot carries the magic, and every byte is zero but the body of
+/// slot A. Such a medium holds nothing and may be formatted again; any other medium without
+/// a superblock is not a pool (or a damaged one) and must be left alone.
+pub fn never_created(area: &[u8]) -> bool {
+    let slot_a = SUPERBLOCK_SLOT_OFFSETS[0] as usize;
+    let body = slot_a + MAGIC.len()..slot_a + SUPERBLOCK_BYTES;
+    area.len() == SUPERBLOCK_AREA_BYTES as usize
+        && area.iter().enumerate().all(|(i, &byte)| byte == 0 || body.contains(&i))
 }
 
 /// Write `sb` with the next generation into the other slot, flush, fence `SUPERBLOCK_WRITE`.
@@ -304,6 +336,39 @@ mod tests {
         assert_eq!(Superblock::decode(&image[..256], 0).unwrap().generation, 0);
         assert_eq!(Superblock::decode(&image[4096..4352], 1).unwrap(), sb);
         assert!(image[2 << 20..(2 << 20) + 128].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_crash_at_any_fence_of_create_leaves_a_whole_pool_or_one_never_created() {
+        let area = SUPERBLOCK_AREA_BYTES as usize;
+        let mut fence = 1;
+        loop {
+            let medium = SimMedium::new(4 << 20);
+            medium.crash_at_fence(Some(fence));
+            let finished = create(&medium, &CreateParams::default()).is_ok();
+            for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+                for image in medium.crash_images(mode, 64, fence) {
+                    let slots = [0, 1].map(|slot| {
+                        let at = SUPERBLOCK_SLOT_OFFSETS[slot] as usize;
+                        Superblock::decode(&image[at..at + SUPERBLOCK_BYTES], slot).is_ok()
+                    });
+                    // Either some slot decodes (slot A is never torn), or nothing was created.
+                    assert!(
+                        slots.iter().any(|&ok| ok) || never_created(&image[..area]),
+                        "fence {fence}: a torn pool"
+                    );
+                }
+            }
+            if finished {
+                break;
+            }
+            fence += 1;
+        }
+        assert!(fence >= 4, "creation has {fence} fences");
+        let mut foreign = vec![0u8; area];
+        foreign[SUPERBLOCK_SLOT_OFFSETS[1] as usize] = 1;
+        assert!(!never_created(&foreign));
+        assert!(never_created(&vec![0u8; area]));
     }
 
     #[test]
