@@ -79,7 +79,8 @@ pub enum Step {
     },
     /// `compact()`.
     Compact,
-    /// The replica's writes fail from now on (until the next reopen or crash).
+    /// The replica's writes fail from now on (until the next reopen or crash; the machine
+    /// counts it as possibly behind for the rest of the run).
     FailReplica,
     /// `scrub()`.
     Scrub,
@@ -147,7 +148,7 @@ pub struct Machine {
     allowed: BTreeMap<Bytes, BTreeSet<Option<Bytes>>>,
     /// Per member, every line ever poisoned (its bytes were destroyed).
     damaged: Vec<BTreeSet<u64>>,
-    /// The replica was failed since the last crash or reopen.
+    /// The replica was failed at some point of the run.
     replica_failed: bool,
     /// A write returned an error since the last crash or reopen (the store may be latched).
     write_failed: bool,
@@ -400,7 +401,8 @@ impl Machine {
             member.clear_failures();
         }
         self.members = members;
-        self.replica_failed = false;
+        // `replica_failed` stays: what the replica missed while failing may still be missing
+        // after the reopen (a range damaged on the primary then has no good copy).
         self.write_failed = false;
         let options = options(&self.config);
         let opened = if self.members.len() == 1 {
