@@ -5,6 +5,7 @@
 //! members' writes and flushes fail the same way. Every call returns success or a typed error
 //! (a panic fails the test); after the failures clear, the persistent image reopens unlatched
 //! to a state the history allows (`mcstore_testkit::failpoints`). Figure: "failure points".
+//! Also here: the regressions the sweep found, and creation's atomicity under a crash.
 
 use std::sync::Arc;
 
