@@ -2,9 +2,10 @@
 //!
 //! INVARIANT: a write, store, flush, fence or grow that returns `Ok` reached the primary and
 //! every member not `Stale`; a member that failed one is `Stale` from then on and receives no
-//! more writes. A replica that refuses a write because the page is known poisoned (media check
-//! their poison map before any store, so nothing landed) is healed in place from a good member
-//! and the write re-run; only a failed heal makes it `Stale`. Reads go to the primary only.
+//! more writes. A member (the primary too) that refuses a write because the page is known
+//! poisoned (media check their poison map before any store, so nothing landed) is healed in
+//! place from a good member and the write re-run; only a failed heal makes a replica `Stale`
+//! (and fails the operation, typed, for the primary). Reads go to the primary only.
 //! Writers hold `gate` shared and a repair holds it exclusively, so a page copied from a peer is
 //! never half-way through a lockstep write.
 
@@ -79,7 +80,8 @@ pub struct RepairStats {
     pub bytes_repaired: u64,
     /// Heals that found no good copy anywhere.
     pub no_good_copy: u64,
-    /// Replica pages a lockstep write found poisoned and healed in place before writing.
+    /// Member pages (the primary's or a replica's) a lockstep write found poisoned and healed
+    /// in place before writing.
     pub write_heals: u64,
 }
 
@@ -258,35 +260,19 @@ impl PoolSet {
         Ok(out.into())
     }
 
-    /// Apply `op` to the primary, then to every member not stale; a replica's failure is
-    /// handled by [`MemberFailure`] (after [`Self::heal_for_write`] for a poisoned page). The
-    /// primary's failure is the operation's.
+    /// Apply `op` to the primary, then to every member not stale; a member that refuses it for
+    /// a poisoned page is healed first ([`Self::run_healing`]). A replica's failure is handled
+    /// by [`MemberFailure`]; the primary's failure (a heal with no good copy included) is the
+    /// operation's, and then no member received it.
     fn lockstep(&self, what: &str, op: impl Fn(&dyn Medium, MemberId) -> Result<()>) -> Result<()> {
         let mut writer = self.gate.read();
-        op(self.members[0].medium.as_ref(), MemberId(0))?;
-        for (i, member) in self.members.iter().enumerate().skip(1) {
+        self.run_healing(&mut writer, MemberId(0), &op)?;
+        for i in 1..self.members.len() {
             let id = MemberId(i as u8);
             if self.state(id) == MemberState::Stale {
                 continue;
             }
-            let mut result = op(member.medium.as_ref(), id);
-            let mut heals = 0;
-            let mut last = None;
-            while let Err(Error::Poisoned { offset, len }) = result {
-                // A span reported again after a heal was not cleared: give the member up.
-                if heals == WRITE_HEALS_MAX || last == Some((offset, len)) {
-                    break;
-                }
-                heals += 1;
-                last = Some((offset, len));
-                let healed =
-                    RwLockReadGuard::unlocked(&mut writer, || self.heal_for_write(id, offset, len));
-                if !healed {
-                    break;
-                }
-                result = op(member.medium.as_ref(), id);
-            }
-            if let Err(err) = result {
+            if let Err(err) = self.run_healing(&mut writer, id, &op) {
                 self.mark_stale(id, format!("{what} failed: {err}"));
                 if self.options.on_member_failure == MemberFailure::FailWrite {
                     return Err(err);
@@ -296,11 +282,42 @@ impl PoolSet {
         Ok(())
     }
 
-    /// A lockstep operation found `[offset, +len)` of replica `id` poisoned. Media check their
+    /// Run `op` on member `id`; while it is refused with [`Error::Poisoned`] (nothing landed),
+    /// heal the member's pages from a good member with the gate released and re-run it. The
+    /// last error stands when a heal fails, a span is reported again after its heal, or
+    /// [`WRITE_HEALS_MAX`] heals were run.
+    fn run_healing(
+        &self,
+        writer: &mut RwLockReadGuard<'_, ()>,
+        id: MemberId,
+        op: &impl Fn(&dyn Medium, MemberId) -> Result<()>,
+    ) -> Result<()> {
+        let medium = self.medium(id).as_ref();
+        let mut result = op(medium, id);
+        let mut heals = 0;
+        let mut last = None;
+        while let Err(Error::Poisoned { offset, len }) = result {
+            // A span reported again after a heal was not cleared: give up.
+            if heals == WRITE_HEALS_MAX || last == Some((offset, len)) {
+                break;
+            }
+            heals += 1;
+            last = Some((offset, len));
+            if !RwLockReadGuard::unlocked(writer, || self.heal_for_write(id, offset, len)) {
+                break;
+            }
+            result = op(medium, id);
+        }
+        result
+    }
+
+    /// A lockstep operation found `[offset, +len)` of member `id` poisoned. Media check their
     /// poison map (emulated poison, the bad-block list mapped as poison) before any store, so
-    /// nothing landed: rewrite the member's whole pages from a good member (the primary first,
-    /// which already holds this operation's bytes) through its repair primitive, so the
-    /// re-run stores into healthy pages. `false`: no member could heal it.
+    /// nothing landed: rewrite the member's whole pages from a good member through its repair
+    /// primitive, so the re-run stores into healthy pages. For a replica the primary is tried
+    /// first (it already holds this operation's bytes); for the primary, the replicas in order
+    /// (in sync only; their bytes of a free page may be garbage, which the re-run overwrites:
+    /// what matters is that they read clean). `false`: no member could heal it.
     ///
     /// INVARIANT: called with the gate released; `heal` takes it exclusively, so no other
     /// lockstep operation is half-way through these pages. One that released the gate to heal
@@ -530,6 +547,51 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_poisoned_primary_page_is_healed_from_a_replica_before_the_write_lands() {
+        let (set, sims) = sim_set(3, 64 << 10, PoolSetOptions::new());
+        set.write(8192, &[9u8; 4096]).unwrap();
+        // The primary's page is poisoned (its bytes destroyed); the write heals it from
+        // replica 1, then lands on every member.
+        sims[0].inject_poison(8192 + 128, 64).unwrap();
+        set.write(8192 + 100, b"primary healed").unwrap();
+        set.flush(8192, 4096).unwrap();
+        set.fence(SITE).unwrap();
+        assert!(!set.is_degraded(), "{:?}", set.members());
+        assert!(sims[0].poisoned_ranges().is_empty());
+        let page = read_clean(sims[0].as_ref(), 8192, 4096);
+        assert_eq!(&page[100..114], b"primary healed");
+        assert_eq!((page[0], page[128], page[4095]), (9, 9, 9), "healed from the replica");
+        for sim in &sims[1..] {
+            assert_eq!(read_clean(sim.as_ref(), 8192, 4096), page);
+        }
+        assert_eq!(set.stats().write_heals, 1);
+        // A flush meets poison on the primary after the store: the replica's stored bytes heal it.
+        set.write(32768, b"stored, not flushed").unwrap();
+        sims[0].inject_poison(32768, 8).unwrap();
+        set.flush(32768, 19).unwrap();
+        assert_eq!(read_clean(sims[0].as_ref(), 32768, 19), b"stored, not flushed");
+        assert!(sims[0].is_persisted(32768, 19));
+        assert_eq!(set.stats().write_heals, 2);
+    }
+
+    #[test]
+    fn a_poisoned_primary_page_with_no_good_copy_fails_typed_and_writes_nothing() {
+        let (set, sims) = sim_set(2, 64 << 10, PoolSetOptions::new());
+        sims[0].inject_poison(4096, 64).unwrap();
+        sims[1].inject_poison(4096 + 1024, 64).unwrap();
+        assert!(matches!(set.write(4096, b"x"), Err(Error::Poisoned { offset: 4096, .. })));
+        assert!(!set.is_degraded(), "the replica did not fail: it was not written");
+        assert_eq!(read_clean(sims[1].as_ref(), 4096, 1), [0]);
+        let stats = set.stats();
+        assert_eq!((stats.write_heals, stats.no_good_copy), (0, 1));
+        // A stale replica is no source either.
+        let (set, sims) = sim_set(2, 64 << 10, PoolSetOptions::new());
+        set.mark_stale(MemberId(1), "test");
+        sims[0].inject_poison(4096, 64).unwrap();
+        assert!(matches!(set.store_u64(4096, 1), Err(Error::Poisoned { .. })));
+    }
+
+    #[test]
     fn quarantined_ranges_are_reported_as_bad_blocks() {
         let (set, _) = sim_set(2, 64 << 10, PoolSetOptions::new());
         assert!(set.bad_blocks().is_empty());
@@ -567,6 +629,39 @@ pub(super) mod tests {
         assert_eq!(page, read_clean(primary.as_ref(), 16384, 4096));
         assert_eq!(&page[100..115], b"over the poison");
         assert_eq!((page[0], page[4095]), (3, 3));
+        assert_eq!(set.stats().write_heals, 1);
+    }
+
+    /// Real emulated poison on the mapped primary in /dev/shm, listed in its sidecar: the write
+    /// heals the primary's page from the replica (read through the machine-check-safe copy),
+    /// clearing the poison and the sidecar line, then lands on both.
+    #[test]
+    fn a_write_heals_real_poison_on_a_mapped_primary() {
+        use crate::mapped::{BadBlocks, MapOptions, MappedMedium, ModeRequest};
+        const LEN: u64 = 64 << 10;
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let open = |i: u8| {
+            let options = MapOptions::new().mode(ModeRequest::ForcedPmem).member(MemberId(i));
+            let path = dir.path().join(format!("member-{i}"));
+            Arc::new(MappedMedium::create(&path, LEN, &options).unwrap())
+        };
+        let (primary, replica) = (open(0), open(1));
+        let members: Vec<Arc<dyn Medium>> = vec![primary.clone(), replica.clone()];
+        let set = PoolSet::new(members, PoolSetOptions::new()).unwrap();
+        set.write(0, &[5u8; LEN as usize]).unwrap();
+        let sidecar = BadBlocks::sidecar_path(primary.path());
+        primary.inject_poison(24576, 4096).unwrap();
+        BadBlocks::add(&sidecar, (24576, 4096)).unwrap();
+        set.write(24576 + 10, b"onto the primary").unwrap();
+        set.flush(24576, 4096).unwrap();
+        set.fence(SITE).unwrap();
+        assert!(!set.is_degraded());
+        assert!(primary.poisoned_ranges().is_empty());
+        assert!(BadBlocks::load(&sidecar).unwrap().ranges().is_empty(), "sidecar line gone");
+        let page = read_clean(primary.as_ref(), 24576, 4096);
+        assert_eq!(page, read_clean(replica.as_ref(), 24576, 4096));
+        assert_eq!(&page[10..26], b"onto the primary");
+        assert_eq!((page[0], page[4095]), (5, 5));
         assert_eq!(set.stats().write_heals, 1);
     }
 
