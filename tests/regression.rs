@@ -87,12 +87,11 @@ fn committed_seeds_match_the_seed_builder() {
 }
 
 /// Found by the state machine (`tests/machine.rs`) and `poison_ops`: poison on the primary's
-/// replica-set table slot at 8192 makes the open fail ("write to poisoned range at offset 8192
-/// (+64): repair or quarantine it first") although the replica holds a good table. The open
-/// should heal the slot from the replica (or write it through the repair path) and succeed.
-/// Ignored until recovery does; the machine tolerates it as `KNOWN_GAP_TABLE_POISON`.
+/// replica-set table slot at 8192 made the open fail ("write to poisoned range at offset 8192
+/// (+64): repair or quarantine it first") although the replica held a good table. The open now
+/// heals the slot from the replica before writing the table (`replica::table_heal`), counts the
+/// repair, and the slot reads clean afterwards.
 #[test]
-#[ignore = "engine gap: the replica-set open writes its table into a poisoned primary slot"]
 fn poisoned_primary_table_slot_with_a_good_replica_opens() {
     use std::sync::Arc;
 
@@ -110,4 +109,48 @@ fn poisoned_primary_table_slot_with_a_good_replica_opens() {
     let db = mcstore::Db::open_on_replicas(members().map(Some).collect(), small_options())
         .expect("a good replica table exists");
     assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(db.stats().replica_repairs >= 1, "the healed slot is counted as a repair");
+    db.put("b", "2").unwrap();
+    drop(db);
+    let mut page = vec![0u8; mcstore::recovery::replica::TABLE_BYTES];
+    let mut register = mcstore::pmem::ErrorRegister::deferred();
+    sims[0]
+        .read(TABLE_SLOT_OFFSETS[0], &mut page, &mut register, mcstore::pmem::Domain::Engine)
+        .unwrap();
+    assert!(register.is_clean(), "the primary's slot was healed");
+    let db = mcstore::Db::open_on_replicas(members().map(Some).collect(), small_options())
+        .expect("reopen");
+    assert_eq!(db.get("b").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+/// The same poison on every member's table slots: no member holds good bytes there, so the open
+/// rewrites the slots logically (the chosen table in its slot, zeros in the other) and succeeds.
+#[test]
+fn table_slots_poisoned_on_every_member_are_rewritten_at_open() {
+    use std::sync::Arc;
+
+    use mcstore::pmem::{Medium, MemberId, SimMedium};
+    use mcstore::recovery::replica::TABLE_SLOT_OFFSETS;
+    use mcstore_testkit::pools::small_options;
+
+    let sims: Vec<Arc<SimMedium>> =
+        (0..2).map(|i| Arc::new(SimMedium::with_member(256 << 10, MemberId(i)))).collect();
+    let members = || sims.iter().map(|s| s.clone() as Arc<dyn Medium>);
+    let db = mcstore::Db::create_on_replicas(members().collect(), small_options()).unwrap();
+    db.put("a", "1").unwrap();
+    drop(db);
+    // One slot (the older generation) everywhere; the newest slot stays readable on both.
+    let table = mcstore::recovery::replica::SetTable::read(sims[0].as_ref()).unwrap();
+    let older = TABLE_SLOT_OFFSETS[1 - table.slot()];
+    for sim in &sims {
+        sim.inject_poison(older, 64).unwrap();
+    }
+    let db = mcstore::Db::open_on_replicas(members().map(Some).collect(), small_options())
+        .expect("the newest table is readable everywhere");
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    db.put("b", "2").unwrap();
+    drop(db);
+    let db = mcstore::Db::open_on_replicas(members().map(Some).collect(), small_options())
+        .expect("reopen");
+    assert_eq!(db.get("b").unwrap().as_deref(), Some(&b"2"[..]));
 }

@@ -58,6 +58,9 @@ pub struct OpenReport {
     pub bad_blocks_repaired: Vec<Quarantined>,
     /// Known bad ranges that no member could supply: quarantined (persisted in the table).
     pub quarantined: Vec<Quarantined>,
+    /// Poisoned set-table slots healed before the table was written (copied from another
+    /// member, or rewritten from the chosen table).
+    pub table_slots_healed: Vec<super::table_heal::HealedTableSlot>,
 }
 
 /// A replica set: the `PoolSet` the store writes through, and what ties its members.
@@ -321,6 +324,9 @@ impl ReplicaSet {
             report.states = set.states();
             return Ok((set, report));
         }
+        // Before anything writes the table (reconcile's superblock rewrites do not; the
+        // states persisted below do): a store into a poisoned slot would be refused.
+        report.table_slots_healed = set.heal_table_slots()?;
         for i in 1..set.poolset.member_count() {
             let id = MemberId(i as u8);
             if set.poolset.state(id) != MemberState::InSync {
