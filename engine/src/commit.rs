@@ -15,6 +15,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use mcstore_recovery::format::record::encode_record_head;
 use mcstore_recovery::format::{Lsn, RecordContext, RecordKind, encode_record};
 use mcstore_recovery::pool;
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -28,16 +29,50 @@ use crate::space::SpaceMap;
 use crate::stats::Counters;
 use crate::writer::{LogWriter, OpenSegment, PendingRecord, Reservation};
 
-/// What indexing one slot does.
+/// A value at least this long is written to the log straight from the caller's bytes (after its
+/// header), not gathered into the encoding buffer first.
+const DIRECT_VALUE_BYTES_MIN: usize = 2048;
+
+/// A writer keeps its encoding buffer between writes up to this capacity (a large batch's
+/// buffer is freed after use).
+const ENCODE_BUFFER_KEEP_BYTES: usize = 4 << 20;
+
+std::thread_local! {
+    /// Each writer thread's encoding buffer, reused across writes (no allocation per put).
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What indexing one slot does. Keys are ranges of the slot's `keys` (one allocation per slot,
+/// not one per record).
 #[derive(Debug)]
 enum IndexOp {
-    Put(Box<[u8]>, Location),
+    Put(KeyRange, Location),
     /// Compaction's copy: re-point the key only if it is still at the old location.
-    Move(Box<[u8]>, Location, Location),
+    Move(KeyRange, Location, Location),
     /// Compaction's copy of a tombstone or clear: kept in the log, no index change.
     Keep,
-    Delete(Box<[u8]>),
+    Delete(KeyRange),
     Clear,
+}
+
+/// A key's bytes within its slot's `keys`.
+#[derive(Clone, Copy, Debug)]
+struct KeyRange {
+    start: usize,
+    end: usize,
+}
+
+impl KeyRange {
+    /// Append `key` to `keys`; its range.
+    fn push(keys: &mut Vec<u8>, key: &[u8]) -> Self {
+        let start = keys.len();
+        keys.extend_from_slice(key);
+        Self { start, end: keys.len() }
+    }
+
+    fn of<'k>(&self, keys: &'k [u8]) -> &'k [u8] {
+        &keys[self.start..self.end]
+    }
 }
 
 /// One writer's reserved records: a contiguous run of the open segment's data area.
@@ -55,6 +90,8 @@ pub(crate) struct Slot {
     durable: AtomicBool,
     /// Its index changes are applied (it is visible).
     indexed: AtomicBool,
+    /// The keys its `ops` name, back to back.
+    keys: Vec<u8>,
     ops: Vec<IndexOp>,
     /// Hashes of the keys it writes (`pending_conflicts`).
     key_hashes: Vec<u64>,
@@ -73,6 +110,40 @@ impl Drop for CopyGuard<'_> {
         if !self.slot.copied.load(Ordering::Acquire) {
             self.inner.latch.trip("a writer unwound between reserving and copying its records");
             self.slot.copied.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The persisting flag, set by its holder (under the commit lock, when it was clear) and cleared
+/// by `release` — or, when the holder returns early or unwinds, by `drop`, which also wakes the
+/// waiters (under the lock, so none misses it): no roll or writer waits for it forever.
+struct PersistClaim<'a> {
+    queue: &'a CommitQueue,
+    held: bool,
+}
+
+impl<'a> PersistClaim<'a> {
+    /// Set `persisting`; the caller holds the commit lock and saw it clear.
+    fn take(queue: &'a CommitQueue) -> Self {
+        queue.persisting.store(true, Ordering::Release);
+        Self { queue, held: true }
+    }
+
+    /// Clear `persisting` (without the lock: a roll holding it may be waiting for this), then
+    /// take the commit lock; the caller wakes the waiters under it.
+    fn release(mut self) -> MutexGuard<'a, QueueState> {
+        self.held = false;
+        self.queue.persisting.store(false, Ordering::Release);
+        self.queue.state.lock()
+    }
+}
+
+impl Drop for PersistClaim<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.queue.persisting.store(false, Ordering::Release);
+            let _st = self.queue.state.lock();
+            self.queue.wake.notify_all();
         }
     }
 }
@@ -207,12 +278,25 @@ impl Inner {
             return Ok(out);
         }
         let (slot, reservation) = self.reserve(&mut st, &records, durability)?;
+        // A lone `Immediate` writer (no other slot pending, no leader) claims the leadership
+        // now, under the lock, and persists its own slot right after copying it: no second
+        // trip through the lock to become the leader. Later writers find a leader persisting
+        // and wait for it as for any other.
+        let claim = (slot.immediate
+            && st.pending.len() == 1
+            && !self.commit.persisting.load(Ordering::Acquire))
+        .then(|| PersistClaim::take(&self.commit));
         drop(st);
         let unwinding = CopyGuard { slot: &slot, inner: self };
         self.copy(&slot, &reservation, &records)?;
         drop(unwinding);
         Counters::add(&self.counters.records_written, records.len() as u64);
-        self.complete(&slot)?;
+        if let Some(claim) = claim {
+            self.lead_alone(&slot, reservation.segment, claim)?;
+        }
+        if !slot.indexed.load(Ordering::Acquire) {
+            self.complete(&slot)?;
+        }
         Ok(out)
     }
 
@@ -226,15 +310,14 @@ impl Inner {
         let total: u64 = records.iter().map(PendingRecord::encoded_len).sum();
         // Everything that can fail is checked before space is taken: a taken range is always
         // copied (a hole under a published tail would be damage).
-        let lens: Vec<u32> = records
-            .iter()
-            .map(|r| {
-                u32::try_from(r.encoded_len()).map_err(|_| Error::ValueTooLarge {
-                    len: r.value.len(),
+        for record in records {
+            if u32::try_from(record.encoded_len()).is_err() {
+                return Err(Error::ValueTooLarge {
+                    len: record.value.len(),
                     max: u32::MAX as usize,
-                })
-            })
-            .collect::<Result<_>>()?;
+                });
+            }
+        }
         // Removes, clears and compaction's copies may use the remove reserve.
         let delete_only = records.iter().all(|r| r.kind != RecordKind::Put || r.moved.is_some());
         let fits = st.writer.as_ref().is_some_and(|w| w.fits(total, delete_only));
@@ -255,7 +338,10 @@ impl Inner {
         let mut pos = data_start + reservation.start;
         let mut ops = Vec::with_capacity(records.len());
         let mut key_hashes = Vec::with_capacity(records.len());
-        for (i, (record, &len)) in records.iter().zip(&lens).enumerate() {
+        let mut keys = Vec::with_capacity(records.iter().map(|r| r.key.len()).sum());
+        for (i, record) in records.iter().enumerate() {
+            // Checked above: every record's length fits u32.
+            let len = record.encoded_len() as u32;
             let location = Location {
                 offset: pos,
                 len,
@@ -267,12 +353,14 @@ impl Inner {
             key_hashes.push(key_hash(record.key));
             ops.push(match (record.kind, record.moved, record.lsn) {
                 (RecordKind::Put, Some(from), _) => {
-                    IndexOp::Move(record.key.into(), from, location)
+                    IndexOp::Move(KeyRange::push(&mut keys, record.key), from, location)
                 }
                 (_, _, Some(_)) => IndexOp::Keep,
-                (RecordKind::Put, None, None) => IndexOp::Put(record.key.into(), location),
+                (RecordKind::Put, None, None) => {
+                    IndexOp::Put(KeyRange::push(&mut keys, record.key), location)
+                }
                 (RecordKind::Clear, _, None) => IndexOp::Clear,
-                _ => IndexOp::Delete(record.key.into()),
+                _ => IndexOp::Delete(KeyRange::push(&mut keys, record.key)),
             });
         }
         let slot = Arc::new(Slot {
@@ -282,6 +370,7 @@ impl Inner {
             copied: AtomicBool::new(false),
             durable: AtomicBool::new(false),
             indexed: AtomicBool::new(false),
+            keys,
             ops,
             key_hashes,
         });
@@ -294,22 +383,55 @@ impl Inner {
     /// Release-store the slot's copied flag.
     fn copy(&self, slot: &Slot, r: &Reservation, records: &[PendingRecord<'_>]) -> Result<()> {
         let at = self.geometry.data_start(r.segment.id) + r.start;
-        let mut bytes = Vec::with_capacity((slot.end - slot.start) as usize);
-        for (i, record) in records.iter().enumerate() {
-            let offset = at + bytes.len() as u64;
-            let ctx = RecordContext { offset, segment_seq: r.segment.seq, set_uuid: self.set_uuid };
-            let lsn = Lsn(record.lsn.unwrap_or(r.first_lsn + i as u64));
-            encode_record(&mut bytes, record.kind, lsn, record.key, &record.value, &ctx);
-        }
-        debug_assert_eq!(bytes.len() as u64, slot.end - slot.start);
-        let written = self.medium.write(at, &bytes);
+        let written = ENCODE_BUFFER.with_borrow_mut(|buffer| {
+            buffer.clear();
+            let written = self.encode_and_write(buffer, at, r, records);
+            debug_assert!(!matches!(written, Ok(len) if len != slot.end - slot.start));
+            if buffer.capacity() > ENCODE_BUFFER_KEEP_BYTES {
+                *buffer = Vec::new();
+            }
+            written
+        });
         if let Err(error) = &written {
             self.latch.trip(format!("copying records into the log failed: {error}"));
         }
         // PERSIST: Release — the leader's Acquire of this flag orders these stores before its
         // flush and RECORD_PERSIST fence.
         slot.copied.store(true, Ordering::Release);
-        written.map_err(|error| Error::pmem("copying records into the log", error))
+        written.map(drop).map_err(|error| Error::pmem("copying records into the log", error))
+    }
+
+    /// Encode `records` from pool offset `at` on: small records are gathered in `buffer` and
+    /// written together; a large value is written straight from the caller's bytes after its
+    /// header (one copy), then its padding.
+    fn encode_and_write(
+        &self,
+        buffer: &mut Vec<u8>,
+        at: u64,
+        r: &Reservation,
+        records: &[PendingRecord<'_>],
+    ) -> std::result::Result<u64, mcstore_pmem::Error> {
+        // Pool offset of `buffer[0]`.
+        let mut buffered_at = at;
+        for (i, record) in records.iter().enumerate() {
+            let offset = buffered_at + buffer.len() as u64;
+            let ctx = RecordContext { offset, segment_seq: r.segment.seq, set_uuid: self.set_uuid };
+            let lsn = Lsn(record.lsn.unwrap_or(r.first_lsn + i as u64));
+            if record.value.len() < DIRECT_VALUE_BYTES_MIN {
+                encode_record(buffer, record.kind, lsn, record.key, &record.value, &ctx);
+                continue;
+            }
+            let padding =
+                encode_record_head(buffer, record.kind, lsn, record.key, &record.value, &ctx);
+            self.medium.write(buffered_at, buffer)?;
+            let value_at = buffered_at + buffer.len() as u64;
+            self.medium.write(value_at, &record.value)?;
+            buffer.clear();
+            buffer.resize(padding, 0);
+            buffered_at = value_at + record.value.len() as u64;
+        }
+        self.medium.write(buffered_at, buffer)?;
+        Ok(buffered_at + buffer.len() as u64 - at)
     }
 
     /// Wait until `slot` is visible (for `Immediate`, durable too), leading a group when no
@@ -369,17 +491,44 @@ impl Inner {
             result
         });
         if result.is_ok() {
-            let published = self.commit.published();
-            let mut group = 0;
-            while st.unpersisted.front().is_some_and(|&end| end <= published) {
-                st.unpersisted.pop_front();
-                group += 1;
-            }
-            self.count_group(group);
+            self.count_persisted(st);
         }
         self.advance(st);
         self.commit.wake.notify_all();
         result
+    }
+
+    /// Persist `slot` as the leader of a group of one (its writer claimed the leadership when
+    /// it reserved, alone): everything before it in the open segment is already copied (no
+    /// other slot was pending), so `[published, end)` is whole. One flush of it,
+    /// RECORD_PERSIST, the tail store, TAIL_PUBLISH; then index and wake as `lead` does.
+    fn lead_alone(&self, slot: &Slot, segment: OpenSegment, claim: PersistClaim<'_>) -> Result<()> {
+        // INVARIANT: while the claim is held no one else persists or rolls (a roll waits for
+        // `persisting` to clear), so `published` is this segment's and at most `slot.start`.
+        let from = self.commit.published();
+        debug_assert!(from <= slot.start);
+        let result = self.latch.check().and_then(|()| self.persist_range(segment, from, slot.end));
+        if result.is_ok() {
+            slot.durable.store(true, Ordering::Release);
+        }
+        let mut st = claim.release();
+        if result.is_ok() {
+            self.count_persisted(&mut st);
+        }
+        self.advance(&mut st);
+        self.commit.wake.notify_all();
+        result
+    }
+
+    /// Count the slots the published tail now covers as one group.
+    fn count_persisted(&self, st: &mut MutexGuard<'_, QueueState>) {
+        let published = self.commit.published();
+        let mut group = 0;
+        while st.unpersisted.front().is_some_and(|&end| end <= published) {
+            st.unpersisted.pop_front();
+            group += 1;
+        }
+        self.count_group(group);
     }
 
     fn count_group(&self, slots: u64) {
@@ -463,7 +612,7 @@ impl Inner {
             }
             let Some(front) = st.pending.pop_front() else { break };
             for op in &front.ops {
-                self.apply(&mut st.space, op);
+                self.apply(&mut st.space, &front.keys, op);
             }
             front.indexed.store(true, Ordering::Release);
             any = true;
@@ -474,7 +623,7 @@ impl Inner {
     }
 
     /// Apply one index change and its space accounting.
-    fn apply(&self, space: &mut SpaceMap, op: &IndexOp) {
+    fn apply(&self, space: &mut SpaceMap, keys: &[u8], op: &IndexOp) {
         let segment_of =
             |l: &Location| self.geometry.segment_of(l.offset).map_or(u32::MAX, |s| s.0);
         let forget = |space: &mut SpaceMap, old: Option<Location>| {
@@ -484,18 +633,18 @@ impl Inner {
         };
         match op {
             IndexOp::Put(key, location) => {
-                let old = self.index.insert(key, *location);
+                let old = self.index.insert(key.of(keys), *location);
                 forget(space, old);
                 space.add_live(segment_of(location), u64::from(location.len));
             }
             IndexOp::Move(key, from, to) => {
-                if self.index.replace_if(key, *from, *to) {
+                if self.index.replace_if(key.of(keys), *from, *to) {
                     forget(space, Some(*from));
                     space.add_live(segment_of(to), u64::from(to.len));
                 }
             }
             IndexOp::Delete(key) => {
-                let old = self.index.remove(key);
+                let old = self.index.remove(key.of(keys));
                 forget(space, old);
             }
             IndexOp::Clear => {

@@ -1,17 +1,19 @@
 //! The DRAM index: key → location of its newest visible record.
 //!
 //! Point lookups go to a lock-free concurrent hash map (`papaya`: readers pin an epoch, take no
-//! lock and never wait for a writer); the key order for ranges is a separate `BTreeSet` behind a
-//! short mutex that only writers and iterator chunk fetches take. INVARIANT: every mutation goes
+//! lock and never wait for a writer); the key order for ranges is a separate `KeyOrder` (a
+//! B-tree plus an unsorted run of new keys, `key_order.rs`) behind a short mutex that only
+//! writers and iterator chunk fetches take. INVARIANT: every mutation goes
 //! through `insert`/`remove`/`clear`, called by one thread at a time (the commit lock), which
 //! update both structures; only live keys are indexed (tombstones are not).
 
-use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
+
+use crate::key_order::KeyOrder;
 
 /// Where a committed record lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +33,7 @@ type Map = papaya::HashMap<Arc<[u8]>, Location, foldhash::fast::RandomState>;
 /// The index of live keys.
 pub struct Index {
     map: Map,
-    order: Mutex<BTreeSet<Arc<[u8]>>>,
+    order: Mutex<KeyOrder>,
     keys: AtomicUsize,
     key_bytes: AtomicUsize,
 }
@@ -57,8 +59,13 @@ impl Index {
     /// entries): the ordered set is bulk-built.
     pub fn bulk_load(entries: impl IntoIterator<Item = (Arc<[u8]>, Location)>) -> Self {
         let entries: Vec<(Arc<[u8]>, Location)> = entries.into_iter().collect();
-        let map =
-            Map::with_capacity_and_hasher(entries.len(), foldhash::fast::RandomState::default());
+        // Blocking resizes: one writer at a time (the commit lock) copies the table in one go,
+        // cheaper in total than incremental copying; readers stay lock-free either way.
+        let map = papaya::HashMap::builder()
+            .capacity(entries.len())
+            .hasher(foldhash::fast::RandomState::default())
+            .resize_mode(papaya::ResizeMode::Blocking)
+            .build();
         let mut key_bytes = 0;
         let mut keys = Vec::with_capacity(entries.len());
         {
@@ -73,7 +80,7 @@ impl Index {
         let count = keys.len();
         Self {
             map,
-            order: Mutex::new(keys.into_iter().collect()),
+            order: Mutex::new(KeyOrder::from_sorted(keys)),
             keys: AtomicUsize::new(count),
             key_bytes: AtomicUsize::new(key_bytes),
         }
@@ -87,17 +94,15 @@ impl Index {
     /// Point `key` at `location`; returns the previous location. Writers only (commit lock).
     pub fn insert(&self, key: &[u8], location: Location) -> Option<Location> {
         let pinned = self.map.pin();
-        if let Some(old) = pinned.get(key).copied() {
-            // Reuse the indexed key's allocation.
-            let shared = pinned.get_key_value(key).map(|(k, _)| Arc::clone(k));
-            if let Some(shared) = shared {
-                pinned.insert(shared, location);
-                return Some(old);
-            }
+        if let Some((shared, old)) = pinned.get_key_value(key) {
+            // Reuse the indexed key's allocation; the key order is unchanged.
+            let (shared, old) = (Arc::clone(shared), *old);
+            pinned.insert(shared, location);
+            return Some(old);
         }
         let shared: Arc<[u8]> = Arc::from(key);
         pinned.insert(Arc::clone(&shared), location);
-        self.order.lock().insert(shared);
+        self.order.lock().insert_new(shared);
         self.keys.fetch_add(1, Ordering::Relaxed);
         self.key_bytes.fetch_add(key.len(), Ordering::Relaxed);
         None
@@ -126,10 +131,9 @@ impl Index {
     pub fn clear(&self) {
         let mut order = self.order.lock();
         let pinned = self.map.pin();
-        for key in order.iter() {
-            pinned.remove(key);
+        for key in order.take_all() {
+            pinned.remove(&key);
         }
-        order.clear();
         self.keys.store(0, Ordering::Relaxed);
         self.key_bytes.store(0, Ordering::Relaxed);
     }
@@ -156,13 +160,7 @@ impl Index {
         if range_is_empty(low, high) {
             return Vec::new();
         }
-        let order = self.order.lock();
-        let range = order.range::<[u8], _>((low, high));
-        if reverse {
-            range.rev().take(limit).cloned().collect()
-        } else {
-            range.take(limit).cloned().collect()
-        }
+        self.order.lock().range(low, high, limit, reverse)
     }
 
     /// Approximate DRAM bytes the index uses.

@@ -17,6 +17,7 @@ mod epoch;
 pub mod error;
 pub mod index;
 pub mod iter;
+mod key_order;
 mod latch;
 pub mod limits;
 mod open;

@@ -122,23 +122,55 @@ pub fn encode_record(
     value: &[u8],
     ctx: &RecordContext,
 ) {
-    assert!(key.len() <= KEY_BYTES_MAX, "key of {} bytes exceeds the limit", key.len());
-    let value_len = u32::try_from(value.len()).expect("value length fits u32 (limits.rs)");
     let start = out.len();
     let len = encoded_len(key.len(), value.len()) as usize;
+    write_head(out, kind, lsn, key, value.len());
+    out.extend_from_slice(value);
     out.resize(start + len, 0);
     let rec = &mut out[start..];
-    put_u64(rec, OFF_LSN, lsn.0);
-    put_u32(rec, OFF_KEY_LEN, key.len() as u32);
-    put_u32(rec, OFF_VALUE_LEN, value_len);
-    rec[OFF_KIND] = kind.code();
-    put_u32(rec, OFF_MARKER, RECORD_MARKER);
-    let key_end = RECORD_HEADER_BYTES + key.len();
-    rec[RECORD_HEADER_BYTES..key_end].copy_from_slice(key);
-    rec[key_end..key_end + value.len()].copy_from_slice(value);
     let sum =
         hash64(&rec[OFF_LSN..len]) ^ context_mix(ctx.offset, ctx.segment_seq, &ctx.set_uuid.0);
     put_u64(rec, OFF_CHECKSUM, sum);
+}
+
+/// Append the header and key of one record to `out` — the record's first
+/// `RECORD_HEADER_BYTES + key.len()` bytes, checksum included — and return how many zero bytes
+/// of padding follow `value`. The caller writes `value` and the padding after them itself, so a
+/// large value goes from its buffer to the medium in one copy. The bytes are identical to
+/// [`encode_record`]'s. Panics as `encode_record` does.
+pub fn encode_record_head(
+    out: &mut Vec<u8>,
+    kind: RecordKind,
+    lsn: Lsn,
+    key: &[u8],
+    value: &[u8],
+    ctx: &RecordContext,
+) -> usize {
+    let start = out.len();
+    let len = encoded_len(key.len(), value.len()) as usize;
+    write_head(out, kind, lsn, key, value.len());
+    let padding = len - (out.len() - start) - value.len();
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    hasher.update(&out[start + OFF_LSN..]);
+    hasher.update(value);
+    hasher.update(&[0u8; 8][..padding]);
+    let sum = hasher.digest() ^ context_mix(ctx.offset, ctx.segment_seq, &ctx.set_uuid.0);
+    put_u64(&mut out[start..], OFF_CHECKSUM, sum);
+    padding
+}
+
+/// Append a record's header (checksum zero) and key.
+fn write_head(out: &mut Vec<u8>, kind: RecordKind, lsn: Lsn, key: &[u8], value_len: usize) {
+    assert!(key.len() <= KEY_BYTES_MAX, "key of {} bytes exceeds the limit", key.len());
+    let value_len = u32::try_from(value_len).expect("value length fits u32 (limits.rs)");
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    put_u64(&mut header, OFF_LSN, lsn.0);
+    put_u32(&mut header, OFF_KEY_LEN, key.len() as u32);
+    put_u32(&mut header, OFF_VALUE_LEN, value_len);
+    header[OFF_KIND] = kind.code();
+    put_u32(&mut header, OFF_MARKER, RECORD_MARKER);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(key);
 }
 
 /// Decode the first `RECORD_HEADER_BYTES` of `bytes`: structural checks only (marker, kind,
@@ -231,6 +263,24 @@ mod tests {
         let mut out = Vec::new();
         encode_record(&mut out, kind, Lsn(lsn), key, value, ctx);
         out
+    }
+
+    /// The head encoding plus the value and its padding is byte for byte the whole encoding.
+    #[test]
+    fn head_value_and_padding_join_to_the_whole_record() {
+        for (key, value) in [(&b""[..], &b""[..]), (b"k", b"v"), (b"key-16-bytes-abc", &[3u8; 100])]
+            .into_iter()
+            .chain([(&b"large"[..], &[9u8; 70_001][..])])
+        {
+            let whole = encode(RecordKind::Put, 11, key, value, &ctx());
+            let mut joined = vec![0xee; 8];
+            let padding =
+                encode_record_head(&mut joined, RecordKind::Put, Lsn(11), key, value, &ctx());
+            assert_eq!(joined.len(), 8 + RECORD_HEADER_BYTES + key.len());
+            joined.extend_from_slice(value);
+            joined.extend(std::iter::repeat_n(0, padding));
+            assert_eq!(joined[8..], whole[..], "{} {}", key.len(), value.len());
+        }
     }
 
     proptest! {

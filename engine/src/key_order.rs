@@ -1,0 +1,243 @@
+//! `KeyOrder`: the ordered set of live keys behind the index, kept for ranges and iterators.
+//! New keys are appended unsorted to a pending run (O(1) per write: the hot write path pays no
+//! B-tree descent); the run is sorted and merged into the B-tree when a range is asked for, a key
+//! is removed, or the run has grown as large as the tree (so the merge work is amortized O(1)
+//! per key plus the run's sort).
+//!
+//! INVARIANT: `sorted` and `pending` are disjoint and together hold exactly the live keys; a key
+//! is inserted only when it is not live (the point map said so under the commit lock).
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// The pending run is merged once it holds at least this many keys and at least as many as the
+/// tree (a geometric schedule: each key is moved by a rebuild O(1) times on average).
+const PENDING_MERGE_MIN: usize = 1 << 16;
+
+/// A merge rebuilds the tree from one sorted sequence when the run is at least this fraction of
+/// the tree (1/`REBUILD_DIVISOR`); smaller runs are inserted key by key.
+const REBUILD_DIVISOR: usize = 8;
+
+/// The ordered set of live keys.
+#[derive(Debug, Default)]
+pub(crate) struct KeyOrder {
+    sorted: BTreeSet<OrderKey>,
+    pending: Vec<OrderKey>,
+}
+
+/// A key with its 8-byte [`prefix`] beside it: most comparisons end on the prefixes without
+/// touching the key's allocation.
+///
+/// INVARIANT: its order is exactly the byte order of `key` (prefixes first agree with it
+/// wherever they differ), so `Borrow<[u8]>` is lawful and ranges take `&[u8]` bounds.
+#[derive(Clone, Debug)]
+struct OrderKey {
+    prefix: u64,
+    key: Arc<[u8]>,
+}
+
+impl OrderKey {
+    fn new(key: Arc<[u8]>) -> Self {
+        Self { prefix: prefix(&key), key }
+    }
+}
+
+impl Ord for OrderKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.prefix.cmp(&other.prefix).then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+impl PartialOrd for OrderKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for OrderKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix == other.prefix && self.key == other.key
+    }
+}
+
+impl Eq for OrderKey {}
+
+impl Borrow<[u8]> for OrderKey {
+    fn borrow(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+/// The first 8 bytes of `key`, zero-padded, big-endian: comparing these first agrees with the
+/// lexicographic order wherever they differ, and saves a pointer chase per comparison.
+fn prefix(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = key.len().min(8);
+    bytes[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+impl KeyOrder {
+    /// From keys sorted ascending without duplicates (recovery's bulk load).
+    pub(crate) fn from_sorted(keys: Vec<Arc<[u8]>>) -> Self {
+        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "bulk load keys must be sorted");
+        Self { sorted: keys.into_iter().map(OrderKey::new).collect(), pending: Vec::new() }
+    }
+
+    /// Add `key`, which is not live. O(1) unless the pending run is due for a merge.
+    pub(crate) fn insert_new(&mut self, key: Arc<[u8]>) {
+        self.pending.push(OrderKey::new(key));
+        if self.pending.len() >= PENDING_MERGE_MIN.max(self.sorted.len()) {
+            self.settle();
+        }
+    }
+
+    /// Forget `key` (live); whether it was present.
+    pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
+        if self.sorted.remove(key) {
+            return true;
+        }
+        // Not in the tree: in the pending run, if anywhere. Merging (rather than scanning the
+        // run) keeps a remove O(log n) amortized: each key is merged once.
+        self.settle();
+        self.sorted.remove(key)
+    }
+
+    /// Forget every key; returns them (in no particular order) for the caller to drop from the
+    /// point map.
+    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = Arc<[u8]>> {
+        let sorted = std::mem::take(&mut self.sorted).into_iter();
+        sorted.chain(std::mem::take(&mut self.pending)).map(|k| k.key)
+    }
+
+    /// The number of keys held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.sorted.len() + self.pending.len()
+    }
+
+    /// Merge the pending run into the tree.
+    fn settle(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut run = std::mem::take(&mut self.pending);
+        run.sort_unstable();
+        if run.len() * REBUILD_DIVISOR < self.sorted.len() {
+            for key in run {
+                self.sorted.insert(key);
+            }
+            return;
+        }
+        // INVARIANT: disjoint inputs, both ascending: the merge is ascending without
+        // duplicates, and `BTreeSet::from_iter` bulk-builds it in linear time.
+        let old = std::mem::take(&mut self.sorted);
+        let mut merged = Vec::with_capacity(old.len() + run.len());
+        let mut old = old.into_iter().peekable();
+        let mut run = run.into_iter().peekable();
+        loop {
+            let take_old = match (old.peek(), run.peek()) {
+                (Some(a), Some(b)) => a.cmp(b) == Ordering::Less,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_old { old.next() } else { run.next() };
+            merged.extend(next);
+        }
+        self.sorted = merged.into_iter().collect();
+    }
+
+    /// Up to `limit` keys within `(low, high)`, ascending from `low` (or descending from `high`
+    /// when `reverse`). The range must not be empty (`BTreeSet::range` panics on such ranges).
+    pub(crate) fn range(
+        &mut self,
+        low: Bound<&[u8]>,
+        high: Bound<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Vec<Arc<[u8]>> {
+        self.settle();
+        let range = self.sorted.range::<[u8], _>((low, high));
+        if reverse {
+            range.rev().take(limit).map(|k| Arc::clone(&k.key)).collect()
+        } else {
+            range.take(limit).map(|k| Arc::clone(&k.key)).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(bytes: &[u8]) -> Arc<[u8]> {
+        Arc::from(bytes)
+    }
+
+    fn all(order: &mut KeyOrder) -> Vec<Arc<[u8]>> {
+        order.range(Bound::Unbounded, Bound::Unbounded, usize::MAX, false)
+    }
+
+    #[test]
+    fn prefix_order_agrees_with_byte_order() {
+        let keys: [&[u8]; 8] =
+            [b"", b"\0", b"a", b"a\0", b"a\0\x01", b"ab", b"abcdefgh", b"abcdefgh\0"];
+        for a in keys {
+            for b in keys {
+                if prefix(a) != prefix(b) {
+                    assert_eq!(prefix(a).cmp(&prefix(b)), a.cmp(b), "{a:?} {b:?}");
+                }
+            }
+        }
+    }
+
+    /// Against a `BTreeSet` model: inserts of new keys, removes from the tree and from the
+    /// pending run, ranges both ways, across merges by insertion and by rebuild.
+    #[test]
+    fn matches_a_btreeset_across_merges_and_removes() {
+        let mut order = KeyOrder::from_sorted(vec![key(b"m")]);
+        let mut model: BTreeSet<Arc<[u8]>> = BTreeSet::from([key(b"m")]);
+        let mut x = 7u64;
+        for round in 0..6u32 {
+            for _ in 0..(1 << (round * 3)).min(3 * PENDING_MERGE_MIN) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let k = key(&(x >> 40).to_be_bytes()[3..]);
+                if model.insert(Arc::clone(&k)) {
+                    order.insert_new(k);
+                }
+            }
+            for k in model.iter().step_by(5).cloned().collect::<Vec<_>>() {
+                assert!(order.remove(&k));
+                model.remove(&k);
+            }
+            assert!(!order.remove(b"absent key"));
+            assert_eq!(order.len(), model.len());
+            let low = Bound::Included(&b"\x40"[..]);
+            let high = Bound::Excluded(&b"\xc0"[..]);
+            let want: Vec<_> = model.range::<[u8], _>((low, high)).take(100).cloned().collect();
+            assert_eq!(order.range(low, high, 100, false), want);
+            let want: Vec<_> = model.range::<[u8], _>((low, high)).rev().take(7).cloned().collect();
+            assert_eq!(order.range(low, high, 7, true), want);
+        }
+        assert_eq!(all(&mut order), model.iter().cloned().collect::<Vec<_>>());
+        let taken: BTreeSet<_> = order.take_all().collect();
+        assert_eq!(taken, model);
+        assert!(all(&mut order).is_empty());
+    }
+
+    #[test]
+    fn a_large_pending_run_merges_on_insert() {
+        let mut order = KeyOrder::default();
+        for i in 0..PENDING_MERGE_MIN as u32 {
+            order.insert_new(key(&i.to_le_bytes()));
+        }
+        assert!(order.pending.is_empty(), "the run reached the threshold and merged");
+        assert_eq!(order.sorted.len(), PENDING_MERGE_MIN);
+        order.insert_new(key(b"z"));
+        assert_eq!(order.pending.len(), 1);
+    }
+}
