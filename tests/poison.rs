@@ -323,3 +323,64 @@ fn a_poisoned_replica_page_met_by_a_write_is_healed_not_made_stale() {
     }
     assert!(sims[1].poisoned_ranges().is_empty() && maps[1].poisoned_ranges().is_empty());
 }
+
+/// Issue [4]: poison the store does not know about on the PRIMARY, in pages of free segments,
+/// is met by the writes that roll into them: each page is healed from the replica (whose bytes
+/// there read clean; the write overwrites them) and the write lands. Every put succeeds, the
+/// store is not latched, the set counts the heals; after reopen every value is right. On
+/// SimMedium members and on mapped members in /dev/shm with real emulated poison.
+#[test]
+fn a_poisoned_primary_page_met_by_a_write_is_healed_from_the_replica() {
+    const SEGMENTS: u64 = 6;
+    let len = SEGMENT_BYTES * SEGMENTS;
+    let g = Geometry::for_pool(len, SEGMENT_BYTES).expect("geometry");
+    let dir = shm_dir();
+    let mapped = |i: u8| {
+        let map = MapOptions::new().mode(ModeRequest::ForcedPmem).member(MemberId(i));
+        Arc::new(MappedMedium::create(&dir.path().join(format!("p{i}")), len, &map).expect("map"))
+    };
+    let sims: Vec<Arc<SimMedium>> =
+        (0..2).map(|i| Arc::new(SimMedium::with_member(len, MemberId(i)))).collect();
+    let maps = [mapped(0), mapped(1)];
+    type Poison<'a> = Box<dyn Fn(u64) + 'a>;
+    let cases: [(Vec<Arc<dyn Medium>>, Poison<'_>); 2] = [
+        (
+            sims.iter().map(as_medium).collect(),
+            Box::new(|at| sims[0].inject_poison(at, 64).expect("inject")),
+        ),
+        (
+            maps.iter().map(|m| m.clone() as Arc<dyn Medium>).collect(),
+            Box::new(|at| maps[0].inject_poison(at, 4096).expect("inject")),
+        ),
+    ];
+    for (members, poison) in cases {
+        let db = Db::create_on_replicas(members.clone(), small_options()).expect("create");
+        db.put("first", distinct_value(1, 3000)).expect("put");
+        let primary = &members[0];
+        let mut image = vec![0u8; primary.len() as usize];
+        let mut register = mcstore::pmem::ErrorRegister::deferred();
+        primary.read(0, &mut image, &mut register, Domain::Engine).expect("read");
+        let used = g.segment_of(find_unique(&image, &distinct_value(1, 3000))).expect("segment");
+        // A page in the middle of every other (free) segment.
+        for s in (0..g.segment_count(len)).filter(|&s| SegmentId(s) != used) {
+            poison(g.data_start(SegmentId(s)) + 8192);
+        }
+        for i in 0..60u8 {
+            db.put(format!("key{i}"), distinct_value(i, 3000)).expect("put over primary poison");
+        }
+        let stats = db.stats();
+        assert!(!stats.failed, "{stats:?}");
+        assert_eq!(stats.replicas_not_in_sync, 0, "{stats:?}");
+        let heals = db.replica_set().expect("a set").poolset().stats().write_heals;
+        assert!(heals >= 2, "the log rolled over poisoned pages of two segments: {heals}");
+        db.close().expect("close");
+        let db = Db::open_on_replicas(members.into_iter().map(Some).collect(), small_options())
+            .expect("reopen");
+        assert_eq!(db.get("first").expect("get"), Some(distinct_value(1, 3000).into()));
+        for i in 0..60u8 {
+            let got = db.get(format!("key{i}")).expect("get");
+            assert_eq!(got.as_deref(), Some(&distinct_value(i, 3000)[..]), "key{i}");
+        }
+        assert!(!db.stats().failed);
+    }
+}
