@@ -104,6 +104,7 @@ fn set_options(options: &Options) -> OpenSetOptions {
     OpenSetOptions {
         allow_degraded: options.replicas_degraded,
         read_only: options.read_only,
+        on_member_failure: options.replicas_on_failure,
         ..OpenSetOptions::default()
     }
 }
@@ -501,5 +502,29 @@ mod tests {
         assert_eq!(db.get("key11").unwrap().unwrap(), value(11));
         assert!(primary.poisoned_ranges().is_empty());
         assert_eq!(db.stats().replica_retries, 1);
+    }
+
+    #[test]
+    fn stats_count_the_segments_a_scrub_quarantined() {
+        let sims = sims(2);
+        let db = filled(&sims);
+        assert_eq!(db.stats().segments_quarantined, 0);
+        // The last segment's header line, lost on both members: scrub quarantines it and the
+        // allocator drops the segment from the free set at the next roll.
+        let g = db.inner.geometry;
+        let last = mcstore_recovery::format::SegmentId(g.segment_count(LEN) - 1);
+        for sim in &sims {
+            sim.inject_poison(g.segment_offset(last), 64).unwrap();
+        }
+        let report = db.scrub().unwrap();
+        assert!(!report.unrepaired().is_empty(), "{report:?}");
+        let rolls = db.stats().segment_rolls;
+        for i in 0..40 {
+            db.put(format!("roll{i}"), vec![b'r'; 2000]).unwrap();
+        }
+        assert!(db.stats().segment_rolls > rolls);
+        let stats = db.stats();
+        assert_eq!(db.quarantined_segments(), vec![last.0]);
+        assert_eq!(stats.segments_quarantined, 1, "{stats:?}");
     }
 }

@@ -27,6 +27,9 @@ pub struct Stats {
     pub segments_total: u32,
     /// Segments holding no records (never used or reclaimed).
     pub segments_free: u32,
+    /// Segments the allocator will never write again because they overlap a range the medium
+    /// reports bad (a replica set's quarantine, unrepaired bad blocks); 0 for a read-only store.
+    pub segments_quarantined: u32,
     /// Bytes used in the open segment's data area.
     pub open_segment_tail_bytes: u64,
     /// The next log sequence number.
@@ -124,16 +127,18 @@ impl Stats {
         let index_bytes = inner.index.approx_bytes();
         let pool_bytes = inner.medium.len();
         let st = inner.commit.lock();
-        let (segments_free, tail, next_lsn, rolls, max_pool_bytes) = match st.writer.as_ref() {
-            Some(w) => (
-                u32::try_from(w.free_segments()).unwrap_or(u32::MAX),
-                w.open_segment().map_or(0, |s| s.tail),
-                w.next_lsn(),
-                w.rolls(),
-                w.max_len(),
-            ),
-            None => (0, 0, 0, 0, pool_bytes),
-        };
+        let (segments_free, quarantined, tail, next_lsn, rolls, max_pool_bytes) =
+            match st.writer.as_ref() {
+                Some(w) => (
+                    u32::try_from(w.free_segments()).unwrap_or(u32::MAX),
+                    u32::try_from(w.quarantined_segments().len()).unwrap_or(u32::MAX),
+                    w.open_segment().map_or(0, |s| s.tail),
+                    w.next_lsn(),
+                    w.rolls(),
+                    w.max_len(),
+                ),
+                None => (0, 0, 0, 0, 0, pool_bytes),
+            };
         let (live_bytes, used_bytes) = (st.space.live_total(), st.space.used_total());
         drop(st);
         let c = &inner.counters;
@@ -147,6 +152,7 @@ impl Stats {
             segment_size_bytes: inner.geometry.segment_size_bytes,
             segments_total: inner.geometry.segment_count(pool_bytes),
             segments_free,
+            segments_quarantined: quarantined,
             open_segment_tail_bytes: tail,
             next_lsn,
             mode: inner.mode,
