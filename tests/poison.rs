@@ -384,3 +384,48 @@ fn a_poisoned_primary_page_met_by_a_write_is_healed_from_the_replica() {
         assert!(!db.stats().failed);
     }
 }
+
+/// Issue [4]: `Options::replicas_on_failure(MemberFailure::FailWrite)` reaches the set made by
+/// `Db::create_on_replicas`: a replica whose write fails makes the put fail with a typed error
+/// (the member's), the replica is marked stale, and the put is not acknowledged; what was
+/// acknowledged before is all there after reopen. The default carries on degraded instead.
+#[test]
+fn fail_write_option_fails_the_put_when_a_replica_write_fails() {
+    use mcstore::pmem::poolset::MemberFailure;
+    use mcstore::pmem::sim::SimOp;
+    let len = SEGMENT_BYTES * 6;
+    for failure in [MemberFailure::FailWrite, MemberFailure::MarkStale] {
+        let sims: Vec<Arc<SimMedium>> =
+            (0..2).map(|i| Arc::new(SimMedium::with_member(len, MemberId(i)))).collect();
+        let members: Vec<Arc<dyn Medium>> = sims.iter().map(as_medium).collect();
+        let options = small_options().replicas_on_failure(failure);
+        let db = Db::create_on_replicas(members.clone(), options).expect("create");
+        db.put("before", distinct_value(1, 300)).expect("put");
+        sims[1].fail_nth(SimOp::Write, 1, true);
+        let result = db.put("failed", distinct_value(2, 300));
+        let stats = db.stats();
+        assert_eq!(stats.replicas_not_in_sync, 1, "{stats:?}");
+        match failure {
+            MemberFailure::FailWrite => {
+                let err = result.expect_err("the replica's failure fails the put");
+                assert!(
+                    matches!(&err, Error::Io { source, .. }
+                        if source.to_string().contains("simulated write failure")),
+                    "{err:?}"
+                );
+                assert_eq!(stats.keys, 1, "the failed put is not acknowledged: {stats:?}");
+            }
+            MemberFailure::MarkStale => {
+                result.expect("the default carries on degraded");
+                assert_eq!((stats.keys, stats.failed), (2, false), "{stats:?}");
+            }
+        }
+        drop(db);
+        sims[1].clear_failures();
+        let db = Db::open_on(as_medium(&sims[0]), small_options().read_only(true)).expect("open");
+        assert_eq!(db.get("before").expect("get"), Some(distinct_value(1, 300).into()));
+        if failure == MemberFailure::MarkStale {
+            assert_eq!(db.get("failed").expect("get"), Some(distinct_value(2, 300).into()));
+        }
+    }
+}

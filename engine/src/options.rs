@@ -80,6 +80,8 @@ pub struct Options {
     pub(crate) replicas_degraded: bool,
     /// The background scrubber of the replica set (`scrubber`); `None`: off.
     pub(crate) scrubber: Option<mcstore_recovery::replica::ScrubberOptions>,
+    /// What a replica's failing write does (`replicas_on_failure`).
+    pub(crate) replicas_on_failure: mcstore_pmem::poolset::MemberFailure,
 }
 
 impl Default for Options {
@@ -100,6 +102,7 @@ impl Default for Options {
             replicas: Vec::new(),
             replicas_degraded: false,
             scrubber: None,
+            replicas_on_failure: mcstore_pmem::poolset::MemberFailure::MarkStale,
         }
     }
 }
@@ -191,6 +194,18 @@ impl Options {
     #[must_use]
     pub fn segment_size_bytes(mut self, bytes: u64) -> Self {
         self.segment_size_bytes = bytes;
+        self
+    }
+
+    /// What a replica member's failing write, store, flush, fence or grow does (a member that
+    /// refuses one for a poisoned page is healed from a good member first; this applies when
+    /// the heal fails too).
+    /// `MarkStale` (the default): the member is marked stale and the operation carries on
+    /// degraded. `FailWrite`: the member is marked stale and the operation fails with the
+    /// member's typed error, so nothing is acknowledged that is not on every in-sync member.
+    #[must_use]
+    pub fn replicas_on_failure(mut self, failure: mcstore_pmem::poolset::MemberFailure) -> Self {
+        self.replicas_on_failure = failure;
         self
     }
 
@@ -298,6 +313,7 @@ impl fmt::Debug for Options {
             .field("replicas", &self.replicas)
             .field("replicas_degraded", &self.replicas_degraded)
             .field("scrubber", &self.scrubber)
+            .field("replicas_on_failure", &self.replicas_on_failure)
             .finish()
     }
 }
