@@ -165,6 +165,14 @@ impl Index {
         }
     }
 
+    /// Every live key with its location, ascending (the clean-shutdown snapshot). Callers hold
+    /// the commit lock, so no write interleaves.
+    pub fn entries(&self) -> Vec<(Arc<[u8]>, Location)> {
+        let order = self.order.lock();
+        let pinned = self.map.pin();
+        order.iter().filter_map(|key| Some((Arc::clone(key), *pinned.get(&**key)?))).collect()
+    }
+
     /// Approximate DRAM bytes the index uses.
     pub fn approx_bytes(&self) -> usize {
         self.key_bytes.load(Ordering::Relaxed) + self.len() * OVERHEAD_BYTES_PER_KEY
@@ -206,6 +214,11 @@ mod tests {
         assert!(!index.replace_if(b"b", at(1), at(9)));
         assert!(index.replace_if(b"b", at(3), at(9)));
         assert_eq!(index.get(b"b"), Some(at(9)));
+        index.insert(b"a", at(4));
+        assert_eq!(
+            index.entries(),
+            vec![(Arc::from(&b"a"[..]), at(4)), (Arc::from(&b"b"[..]), at(9))]
+        );
         index.clear();
         assert!(index.is_empty() && index.get(b"b").is_none());
         assert!(index.keys_between(Bound::Unbounded, Bound::Unbounded, 10, false).is_empty());
