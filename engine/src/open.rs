@@ -247,7 +247,7 @@ pub(crate) fn open_medium(
             if let Some(id) = geometry.segment_of(e.offset) {
                 space.add_live(id.0, u64::from(e.len));
             }
-            (Arc::<[u8]>::from(e.key), location)
+            (e.key, location)
         }));
     let set_uuid = superblock.set_uuid;
     let writer = if options.read_only || latch.is_tripped() {
@@ -366,7 +366,7 @@ impl Inner {
             .entries()
             .into_iter()
             .map(|(key, l)| IndexEntry {
-                key: Box::from(&*key),
+                key,
                 kind: RecordKind::Put,
                 lsn: Lsn(l.lsn),
                 offset: l.offset,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use mcstore_pmem::Medium;
 
-use super::committed::read_and_walk;
+use super::committed::{Job, read_and_walk, walk_all};
 use super::damage::{Damage, DamageKind};
 use super::index::build;
 use super::options::{Progress, ScanOptions};
@@ -23,6 +23,9 @@ use crate::format::{
     Geometry, Lsn, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SegmentId,
     SegmentState, Superblock,
 };
+
+/// Segments walked (in parallel) before their results are accounted and progress is reported.
+const WALK_BATCH_SEGMENTS: usize = 64;
 
 /// Read the pool on `medium` back. See the module docs and `docs/format.md`.
 pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
@@ -171,39 +174,54 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
         }
         None => by_seq.values().flatten().copied().collect(),
     };
-    for &i in &walked {
-        let (info, walk_len) = &mut segments[i];
-        let Some(len) = *walk_len else { continue };
-        let salvage_walk = info.status == SegmentStatus::Damaged;
-        let start = g.data_start(info.id);
-        let mut outcome = read_and_walk(medium, start, len, info.seq, &sb, salvage_walk)?;
-        let first_damage = outcome.damage.len() as u64;
-        found += first_damage;
-        if first_damage > 0
-            && let Some(repairer) = &opts.repairer
-        {
-            let mut any_fixed = false;
-            for d in &outcome.damage {
-                any_fixed |= repairer.repair(d.offset, d.len);
+    // Walked in batches (several segments on several threads, then accounted in order), so
+    // progress is still reported as the scan goes.
+    for batch in walked.chunks(WALK_BATCH_SEGMENTS) {
+        let jobs: Vec<(usize, Job)> = batch
+            .iter()
+            .filter_map(|&i| {
+                let (info, walk_len) = &segments[i];
+                let job = Job {
+                    start: g.data_start(info.id),
+                    len: (*walk_len)?,
+                    seq: info.seq,
+                    salvage_walk: info.status == SegmentStatus::Damaged,
+                };
+                Some((i, job))
+            })
+            .collect();
+        let plain: Vec<Job> = jobs.iter().map(|(_, job)| *job).collect();
+        let outcomes = walk_all(medium, &plain, &sb)?;
+        for ((i, job), mut outcome) in jobs.into_iter().zip(outcomes) {
+            let info = &mut segments[i].0;
+            let first_damage = outcome.damage.len() as u64;
+            found += first_damage;
+            if first_damage > 0
+                && let Some(repairer) = &opts.repairer
+            {
+                let mut any_fixed = false;
+                for d in &outcome.damage {
+                    any_fixed |= repairer.repair(d.offset, d.len);
+                }
+                if any_fixed {
+                    outcome = read_and_walk(medium, &mut Vec::new(), &job, &sb)?;
+                    repaired += first_damage.saturating_sub(outcome.damage.len() as u64);
+                }
             }
-            if any_fixed {
-                outcome = read_and_walk(medium, start, len, info.seq, &sb, salvage_walk)?;
-                repaired += first_damage.saturating_sub(outcome.damage.len() as u64);
+            report.bytes_scanned += job.len;
+            report.records += outcome.entries.len() as u64;
+            info.records = outcome.entries.len() as u64;
+            for entry in &outcome.entries {
+                max_lsn = max_lsn.max(Some(entry.lsn));
             }
+            for d in &mut outcome.damage {
+                d.segment = Some(info.id);
+            }
+            damage.extend(outcome.damage);
+            collected.extend(outcome.entries);
+            done += 1;
+            progress(&report, done);
         }
-        report.bytes_scanned += len;
-        report.records += outcome.entries.len() as u64;
-        info.records = outcome.entries.len() as u64;
-        for entry in &outcome.entries {
-            max_lsn = max_lsn.max(Some(entry.lsn));
-        }
-        for d in &mut outcome.damage {
-            d.segment = Some(info.id);
-        }
-        damage.extend(outcome.damage);
-        collected.extend(outcome.entries);
-        done += 1;
-        progress(&report, done);
     }
 
     // A snapshot's entries are already the index (sorted, newest per key, puts only).

@@ -156,7 +156,7 @@ impl IndexSnapshot {
             let offset = cursor.u64()?;
             let segment_seq = cursor.u64()?;
             let lsn = Lsn(cursor.u64()?);
-            let key: Box<[u8]> = cursor.take(key_len)?.into();
+            let key: std::sync::Arc<[u8]> = cursor.take(key_len)?.into();
             if entries.last().is_some_and(|last| last.key >= key) {
                 return Err("the snapshot's keys are not strictly ascending".into());
             }
