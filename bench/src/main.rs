@@ -34,8 +34,8 @@ use crate::results::Results;
 use crate::workloads::Ctx;
 
 /// Every workload selectable with `--only`, in the order a full run measures them.
-const WORKLOADS: [&str; 11] =
-    ["machine", "W1", "W2", "W3", "W4", "W6", "W7", "W8", "W9", "W10", "pmemobj"];
+const WORKLOADS: [&str; 12] =
+    ["machine", "W1", "W2", "W3", "W4", "W6", "W7", "W8", "W9", "W10", "pmemobj", "replicas"];
 
 #[derive(Parser, Debug)]
 #[command(name = "mcstore-bench", about = "mcstore against its peers and the machine, in one run")]
@@ -54,7 +54,8 @@ struct Cli {
     /// Wall-clock budget of each timed loop, seconds.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
-    /// Comma-separated subset of: machine, W1, W2, W3, W4 (also W5), W6, W7, W8, W9, W10, pmemobj.
+    /// Comma-separated subset of: machine, W1, W2, W3, W4 (also W5), W6, W7, W8, W9, W10, pmemobj,
+    /// replicas.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Comma-separated engines (default: mcstore and every compiled peer).
@@ -208,6 +209,7 @@ fn run_main(cli: &Cli) -> Result<(), String> {
             "W8" => results.extend(workloads::recovery::w8(&ctx)),
             "W9" => results.extend(workloads::space::w9(&ctx)),
             "W10" => results.extend(workloads::writes::w10(&ctx)),
+            "replicas" => results.extend(workloads::replicas::replicas(&ctx)),
             "pmemobj" if pmemobj => results.extend(pmdk::run(&ctx)),
             _ => {}
         }

@@ -124,6 +124,22 @@ fn targets() -> Vec<Target> {
         Against::Absolute,
         0.5,
     ));
+    use crate::workloads::replicas as r;
+    let plain = |c: &str| Against::Figure(r::WORKLOAD, c.into(), "mcstore");
+    t.push(vs(
+        "get with 1 replica ≥ 0.95× without",
+        r::WORKLOAD,
+        r::GET_REPLICA,
+        plain(r::GET_PLAIN),
+        0.95,
+    ));
+    t.push(vs(
+        "durable put with 1 replica ≥ 0.6× without",
+        r::WORKLOAD,
+        r::PUT_REPLICA,
+        plain(r::PUT_PLAIN),
+        0.6,
+    ));
     t
 }
 

@@ -108,10 +108,16 @@ impl Inner {
         let writer = st.writer.as_ref()?;
         let open = writer.open_segment().map(|s| s.id.0);
         let limit = (writer.capacity() as f64 * self.options.compaction_live_ratio_max) as u64;
+        // A segment overlapping a bad range is used for good: cleaning it would free nothing.
+        let quarantined = writer.quarantined_segments();
         st.space
             .in_use()
             .filter(|(id, _, live)| {
-                Some(*id) != open && !pinned.contains(id) && !tried.contains(id) && *live <= limit
+                Some(*id) != open
+                    && !pinned.contains(id)
+                    && !tried.contains(id)
+                    && !quarantined.contains(id)
+                    && *live <= limit
             })
             .min_by_key(|(_, _, live)| *live)
             .map(|(id, used, _)| Victim { id, seq: st.space.seq(id), used })

@@ -104,15 +104,26 @@ impl Db {
         open_medium(set.medium(), Some(path.to_path_buf()), mode, options, false, Some(set))
     }
 
-    /// Open the pool at `path`, creating it if absent.
+    /// Open the pool at `path`, creating it if absent or if a creation there never finished
+    /// (a crash before its first superblock was whole: it holds nothing).
     pub fn open_or_create(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let path = path.as_ref();
+        let create = |options: Options| match Db::create(path, options.clone()) {
+            // Someone else created it between our open and create.
+            Err(Error::AlreadyExists { .. }) => Db::open(path, options),
+            other => other,
+        };
         match Db::open(path, options.clone()) {
-            Err(Error::NotFound { .. }) => match Db::create(path, options.clone()) {
-                // Someone else created it between our open and create.
-                Err(Error::AlreadyExists { .. }) => Db::open(path, options),
-                other => other,
-            },
+            Err(Error::NotFound { .. }) => create(options),
+            Err(Error::UnsupportedFormat { .. })
+                if options.replicas.is_empty() && never_created(path) =>
+            {
+                std::fs::remove_file(path).map_err(|source| Error::Io {
+                    context: format!("removing the unfinished pool {}", path.display()),
+                    source: Box::new(source),
+                })?;
+                create(options)
+            }
             other => other,
         }
     }
@@ -140,6 +151,14 @@ impl Db {
             Err(shared) => shared.latch.check(),
         }
     }
+}
+
+/// Whether the file at `path` is what a crashed `Db::create` leaves (`pool::never_created`).
+fn never_created(path: &Path) -> bool {
+    use std::io::Read;
+    let mut area = vec![0u8; mcstore_recovery::limits::SUPERBLOCK_AREA_BYTES as usize];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut area));
+    read.is_ok() && pool::never_created(&area)
 }
 
 fn map_options(options: &Options, current_len: u64) -> MapOptions {
@@ -274,6 +293,12 @@ pub(crate) fn open_medium(
             next_lsn: next_lsn.0,
             max_len: options.max_len(medium.len(), sized_by_medium),
         };
+        // PERSIST: headers and tails recovery read may be visible but never flushed (a flush
+        // failed earlier in this process); flushed here, durable at the next fence (growth's or
+        // the in-use mark's below), before any record is appended over them.
+        let in_use = segments.iter().filter(|s| s.status == SegmentStatus::InUse).map(|s| s.id);
+        pool::flush_adopted(medium.as_ref(), &geometry, in_use)
+            .map_err(|error| Error::recovery("persisting the recovered segment metadata", error))?;
         let recorded = start.superblock.segment_count;
         let present = geometry.segment_count(medium.len());
         let mut writer = LogWriter::new(Arc::clone(&medium), Arc::clone(&latch), start);

@@ -4,7 +4,9 @@
 //!
 //! INVARIANT: a segment sequence is issued in the superblock before any header carries it;
 //! grown segments are recorded in the superblock before one is opened; `OutOfSpace` is decided
-//! before anything is written and does not latch. A failed persist trips the latch.
+//! before anything is written and does not latch. A failed persist trips the latch. A segment
+//! overlapping a range the medium reports bad (its bad-block list; a replica set's quarantine)
+//! is never opened, appended to or reclaimed: it stays used for good.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -99,6 +101,10 @@ pub(crate) struct LogWriter {
     next_lsn: u64,
     max_len: u64,
     rolls: u64,
+    /// Segments overlapping a bad range: permanently used (see [`Self::quarantine_bad_segments`]).
+    quarantined: BTreeSet<u32>,
+    /// The open segment overlaps a bad range: no more appends to it (the next write rolls).
+    open_sealed: bool,
 }
 
 /// Space reserved for one writer's records.
@@ -115,7 +121,7 @@ pub(crate) struct Reservation {
 impl LogWriter {
     /// A writer over `medium` starting from `start`.
     pub(crate) fn new(medium: Arc<dyn Medium>, latch: Arc<Latch>, start: WriterStart) -> Self {
-        Self {
+        let mut writer = Self {
             medium,
             latch,
             superblock: start.superblock,
@@ -125,7 +131,51 @@ impl LogWriter {
             next_lsn: start.next_lsn,
             max_len: start.max_len,
             rolls: 0,
+            quarantined: BTreeSet::new(),
+            open_sealed: false,
+        };
+        writer.quarantine_bad_segments();
+        writer
+    }
+
+    /// Segments overlapping a range the medium reports bad (known bad blocks not repaired, a
+    /// replica set's quarantine), computed now.
+    fn bad_segments(&self) -> BTreeSet<u32> {
+        let g = &self.geometry;
+        let count = g.segment_count(self.medium.len());
+        let mut bad = BTreeSet::new();
+        for (offset, len) in self.medium.bad_blocks() {
+            let end = offset.saturating_add(len.max(1));
+            if end <= g.segments_start {
+                continue;
+            }
+            let first = g.segment_of(offset.max(g.segments_start)).map_or(u32::MAX, |s| s.0);
+            let last = g.segment_of(end - 1).map_or(u32::MAX, |s| s.0);
+            bad.extend(first..=last.min(count.saturating_sub(1)));
         }
+        bad
+    }
+
+    /// Move every segment overlapping a bad range out of the free set for good, and seal the
+    /// open segment if it overlaps one. Called at open, before every roll and after growth, so
+    /// a range quarantined at runtime is honoured from the next roll on.
+    fn quarantine_bad_segments(&mut self) {
+        let bad = self.bad_segments();
+        if bad.is_empty() {
+            return;
+        }
+        for &id in &bad {
+            self.free.remove(&id);
+        }
+        if self.open.is_some_and(|open| bad.contains(&open.id.0)) {
+            self.open_sealed = true;
+        }
+        self.quarantined.extend(bad);
+    }
+
+    /// Segments never written again because they overlap a bad range.
+    pub(crate) fn quarantined_segments(&self) -> &BTreeSet<u32> {
+        &self.quarantined
     }
 
     /// Bytes one segment's data area holds: the most one record or batch may take.
@@ -162,10 +212,11 @@ impl LogWriter {
     /// delete-only leave the remove reserve free in the pool's last segment).
     pub(crate) fn fits(&self, total: u64, delete_only: bool) -> bool {
         let keep = if delete_only { 0 } else { self.remove_reserve() };
-        self.open.is_some_and(|open| {
-            let last = self.free.is_empty() && !self.can_grow();
-            open.tail + total + if last { keep } else { 0 } <= self.capacity()
-        })
+        !self.open_sealed
+            && self.open.is_some_and(|open| {
+                let last = self.free.is_empty() && !self.can_grow();
+                open.tail + total + if last { keep } else { 0 } <= self.capacity()
+            })
     }
 
     /// Take `total` bytes of the open segment and `records` LSNs. The caller checked `fits`.
@@ -213,6 +264,7 @@ impl LogWriter {
     /// segment is free). The caller made every reserved byte of the open segment durable first.
     pub(crate) fn roll_for(&mut self, total: u64, delete_only: bool) -> Result<()> {
         let keep = if delete_only { 0 } else { self.remove_reserve() };
+        self.quarantine_bad_segments();
         let id = match self.free.first().copied() {
             Some(id) => id,
             None => self.grow(total)?,
@@ -244,6 +296,7 @@ impl LogWriter {
         };
         self.superblock = next;
         self.free.remove(&id.0);
+        self.open_sealed = false;
         self.rolls += 1;
         let open = OpenSegment { id, seq, tail: 0 };
         self.open = Some(open);
@@ -273,6 +326,7 @@ impl LogWriter {
         }
         let grown = self.geometry.segment_count(self.medium.len());
         self.record_growth(count, grown)?;
+        self.quarantine_bad_segments();
         self.free.first().copied().ok_or_else(out_of_space)
     }
 
@@ -302,6 +356,11 @@ impl LogWriter {
     pub(crate) fn reclaim(&mut self, id: SegmentId) -> Result<()> {
         self.latch.check()?;
         assert!(self.open.is_none_or(|open| open.id != id), "the open segment is never reclaimed");
+        self.quarantine_bad_segments();
+        if self.quarantined.contains(&id.0) {
+            // Permanently used: nothing is written there (its tail line may be the bad range).
+            return Ok(());
+        }
         if let Err(error) = pool::reclaim_segment(self.medium.as_ref(), &self.geometry, id) {
             return Err(self.trip("reclaiming a segment", error));
         }
@@ -322,6 +381,7 @@ mod tests {
     use std::sync::Arc;
 
     use mcstore_pmem::{CrashMode, Medium, MemberId, SimMedium};
+    use mcstore_recovery::format::{Geometry, SegmentId};
 
     use crate::db::Db;
     use crate::test_support::{sim_db, small_options};
@@ -340,6 +400,127 @@ mod tests {
             (key, Some(value)) => db.put(key, value),
             (key, None) => db.remove(key).map(drop),
         }
+    }
+
+    /// A `SimMedium` that reports a bad-block list the test sets (as a replica set reports its
+    /// quarantine), so the allocator's choices are visible.
+    struct Reported {
+        sim: Arc<SimMedium>,
+        bad: parking_lot::Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl Medium for Reported {
+        fn len(&self) -> u64 {
+            self.sim.len()
+        }
+        fn member(&self) -> MemberId {
+            self.sim.member()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> mcstore_pmem::Result<()> {
+            self.sim.write(offset, data)
+        }
+        fn store_u64(&self, offset: u64, value: u64) -> mcstore_pmem::Result<()> {
+            self.sim.store_u64(offset, value)
+        }
+        fn flush(&self, offset: u64, len: u64) -> mcstore_pmem::Result<()> {
+            self.sim.flush(offset, len)
+        }
+        fn fence(&self, site: mcstore_pmem::FenceSite) -> mcstore_pmem::Result<()> {
+            self.sim.fence(site)
+        }
+        fn read(
+            &self,
+            offset: u64,
+            dst: &mut [u8],
+            register: &mut mcstore_pmem::ErrorRegister,
+            domain: mcstore_pmem::Domain,
+        ) -> mcstore_pmem::Result<()> {
+            self.sim.read(offset, dst, register, domain)
+        }
+        fn grow(&self, new_len: u64) -> mcstore_pmem::Result<()> {
+            self.sim.grow(new_len)
+        }
+        fn bad_blocks(&self) -> Vec<(u64, u64)> {
+            self.bad.lock().clone()
+        }
+    }
+
+    /// Overwrite 20 keys `rounds` times with compaction after each round (every segment is
+    /// rolled into again and again); the last values are `round + key`.
+    fn churn(db: &Db, rounds: std::ops::Range<u32>) {
+        for round in rounds {
+            for k in 0..20u32 {
+                db.put(k.to_be_bytes(), vec![(round + k) as u8; 3000]).unwrap();
+            }
+            db.compact().unwrap();
+        }
+    }
+
+    fn check(db: &Db, last_round: u32) {
+        for k in 0..20u32 {
+            assert_eq!(
+                db.get(k.to_be_bytes()).unwrap().unwrap(),
+                vec![(last_round + k) as u8; 3000]
+            );
+        }
+        assert!(!db.stats().failed);
+    }
+
+    fn segment_bytes(sim: &SimMedium, db: &Db, id: u32) -> Vec<u8> {
+        let g = db.inner.geometry;
+        let start = g.segment_offset(SegmentId(id)) as usize;
+        sim.visible_image()[start..start + g.segment_size_bytes as usize].to_vec()
+    }
+
+    /// A segment overlapping a bad range (here: one quarantined before the store opened, one
+    /// reported at runtime, one over the open segment at reopen) is never opened, appended to,
+    /// compacted or reclaimed: its bytes stay as they were while the store rolls through every
+    /// other segment many times, and the data stays right — also after reopen.
+    #[test]
+    fn segments_overlapping_bad_ranges_are_never_written() {
+        const LEN: u64 = crate::test_support::SEGMENT * 10;
+        let sim = Arc::new(SimMedium::new(LEN));
+        let reported = Arc::new(Reported { sim: sim.clone(), bad: Default::default() });
+        Db::create_on(reported.clone(), small_options()).unwrap().close().unwrap();
+        let g = Geometry::for_pool(LEN, crate::test_support::SEGMENT).unwrap();
+        reported.bad.lock().push((g.data_start(SegmentId(3)) + 5000, 100));
+        let db = Db::open_on(reported.clone(), small_options()).unwrap();
+        let three = segment_bytes(&sim, &db, 3);
+        let rolls = |db: &Db| db.stats().segment_rolls;
+        churn(&db, 0..40);
+        let segments = u64::from(g.segment_count(LEN));
+        assert!(rolls(&db) >= 3 * segments, "rolled {} times", rolls(&db));
+        assert_eq!(segment_bytes(&sim, &db, 3), three, "segment 3 was written");
+        check(&db, 39);
+        // Reported while the store runs: a segment that is not the open one.
+        let open = db.inner.commit.lock().writer.as_ref().unwrap().open_segment().unwrap().id.0;
+        let runtime = (open + 2..open + 10).map(|s| s % 8).find(|&s| s != 3).unwrap();
+        reported.bad.lock().push((g.tail_offset(SegmentId(runtime)), 8));
+        let before = segment_bytes(&sim, &db, runtime);
+        let (free_before, rolled) = (db.stats().segments_free, rolls(&db));
+        churn(&db, 40..80);
+        assert!(rolls(&db) >= rolled + 2 * segments);
+        assert_eq!(segment_bytes(&sim, &db, runtime), before, "segment {runtime} was written");
+        assert_eq!(segment_bytes(&sim, &db, 3), three);
+        assert!(db.stats().segments_free < free_before || free_before == 0);
+        check(&db, 79);
+        drop(db);
+        // After reopen, and with the open segment itself reported bad: it is sealed as it is.
+        let db = Db::open_on(reported.clone(), small_options()).unwrap();
+        check(&db, 79);
+        let open = db.inner.commit.lock().writer.as_ref().unwrap().open_segment().unwrap().id.0;
+        drop(db);
+        reported.bad.lock().push((g.data_start(SegmentId(open)) + g.data_capacity() - 64, 64));
+        let db = Db::open_on(reported.clone(), small_options()).unwrap();
+        let sealed = segment_bytes(&sim, &db, open);
+        churn(&db, 80..120);
+        for (id, bytes) in [(3, &three), (runtime, &before), (open, &sealed)] {
+            assert_eq!(&segment_bytes(&sim, &db, id), bytes, "segment {id} was written");
+        }
+        let quarantined =
+            db.inner.commit.lock().writer.as_ref().unwrap().quarantined_segments().clone();
+        assert_eq!(quarantined, [3, runtime, open].into_iter().collect());
+        check(&db, 119);
     }
 
     /// A pool with no free segment and no room to grow keeps a reserve in its last segment that

@@ -10,10 +10,11 @@ use mcstore_pmem::{FenceSite, Medium};
 
 use crate::error::Result;
 use crate::format::{
-    FORMAT_VERSION, Features, Geometry, Lsn, MemberState, SEGMENT_DATA_OFFSET,
-    SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId, SegmentState, Superblock, Uuid, encode_tail,
+    FORMAT_VERSION, Features, Geometry, Lsn, MAGIC, MemberState, SEGMENT_DATA_OFFSET,
+    SEGMENT_HEADER_BYTES, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId,
+    SegmentState, Superblock, Uuid, encode_tail,
 };
-use crate::limits::SEGMENT_BYTES_DEFAULT;
+use crate::limits::{SEGMENT_BYTES_DEFAULT, SUPERBLOCK_AREA_BYTES};
 use crate::sites;
 
 /// What a new pool (or replica member) is created with.
@@ -85,9 +86,41 @@ pub fn create(medium: &dyn Medium, params: &CreateParams) -> Result<Superblock> 
         segment_count: count,
         unsafe_shutdown_count: None,
     };
-    write_slot(medium, &sb)?;
+    write_first_slot(medium, &sb)?;
     write_superblock(medium, &mut sb)?;
     Ok(sb)
+}
+
+/// Write the new pool's first superblock (slot A) with its magic last: the rest of the slot,
+/// flush, fence `SUPERBLOCK_WRITE`; then the magic as one failure-atomic word, flush, fence
+/// `SUPERBLOCK_WRITE`. So a crash during creation leaves either no magic in any slot (a pool
+/// never created, [`never_created`]) or a whole slot A, never a torn first superblock.
+fn write_first_slot(medium: &dyn Medium, sb: &Superblock) -> Result<()> {
+    let offset = SUPERBLOCK_SLOT_OFFSETS[sb.slot()];
+    let bytes = sb.encode();
+    let (magic, rest) = bytes.split_at(MAGIC.len());
+    // PERSIST: the body is durable at the first SUPERBLOCK_WRITE, before the magic that makes
+    // the slot a superblock is stored.
+    medium.write(offset + MAGIC.len() as u64, rest)?;
+    medium.flush(offset + MAGIC.len() as u64, rest.len() as u64)?;
+    medium.fence(sites::SUPERBLOCK_WRITE)?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(magic);
+    medium.store_u64(offset, u64::from_le_bytes(word))?;
+    medium.flush(offset, 8)?;
+    medium.fence(sites::SUPERBLOCK_WRITE)?;
+    Ok(())
+}
+
+/// Whether `area` (the first [`SUPERBLOCK_AREA_BYTES`] of a medium) is what a creation that
+/// never finished leaves: no slot carries the magic, and every byte is zero but the body of
+/// slot A. Such a medium holds nothing and may be formatted again; any other medium without
+/// a superblock is not a pool (or a damaged one) and must be left alone.
+pub fn never_created(area: &[u8]) -> bool {
+    let slot_a = SUPERBLOCK_SLOT_OFFSETS[0] as usize;
+    let body = slot_a + MAGIC.len()..slot_a + SUPERBLOCK_BYTES;
+    area.len() == SUPERBLOCK_AREA_BYTES as usize
+        && area.iter().enumerate().all(|(i, &byte)| byte == 0 || body.contains(&i))
 }
 
 /// Write `sb` with the next generation into the other slot, flush, fence `SUPERBLOCK_WRITE`.
@@ -167,6 +200,28 @@ pub fn init_segment_as(medium: &dyn Medium, g: &Geometry, header: &SegmentHeader
     medium.write(at, &bytes)?;
     medium.flush(at, bytes.len() as u64)?;
     medium.fence(sites::SEGMENT_HEADER)?;
+    Ok(())
+}
+
+/// Flush what recovery adopted from the visible bytes of segments `in_use`: each one's header
+/// and tail word. No fence: the caller's next fence (at open, the in-use superblock write,
+/// `SUPERBLOCK_WRITE`) makes them durable before anything is appended.
+///
+/// Why: after a flush failed in this process, the medium may show stores that were never
+/// flushed (a new segment's header, a tail word). A reopen in the same process reads them as
+/// committed; records persisted over a header that never was would be damage once the process
+/// ends (a tail word in a segment with no header). A crash never shows them, so only the
+/// failure path needs this; lines already durable make it a no-op.
+pub fn flush_adopted(
+    medium: &dyn Medium,
+    g: &Geometry,
+    in_use: impl IntoIterator<Item = SegmentId>,
+) -> Result<()> {
+    for id in in_use {
+        // PERSIST: ordered before any append by the caller's next fence.
+        medium.flush(g.segment_offset(id), SEGMENT_HEADER_BYTES)?;
+        medium.flush(g.tail_offset(id), 8)?;
+    }
     Ok(())
 }
 
@@ -282,6 +337,39 @@ mod tests {
         assert_eq!(Superblock::decode(&image[..256], 0).unwrap().generation, 0);
         assert_eq!(Superblock::decode(&image[4096..4352], 1).unwrap(), sb);
         assert!(image[2 << 20..(2 << 20) + 128].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_crash_at_any_fence_of_create_leaves_a_whole_pool_or_one_never_created() {
+        let area = SUPERBLOCK_AREA_BYTES as usize;
+        let mut fence = 1;
+        loop {
+            let medium = SimMedium::new(4 << 20);
+            medium.crash_at_fence(Some(fence));
+            let finished = create(&medium, &CreateParams::default()).is_ok();
+            for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+                for image in medium.crash_images(mode, 64, fence) {
+                    let slots = [0, 1].map(|slot| {
+                        let at = SUPERBLOCK_SLOT_OFFSETS[slot] as usize;
+                        Superblock::decode(&image[at..at + SUPERBLOCK_BYTES], slot).is_ok()
+                    });
+                    // Either some slot decodes (slot A is never torn), or nothing was created.
+                    assert!(
+                        slots.iter().any(|&ok| ok) || never_created(&image[..area]),
+                        "fence {fence}: a torn pool"
+                    );
+                }
+            }
+            if finished {
+                break;
+            }
+            fence += 1;
+        }
+        assert!(fence >= 4, "creation has {fence} fences");
+        let mut foreign = vec![0u8; area];
+        foreign[SUPERBLOCK_SLOT_OFFSETS[1] as usize] = 1;
+        assert!(!never_created(&foreign));
+        assert!(never_created(&vec![0u8; area]));
     }
 
     #[test]

@@ -2,19 +2,23 @@
 //! in-flight operation, take every crash image (both modes; exhaustive up to a bound, sampled
 //! from a fixed seed beyond), deduplicate them, and recover each one against the model.
 //!
-//! The oracle, per image: `open` succeeds with no damage and not failed; the contents equal the
-//! model before or after the in-flight operation (acknowledged writes exact, the operation whole
-//! or absent, nothing else); point reads agree; recovering the recovered image again gives the
-//! same contents. After the operation returns, every image must show it (it was acknowledged).
+//! The oracle, per image: `open` succeeds with no damage and not failed; the contents equal one
+//! of the allowed states — the model before or after the in-flight operation, or for a sequence
+//! of relaxed writes made durable by one `sync`, the model after a prefix of that sequence (the
+//! recovered log is a prefix of log order holding every acknowledged op; each op whole or
+//! absent); point reads agree; recovering the recovered image again gives the same contents; and
+//! for the first images of each crash point, a crash at every fence of that recovery converges
+//! ([`crate::nested`]). After the operation returns, every image must show all of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use mcstore_engine::{Db, Error, Options};
+use mcstore_engine::{Db, Durability, Error, Options};
 use mcstore_pmem::{CrashMode, FenceSite, SimMedium};
 
 use crate::images::ImageSet;
 use crate::model::{Bytes, Model, Op, apply_db, db_contents};
+use crate::nested::{self, NestedConfig};
 use crate::pools::{as_medium, image_medium};
 
 /// A failed check, with what was being checked.
@@ -29,11 +33,22 @@ pub struct CrashConfig {
     pub samples: usize,
     /// Seed of the samples (mixed with the crash point, so each point draws its own).
     pub seed: u64,
+    /// Per crash point and mode, the first this many distinct images also have their recovery
+    /// crashed at every fence (depth 2, [`crate::nested`]); 0: none.
+    pub nested: usize,
+    /// Images per crashed recovery.
+    pub nested_config: NestedConfig,
 }
 
 impl Default for CrashConfig {
     fn default() -> Self {
-        Self { exhaustive_max: 4096, samples: 384, seed: 0x6d63_7374_6f72_6521 }
+        Self {
+            exhaustive_max: 4096,
+            samples: 384,
+            seed: 0x6d63_7374_6f72_6521,
+            nested: 1,
+            nested_config: NestedConfig::default(),
+        }
     }
 }
 
@@ -59,6 +74,12 @@ pub enum InFlight {
     Create,
     /// One compaction pass (`Db::compact`): copies through the group commit, then reclaim.
     Compact,
+    /// These writes with `Durability::None` (acknowledged, not durable), then one `sync()`:
+    /// a crash anywhere in between may keep any prefix of them, never a gap.
+    Relaxed(Vec<Op>),
+    /// `db.transaction` that reads these keys and writes each one the value the next key held
+    /// (the last the first's; an absent value removes): a read-write transaction, atomic.
+    Transaction(Vec<Bytes>),
 }
 
 /// A workload: acknowledged setup operations, then one operation crashed at each of its fences.
@@ -97,6 +118,12 @@ pub struct CrashSummary {
     pub sites_reached: BTreeSet<FenceSite>,
     /// Sites a crash fired at.
     pub sites_crashed: BTreeSet<FenceSite>,
+    /// Recoveries crashed at every fence of theirs (depth 2).
+    pub nested_runs: u64,
+    /// Distinct images of crashed recoveries checked (included in `images`).
+    pub nested_images: u64,
+    /// Sites a crash during recovery fired at.
+    pub nested_sites_crashed: BTreeSet<FenceSite>,
     /// Per site: how often the in-flight operation reached it, and how often a crash fired there.
     pub site_counts: BTreeMap<FenceSite, SiteCount>,
 }
@@ -124,14 +151,16 @@ pub fn run(workload: &Workload, config: &CrashConfig) -> Result<CrashSummary, Fa
     let mut summary = CrashSummary::default();
     // Dry run: count the fences and learn their sites; the model after the operation.
     let prepared = prepare(workload)?;
-    let before = prepared.model.clone();
+    let states = allowed_states(&workload.in_flight, &prepared.model);
+    let Some(after) = states.last() else { return Err(format!("{name}: no allowed state")) };
     let sim = Arc::clone(&prepared.sim);
     let start = sim.fences_seen();
-    let mut after = before.clone();
-    let acknowledged = run_in_flight(workload, prepared, &mut after, Some(&before))?;
-    // Acknowledged: every image of the state right after it shows it.
+    // One set per workload: an image met at two crash points is recovered and counted once.
+    let mut seen = ImageSet::new();
+    let acknowledged = run_in_flight(workload, prepared, true)?;
+    // Acknowledged: every image of the state right after it shows all of it.
     sim.freeze();
-    check_images(workload, &sim, config, 0, &[&after], &mut ImageSet::new(), &mut summary)
+    check_images(workload, &sim, config, 0, &Allowed::new([after]), &mut seen, &mut summary)
         .map_err(|e| format!("{name}: after acknowledgement: {e}"))?;
     drop(acknowledged);
     let log = sim.fence_log();
@@ -146,7 +175,7 @@ pub fn run(workload: &Workload, config: &CrashConfig) -> Result<CrashSummary, Fa
             return Err(format!("{name}: the in-flight operation never reached {wanted:?}"));
         }
     }
-    let expected: Vec<&Model> = vec![&before, &after];
+    let expected = Allowed::new(states.iter());
     for (k, site) in (1..).zip(&sites) {
         let prepared = prepare(workload)?;
         let sim = Arc::clone(&prepared.sim);
@@ -155,8 +184,7 @@ pub fn run(workload: &Workload, config: &CrashConfig) -> Result<CrashSummary, Fa
             return Err(format!("{name}: setup is not deterministic ({n0} fences, then {start})"));
         }
         sim.crash_at_fence(Some(n0 + k));
-        let mut scratch = before.clone();
-        let acknowledged = run_in_flight(workload, prepared, &mut scratch, None);
+        let acknowledged = run_in_flight(workload, prepared, false);
         match sim.crashed_at() {
             Some((at, crashed_site)) if at == n0 + k && crashed_site == *site => {
                 summary.sites_crashed.insert(crashed_site);
@@ -172,7 +200,6 @@ pub fn run(workload: &Workload, config: &CrashConfig) -> Result<CrashSummary, Fa
             }
             _ => {}
         }
-        let mut seen = ImageSet::new();
         check_images(workload, &sim, config, k, &expected, &mut seen, &mut summary)
             .map_err(|e| format!("{name}: crash at fence {k} ({site:?}): {e}"))?;
     }
@@ -210,25 +237,97 @@ fn prepare(workload: &Workload) -> Result<Prepared, Failure> {
     Ok(Prepared { sim, db, model })
 }
 
-/// Run the in-flight operation, applying it to `model`. `Ok(Some(db))` when it was acknowledged
-/// and left a store open; `Ok(None)` when it was acknowledged and left none (Close). `check`
-/// (dry run only) compares the operation's result with the model's.
+/// The states a crash inside `in_flight` may recover to, starting from `before`, in log order;
+/// the last one is the state after it was acknowledged.
+pub fn allowed_states(in_flight: &InFlight, before: &Model) -> Vec<Model> {
+    let mut states = vec![before.clone()];
+    let mut model = before.clone();
+    match in_flight {
+        InFlight::Op(op) => {
+            model.apply(op);
+            states.push(model);
+        }
+        InFlight::Relaxed(ops) => {
+            for op in ops {
+                model.apply(op);
+                states.push(model.clone());
+            }
+        }
+        InFlight::Transaction(keys) => {
+            model.apply(&rotation(keys, before));
+            states.push(model);
+        }
+        InFlight::Open | InFlight::Close | InFlight::Create | InFlight::Compact => {}
+    }
+    states
+}
+
+/// What the rotating transaction over `keys` writes, as a batch, given the state it reads.
+fn rotation(keys: &[Bytes], model: &Model) -> Op {
+    let next = keys.iter().cycle().skip(1);
+    Op::Batch(
+        keys.iter().zip(next).map(|(key, from)| (key.clone(), model.get(from).cloned())).collect(),
+    )
+}
+
+/// Run the in-flight operation. `Ok(Some(db))` when it was acknowledged and left a store open;
+/// `Ok(None)` when it was acknowledged and left none (Close). `check` (dry run only) compares
+/// the operation's results with the model's.
 fn run_in_flight(
     workload: &Workload,
     prepared: Prepared,
-    model: &mut Model,
-    check: Option<&Model>,
+    check: bool,
 ) -> Result<Option<Db>, Failure> {
-    let Prepared { sim, db, .. } = prepared;
+    let Prepared { sim, db, model } = prepared;
     let name = workload.name;
     let options = workload.options.clone();
     match &workload.in_flight {
         InFlight::Op(op) => {
             let db = db.ok_or_else(|| format!("{name}: no store"))?;
-            let want = model.apply(op);
+            let want = model.clone().apply(op);
             let got = apply_db(&db, op).map_err(|e| format!("{name}: in-flight {op:?}: {e}"))?;
-            if check.is_some() && got != want {
+            if check && got != want {
                 return Err(format!("{name}: in-flight: got {got:?}, model says {want:?}"));
+            }
+            Ok(Some(db))
+        }
+        InFlight::Relaxed(ops) => {
+            let db = db.ok_or_else(|| format!("{name}: no store"))?;
+            let lazy = db.with_durability(Durability::None);
+            let mut model = model;
+            for (i, op) in ops.iter().enumerate() {
+                let want = model.apply(op);
+                let got = apply_db(&lazy, op).map_err(|e| format!("{name}: relaxed {i}: {e}"))?;
+                if check && got != want {
+                    return Err(format!("{name}: relaxed {i}: got {got:?}, model says {want:?}"));
+                }
+            }
+            drop(lazy);
+            db.sync().map_err(|e| format!("{name}: sync: {e}"))?;
+            Ok(Some(db))
+        }
+        InFlight::Transaction(keys) => {
+            let db = db.ok_or_else(|| format!("{name}: no store"))?;
+            let read = db
+                .transaction(|tx| {
+                    let mut values = Vec::with_capacity(keys.len());
+                    for key in keys {
+                        values.push(tx.get(key)?);
+                    }
+                    for (key, value) in keys.iter().zip(values.iter().cycle().skip(1)) {
+                        match value {
+                            Some(value) => tx.put(key, value),
+                            None => tx.remove(key),
+                        }
+                    }
+                    Ok(values)
+                })
+                .map_err(|e| format!("{name}: transaction: {e}"))?;
+            let want: Vec<Option<Bytes>> = keys.iter().map(|k| model.get(k).cloned()).collect();
+            let got: Vec<Option<Bytes>> =
+                read.iter().map(|v| v.as_deref().map(<[u8]>::to_vec)).collect();
+            if check && got != want {
+                return Err(format!("{name}: the transaction read {got:?}, model says {want:?}"));
             }
             Ok(Some(db))
         }
@@ -247,7 +346,7 @@ fn run_in_flight(
         InFlight::Compact => {
             let db = db.ok_or_else(|| format!("{name}: no store"))?;
             let summary = db.compact().map_err(|e| format!("{name}: compact: {e}"))?;
-            if check.is_some() && summary.segments_reclaimed == 0 {
+            if check && summary.segments_reclaimed == 0 {
                 return Err(format!("{name}: the compaction reclaimed nothing: {summary:?}"));
             }
             Ok(Some(db))
@@ -261,7 +360,7 @@ fn check_images(
     sim: &SimMedium,
     config: &CrashConfig,
     point: u64,
-    expected: &[&Model],
+    expected: &Allowed,
     seen: &mut ImageSet,
     summary: &mut CrashSummary,
 ) -> Result<(), Failure> {
@@ -275,14 +374,32 @@ fn check_images(
             config.samples
         };
         let seed = config.seed ^ point.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut nested_left = config.nested;
         for (i, image) in sim.crash_images(mode, limit, seed).enumerate() {
             summary.images_offered += 1;
             if !seen.insert(&image) {
                 continue;
             }
             summary.images += 1;
-            check_image(workload, image, expected, point > 0)
+            let keep = (nested_left > 0).then(|| image.clone());
+            let recovered = recover_image(workload, image, expected, point > 0)
                 .map_err(|e| format!("{mode:?} image {i} of {count}: {e}"))?;
+            if let (Some(image), Some(contents)) = (keep, recovered) {
+                nested_left -= 1;
+                let nested = nested::crash_recovery(
+                    &image,
+                    &workload.options,
+                    &contents,
+                    &config.nested_config,
+                    seen,
+                )
+                .map_err(|e| format!("{mode:?} image {i} of {count}, nested: {e}"))?;
+                summary.nested_runs += 1;
+                summary.nested_images += nested.images;
+                summary.images_offered += nested.offered;
+                summary.images += nested.images;
+                summary.nested_sites_crashed.extend(nested.sites_crashed);
+            }
         }
     }
     Ok(())
@@ -296,6 +413,33 @@ pub fn check_image(
     expected: &[&Model],
     crashed: bool,
 ) -> Result<(), Failure> {
+    recover_image(workload, image, &Allowed::new(expected.iter().copied()), crashed).map(drop)
+}
+
+/// The allowed states as contents, and every key any of them holds: computed once per crash
+/// point, not once per image.
+pub struct Allowed {
+    states: Vec<Vec<(Bytes, Bytes)>>,
+    keys: BTreeSet<Bytes>,
+}
+
+impl Allowed {
+    /// The contents of `models`.
+    pub fn new<'a>(models: impl IntoIterator<Item = &'a Model>) -> Self {
+        let states: Vec<Vec<(Bytes, Bytes)>> = models.into_iter().map(Model::contents).collect();
+        let keys = states.iter().flatten().map(|(k, _)| k.clone()).collect();
+        Self { states, keys }
+    }
+}
+
+/// [`check_image`], returning the recovered contents (`None`: a crash while formatting left no
+/// pool, which is allowed).
+fn recover_image(
+    workload: &Workload,
+    image: Vec<u8>,
+    expected: &Allowed,
+    crashed: bool,
+) -> Result<Option<Vec<(Bytes, Bytes)>>, Failure> {
     let medium = image_medium(image);
     let db = match Db::open_on(as_medium(&medium), workload.options.clone()) {
         Ok(db) => db,
@@ -304,17 +448,17 @@ pub fn check_image(
         Err(Error::UnsupportedFormat { .. } | Error::Corrupt { .. })
             if crashed && matches!(workload.in_flight, InFlight::Create) =>
         {
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => return Err(format!("open: {e}")),
     };
-    let contents = check_recovered(&db, expected)?;
+    let contents = check_recovered(&db, expected, true)?;
     // Recover the recovered pool again (as if it crashed right after opening): same contents.
     let again = image_medium(medium.persistent_image());
     drop(db);
     let db = Db::open_on(as_medium(&again), workload.options.clone())
         .map_err(|e| format!("second recovery: open: {e}"))?;
-    let second = check_recovered(&db, expected)?;
+    let second = check_recovered(&db, expected, false)?;
     if second != contents {
         return Err(format!(
             "second recovery changed the contents: {} keys, then {}",
@@ -322,11 +466,16 @@ pub fn check_image(
             second.len()
         ));
     }
-    Ok(())
+    Ok(Some(contents))
 }
 
-/// A recovered store: clean report, not failed, contents equal to one of `expected` (returned).
-fn check_recovered(db: &Db, expected: &[&Model]) -> Result<Vec<(Bytes, Bytes)>, Failure> {
+/// A recovered store: clean report, not failed, contents equal to one of `expected` (returned);
+/// with `point_reads`, `get` of every key of the allowed states agrees with the iteration.
+fn check_recovered(
+    db: &Db,
+    expected: &Allowed,
+    point_reads: bool,
+) -> Result<Vec<(Bytes, Bytes)>, Failure> {
     let report = db.recovery_report();
     if !report.is_clean() || report.damage_found != 0 {
         return Err(format!("damage reported for a pure crash: {report}"));
@@ -335,19 +484,19 @@ fn check_recovered(db: &Db, expected: &[&Model]) -> Result<Vec<(Bytes, Bytes)>, 
         return Err("the recovered store is failed".into());
     }
     let contents = db_contents(db).map_err(|e| format!("iterating: {e}"))?;
-    if !expected.iter().any(|model| model.contents() == contents) {
-        return Err(describe_mismatch(&contents, expected));
+    if !expected.states.contains(&contents) {
+        return Err(describe_mismatch(&contents, &expected.states));
     }
     if db.len() != contents.len() {
         return Err(format!("len {} but {} keys iterated", db.len(), contents.len()));
     }
-    let mut keys: BTreeSet<&Bytes> = BTreeSet::new();
-    for model in expected {
-        keys.extend(model.keys());
+    if !point_reads {
+        return Ok(contents);
     }
-    for key in keys {
+    for key in &expected.keys {
         let got = db.get(key).map_err(|e| format!("get {}: {e}", key.escape_ascii()))?;
-        let want = contents.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        // INVARIANT: iteration is ascending by key.
+        let want = contents.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| &contents[i].1);
         if got.as_deref() != want.map(Vec::as_slice) {
             return Err(format!("get {} disagrees with iteration", key.escape_ascii()));
         }
@@ -355,10 +504,9 @@ fn check_recovered(db: &Db, expected: &[&Model]) -> Result<Vec<(Bytes, Bytes)>, 
     Ok(contents)
 }
 
-fn describe_mismatch(contents: &[(Bytes, Bytes)], expected: &[&Model]) -> Failure {
+fn describe_mismatch(contents: &[(Bytes, Bytes)], expected: &[Vec<(Bytes, Bytes)>]) -> Failure {
     let mut text = format!("recovered {} keys matching no allowed state;", contents.len());
-    for (i, model) in expected.iter().enumerate() {
-        let want = model.contents();
+    for (i, want) in expected.iter().enumerate() {
         let missing = want.iter().filter(|kv| !contents.contains(kv)).count();
         let extra = contents.iter().filter(|kv| !want.contains(kv)).count();
         text.push_str(&format!(" vs state {i}: {missing} missing or different, {extra} extra;"));
@@ -398,6 +546,39 @@ mod tests {
         // The tail word alone is pending at TAIL_PUBLISH: two images per mode, exhaustive.
         assert!(summary.exhaustive >= 4);
         assert!(summary.images >= 4 && summary.images <= summary.images_offered);
+    }
+
+    #[test]
+    fn a_relaxed_sequence_allows_each_prefix_and_no_gap() {
+        let put = |key: &str| Op::Put { key: key.into(), value: vec![3; 50] };
+        let mut workload = put_workload(vec![sites::RECORD_PERSIST, sites::TAIL_PUBLISH]);
+        workload.in_flight = InFlight::Relaxed(vec![put("x"), put("y"), put("z")]);
+        let prepared = prepare(&workload).unwrap();
+        let states = allowed_states(&workload.in_flight, &prepared.model);
+        assert_eq!(states.len(), 4);
+        assert_eq!(states[3].len(), states[0].len() + 3);
+        // A pool holding the setup and "y" without "x" is a gap in log order: refused.
+        let db = prepared.db.unwrap();
+        apply_db(&db, &put("y")).unwrap();
+        let image = prepared.sim.persistent_image();
+        let expected: Vec<&Model> = states.iter().collect();
+        assert!(check_image(&workload, image, &expected, true).is_err());
+        let summary = run(&workload, &CrashConfig { samples: 4, ..CrashConfig::default() });
+        assert!(summary.unwrap().nested_runs >= 1);
+    }
+
+    #[test]
+    fn a_transaction_rotates_the_values_it_read() {
+        let keys = vec![b"a".to_vec(), b"b".to_vec(), b"none".to_vec()];
+        let mut workload = put_workload(vec![sites::RECORD_PERSIST, sites::TAIL_PUBLISH]);
+        workload.in_flight = InFlight::Transaction(keys);
+        let prepared = prepare(&workload).unwrap();
+        let states = allowed_states(&workload.in_flight, &prepared.model);
+        let after = states.last().unwrap();
+        assert_eq!(after.get(b"a"), Some(&vec![7; 300]));
+        assert_eq!((after.get(b"b"), after.get(b"none")), (None, Some(&vec![7; 10])));
+        let summary = run(&workload, &CrashConfig { samples: 4, nested: 0, ..Default::default() });
+        assert_eq!(summary.unwrap().fences, 2);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The bodies of the cargo-fuzz targets (`fuzz/`), here so ordinary tests replay the corpora on
 //! stable Rust. Each body takes arbitrary bytes and panics only on a bug: a decoder that
 //! panics, a round trip that changes a value, a recovery that is not idempotent, a single flipped
-//! bit that goes unreported.
+//! bit that goes unreported; and in the submodules an acknowledged write lost at a crash
+//! ([`crash_ops`]), wrong data or an untyped failure under poison ([`poison_ops`], and with real
+//! `SIGBUS` on a mapped pool, [`mapped_poison`]).
 //!
 //! INVARIANT: bodies are deterministic (the base pool is built from fixed uuids, pid and time)
 //! and bounded (pools ≤ 256 KiB, inputs truncated), so a finding reproduces from its input.
@@ -19,6 +21,27 @@ use mcstore_recovery::pool::{self, CreateParams};
 
 use crate::model::{Bytes, Model, Op, apply_db, db_contents};
 use crate::pools::{SEGMENT_BYTES, as_medium, image_medium, small_options};
+
+mod crash_ops;
+pub mod input;
+mod mapped_poison;
+mod poison_ops;
+
+pub use crash_ops::crash_ops;
+pub use mapped_poison::mapped_poison;
+pub use poison_ops::poison_ops;
+
+/// A fuzz target's body.
+pub type Body = fn(&[u8]);
+
+/// Every fuzz target: its name and its body.
+pub const TARGETS: [(&str, Body); 5] = [
+    ("codec", codec),
+    ("recover_image", recover_image),
+    ("crash_ops", crash_ops),
+    ("poison_ops", poison_ops),
+    ("mapped_poison", mapped_poison),
+];
 
 /// Size of the base pool `recover_image` mutates: superblocks and three 64 KiB segments.
 pub const BASE_POOL_BYTES: u64 = 256 << 10;
@@ -232,8 +255,26 @@ fn exercise(db: &Db) -> Option<Vec<(Bytes, Bytes)>> {
     contents
 }
 
-/// A seed input for each shape of `recover_image` (and for `codec`), for the committed corpora.
-pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+/// The seed inputs of every target, `(target, name, input)`, for the committed corpora (files
+/// `fuzz/corpus/TARGET/seed-NAME`).
+pub fn seed_inputs() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut seeds: Vec<(&'static str, String, Vec<u8>)> = image_seeds()
+        .into_iter()
+        .map(|(target, name, input)| (target, name.to_string(), input))
+        .collect();
+    let more = [
+        ("crash_ops", crash_ops::seeds()),
+        ("poison_ops", poison_ops::seeds()),
+        ("mapped_poison", mapped_poison::seeds()),
+    ];
+    for (target, list) in more {
+        seeds.extend(list.into_iter().map(|(name, input)| (target, name, input)));
+    }
+    seeds
+}
+
+/// A seed input for each shape of `recover_image` (and for `codec`).
+fn image_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let (base, _) = base_pool();
     let geometry = Geometry::for_segment_size(SEGMENT_BYTES).expect("a valid segment size");
     let segment0 = u32::try_from(geometry.segment_offset(SegmentId(0))).unwrap_or(0);
@@ -278,7 +319,7 @@ mod tests {
 
     #[test]
     fn seeds_run_clean() {
-        for (target, _, input) in seed_inputs() {
+        for (target, _, input) in image_seeds() {
             match target {
                 "codec" => codec(&input),
                 _ => recover_image(&input),

@@ -5,6 +5,7 @@
 pub mod large;
 pub mod reads;
 pub mod recovery;
+pub mod replicas;
 pub mod space;
 pub mod writes;
 pub mod ycsb;

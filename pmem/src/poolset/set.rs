@@ -2,16 +2,20 @@
 //!
 //! INVARIANT: a write, store, flush, fence or grow that returns `Ok` reached the primary and
 //! every member not `Stale`; a member that failed one is `Stale` from then on and receives no
-//! more writes. Reads go to the primary only. Writers hold `gate` shared and a repair holds it
-//! exclusively, so a page copied from a peer is never half-way through a lockstep write.
+//! more writes. A replica that refuses a write because the page is known poisoned (media check
+//! their poison map before any store, so nothing landed) is healed in place from a good member
+//! and the write re-run; only a failed heal makes it `Stale`. Reads go to the primary only.
+//! Writers hold `gate` shared and a repair holds it exclusively, so a page copied from a peer is
+//! never half-way through a lockstep write.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
+use super::heal::HealOutcome;
 use super::options::{MemberFailure, PoolSetOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mcsafe::MappingId;
 use crate::medium::{FenceSite, Medium, MemberId};
 use crate::register::{Domain, ErrorRegister};
@@ -75,6 +79,8 @@ pub struct RepairStats {
     pub bytes_repaired: u64,
     /// Heals that found no good copy anywhere.
     pub no_good_copy: u64,
+    /// Replica pages a lockstep write found poisoned and healed in place before writing.
+    pub write_heals: u64,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +89,12 @@ pub(super) struct Counters {
     pub(super) repairs: AtomicU64,
     pub(super) bytes_repaired: AtomicU64,
     pub(super) no_good_copy: AtomicU64,
+    pub(super) write_heals: AtomicU64,
 }
+
+/// Most heals one lockstep operation on one member may run before the member is given up
+/// (each heal clears at least the first poisoned span the member reported).
+const WRITE_HEALS_MAX: u32 = 64;
 
 struct Member {
     medium: Arc<dyn Medium>,
@@ -97,6 +108,9 @@ pub struct PoolSet {
     pub(super) gate: RwLock<()>,
     pub(super) counters: Counters,
     events: Mutex<Vec<StaleEvent>>,
+    /// Ranges no member holds good bytes for (the layer above's persisted quarantine): reported
+    /// by `bad_blocks` so an allocator never writes there.
+    quarantine: RwLock<Vec<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for PoolSet {
@@ -135,6 +149,7 @@ impl PoolSet {
             gate: RwLock::new(()),
             counters: Counters::default(),
             events: Mutex::new(Vec::new()),
+            quarantine: RwLock::new(Vec::new()),
         })
     }
 
@@ -192,7 +207,20 @@ impl PoolSet {
             repairs: c.repairs.load(Ordering::Relaxed),
             bytes_repaired: c.bytes_repaired.load(Ordering::Relaxed),
             no_good_copy: c.no_good_copy.load(Ordering::Relaxed),
+            write_heals: c.write_heals.load(Ordering::Relaxed),
         }
+    }
+
+    /// Replace the quarantined ranges `(offset, len)`: ranges no member holds good bytes for.
+    /// [`Medium::bad_blocks`] of the set lists them (with the primary's own bad blocks), so the
+    /// store's allocator never writes there.
+    pub fn set_quarantine(&self, ranges: Vec<(u64, u64)>) {
+        *self.quarantine.write() = ranges;
+    }
+
+    /// The quarantined ranges `(offset, len)` (see [`Self::set_quarantine`]).
+    pub fn quarantined(&self) -> Vec<(u64, u64)> {
+        self.quarantine.read().clone()
     }
 
     /// Machine-check-safe read of `[offset, offset + dst.len())` from one member (faults are
@@ -231,16 +259,34 @@ impl PoolSet {
     }
 
     /// Apply `op` to the primary, then to every member not stale; a replica's failure is
-    /// handled by [`MemberFailure`]. The primary's failure is the operation's.
+    /// handled by [`MemberFailure`] (after [`Self::heal_for_write`] for a poisoned page). The
+    /// primary's failure is the operation's.
     fn lockstep(&self, what: &str, op: impl Fn(&dyn Medium, MemberId) -> Result<()>) -> Result<()> {
-        let _writer = self.gate.read();
+        let mut writer = self.gate.read();
         op(self.members[0].medium.as_ref(), MemberId(0))?;
         for (i, member) in self.members.iter().enumerate().skip(1) {
             let id = MemberId(i as u8);
             if self.state(id) == MemberState::Stale {
                 continue;
             }
-            if let Err(err) = op(member.medium.as_ref(), id) {
+            let mut result = op(member.medium.as_ref(), id);
+            let mut heals = 0;
+            let mut last = None;
+            while let Err(Error::Poisoned { offset, len }) = result {
+                // A span reported again after a heal was not cleared: give the member up.
+                if heals == WRITE_HEALS_MAX || last == Some((offset, len)) {
+                    break;
+                }
+                heals += 1;
+                last = Some((offset, len));
+                let healed =
+                    RwLockReadGuard::unlocked(&mut writer, || self.heal_for_write(id, offset, len));
+                if !healed {
+                    break;
+                }
+                result = op(member.medium.as_ref(), id);
+            }
+            if let Err(err) = result {
                 self.mark_stale(id, format!("{what} failed: {err}"));
                 if self.options.on_member_failure == MemberFailure::FailWrite {
                     return Err(err);
@@ -248,6 +294,30 @@ impl PoolSet {
             }
         }
         Ok(())
+    }
+
+    /// A lockstep operation found `[offset, +len)` of replica `id` poisoned. Media check their
+    /// poison map (emulated poison, the bad-block list mapped as poison) before any store, so
+    /// nothing landed: rewrite the member's whole pages from a good member (the primary first,
+    /// which already holds this operation's bytes) through its repair primitive, so the
+    /// re-run stores into healthy pages. `false`: no member could heal it.
+    ///
+    /// INVARIANT: called with the gate released; `heal` takes it exclusively, so no other
+    /// lockstep operation is half-way through these pages. One that released the gate to heal
+    /// the same member re-runs its own store afterwards, so its bytes are not lost.
+    fn heal_for_write(&self, id: MemberId, offset: u64, len: u64) -> bool {
+        // Clip to the medium: a poisoned span is reported in whole pages.
+        let end = offset.saturating_add(len).min(self.medium(id).len());
+        if end <= offset {
+            return false;
+        }
+        match self.heal(id, offset, end - offset, &|_| true) {
+            Ok(HealOutcome::Healed { .. }) => {
+                self.counters.write_heals.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -314,8 +384,12 @@ impl Medium for PoolSet {
         Ok(())
     }
 
+    /// The primary's bad blocks and the quarantined ranges (sorted; they may overlap).
     fn bad_blocks(&self) -> Vec<(u64, u64)> {
-        self.members[0].medium.bad_blocks()
+        let mut ranges = self.members[0].medium.bad_blocks();
+        ranges.extend(self.quarantine.read().iter().copied());
+        ranges.sort_unstable();
+        ranges
     }
 
     fn mapping(&self) -> Option<MappingId> {
@@ -407,6 +481,93 @@ pub(super) mod tests {
         assert!(set.write(0, b"x").is_err());
         assert!(!set.is_degraded());
         assert_eq!(read_clean(sims[1].as_ref(), 0, 1), [0]);
+    }
+
+    #[test]
+    fn a_poisoned_replica_page_is_healed_before_the_write_lands() {
+        let (set, sims) = sim_set(3, 64 << 10, PoolSetOptions::new());
+        set.write(12288, &[7u8; 4096]).unwrap();
+        // Replica 2's page is poisoned (its bytes destroyed); a write into it heals it from the
+        // primary first, then lands.
+        sims[2].inject_poison(12288 + 640, 64).unwrap();
+        set.write(12288 + 600, b"healed in place").unwrap();
+        set.flush(12288, 4096).unwrap();
+        set.fence(SITE).unwrap();
+        assert!(!set.is_degraded(), "{:?}", set.members());
+        assert!(set.stale_events().is_empty());
+        assert!(sims[2].poisoned_ranges().is_empty());
+        let want = read_clean(sims[0].as_ref(), 12288, 4096);
+        assert_eq!(&want[600..615], b"healed in place");
+        assert_eq!(want[0], 7);
+        for sim in &sims[1..] {
+            assert_eq!(read_clean(sim.as_ref(), 12288, 4096), want);
+            assert!(sim.is_persisted(12288, 4096));
+        }
+        let stats = set.stats();
+        assert_eq!((stats.write_heals, stats.repairs, stats.bytes_repaired), (1, 1, 4096));
+        // A store and a flush meet poison the same way.
+        sims[1].inject_poison(20480, 8).unwrap();
+        set.store_u64(20480, 0x55).unwrap();
+        sims[2].inject_poison(20480, 8).unwrap();
+        set.flush(20480, 8).unwrap();
+        assert!(!set.is_degraded());
+        assert_eq!(read_clean(sims[2].as_ref(), 20480, 8), 0x55u64.to_le_bytes());
+        assert_eq!(set.stats().write_heals, 3);
+    }
+
+    #[test]
+    fn a_replica_whose_heal_fails_is_marked_stale() {
+        let (set, sims) = sim_set(2, 64 << 10, PoolSetOptions::new());
+        sims[1].inject_poison(4096, 64).unwrap();
+        // The write is refused for the poison (call 1), the heal's repair write fails (call 2).
+        sims[1].fail_nth(SimOp::Write, 2, true);
+        set.write(4096, b"x").unwrap();
+        assert_eq!(set.state(MemberId(1)), MemberState::Stale);
+        let events = set.stale_events();
+        assert!(events[0].reason.contains("poisoned"), "{events:?}");
+        assert_eq!(set.stats().write_heals, 0);
+        assert_eq!(read_clean(sims[0].as_ref(), 4096, 1), b"x");
+    }
+
+    #[test]
+    fn quarantined_ranges_are_reported_as_bad_blocks() {
+        let (set, _) = sim_set(2, 64 << 10, PoolSetOptions::new());
+        assert!(set.bad_blocks().is_empty());
+        set.set_quarantine(vec![(40960, 4096), (8192, 64)]);
+        assert_eq!(set.bad_blocks(), vec![(8192, 64), (40960, 4096)]);
+        assert_eq!(set.quarantined(), vec![(40960, 4096), (8192, 64)]);
+    }
+
+    /// Real emulated poison on a mapped replica in /dev/shm (a store there would SIGBUS): the
+    /// write heals the page first (pwrite, poison cleared, sidecar line removed), then lands.
+    #[test]
+    fn a_write_heals_real_poison_on_a_mapped_replica() {
+        use crate::mapped::{BadBlocks, MapOptions, MappedMedium, ModeRequest};
+        const LEN: u64 = 64 << 10;
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let open = |i: u8| {
+            let options = MapOptions::new().mode(ModeRequest::ForcedPmem).member(MemberId(i));
+            let path = dir.path().join(format!("member-{i}"));
+            Arc::new(MappedMedium::create(&path, LEN, &options).unwrap())
+        };
+        let (primary, replica) = (open(0), open(1));
+        let members: Vec<Arc<dyn Medium>> = vec![primary.clone(), replica.clone()];
+        let set = PoolSet::new(members, PoolSetOptions::new()).unwrap();
+        set.write(0, &[3u8; LEN as usize]).unwrap();
+        let sidecar = BadBlocks::sidecar_path(replica.path());
+        replica.inject_poison(16384, 4096).unwrap();
+        BadBlocks::add(&sidecar, (16384, 4096)).unwrap();
+        set.write(16384 + 100, b"over the poison").unwrap();
+        set.flush(16384, 4096).unwrap();
+        set.fence(SITE).unwrap();
+        assert!(!set.is_degraded());
+        assert!(replica.poisoned_ranges().is_empty());
+        assert!(BadBlocks::load(&sidecar).unwrap().ranges().is_empty(), "sidecar line gone");
+        let page = read_clean(replica.as_ref(), 16384, 4096);
+        assert_eq!(page, read_clean(primary.as_ref(), 16384, 4096));
+        assert_eq!(&page[100..115], b"over the poison");
+        assert_eq!((page[0], page[4095]), (3, 3));
+        assert_eq!(set.stats().write_heals, 1);
     }
 
     /// Member-specific prefix: each member stores the bytes XORed with its index.

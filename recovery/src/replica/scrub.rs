@@ -313,9 +313,13 @@ pub(crate) mod tests {
         let lost = report.unrepaired();
         assert_eq!(lost.len(), 2, "one unit on each member: {lost:?}");
         assert_eq!(set.quarantined(), lost);
+        // The pool set reports the quarantine as bad blocks (what the store's allocator skips).
+        let as_bad: Vec<(u64, u64)> = lost.iter().map(|q| (q.offset, q.len)).collect();
+        assert_eq!(set.poolset().bad_blocks(), as_bad);
         drop(set);
         let (set, _) = ReplicaSet::open(given(&sims), OpenSetOptions::default()).unwrap();
         assert_eq!(set.quarantined(), lost);
+        assert_eq!(set.poolset().bad_blocks(), as_bad, "after reopen too");
     }
 
     fn mapped_members(dir: &std::path::Path) -> Vec<Arc<MappedMedium>> {

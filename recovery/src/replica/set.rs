@@ -314,6 +314,7 @@ impl ReplicaSet {
             identities.push(Identity { pool_uuid: listed.pool_uuid, state });
         }
         let set = Self::assemble(media, identities, reference.geometry, table.set_uuid, options)?;
+        set.poolset.set_quarantine(quarantine_ranges(&table.quarantine));
         *set.table.lock() = table;
         if options.read_only {
             // Nothing is written: the members are checked, not reconciled or repaired.
@@ -417,9 +418,17 @@ impl ReplicaSet {
             }
         }
         table.quarantine.sort();
+        // The allocator sees the range before the table is persisted: never written either way.
+        self.poolset.set_quarantine(quarantine_ranges(&table.quarantine));
         table.write(self.poolset.as_ref())?;
         Ok(())
     }
+}
+
+/// The quarantined ranges as the pool set reports them to the allocator: every member's, since
+/// a lockstep write reaches every member.
+fn quarantine_ranges(quarantine: &[Quarantined]) -> Vec<(u64, u64)> {
+    quarantine.iter().map(|q| (q.offset, q.len)).collect()
 }
 
 #[cfg(test)]
