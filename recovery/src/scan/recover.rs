@@ -160,7 +160,8 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
         .filter(|(info, _)| info.status == SegmentStatus::InUse)
         .map(|(info, _)| SegmentMark { id: info.id, seq: info.seq, tail: info.tail })
         .collect();
-    let (snapshot, reason) = fast_open(opts, &sb, damage.is_empty(), &marks, &g);
+    let bad_blocks = medium.bad_blocks().len();
+    let (snapshot, reason) = fast_open(opts, &sb, damage.is_empty(), bad_blocks, &marks, &g);
     report.open_reason = reason;
     let mut collected = Vec::new();
     let mut max_lsn: Option<Lsn> = None;
@@ -284,6 +285,7 @@ fn fast_open(
     opts: &ScanOptions,
     sb: &Superblock,
     headers_clean: bool,
+    bad_blocks: usize,
     marks: &[SegmentMark],
     g: &Geometry,
 ) -> (Option<IndexSnapshot>, String) {
@@ -311,6 +313,11 @@ fn fast_open(
     };
     if !headers_clean {
         return (None, "clean shutdown, but the superblock or segment headers show damage".into());
+    }
+    // Known bad blocks are media damage the platform reported: the full scan meets them (and
+    // repairs or reports them) before the store is used.
+    if bad_blocks > 0 {
+        return (None, format!("clean shutdown, but the medium lists {bad_blocks} bad range(s)"));
     }
     let bytes = match &opts.shutdown.snapshot {
         None => return (None, "clean shutdown, but the pool has no index snapshot path".into()),
