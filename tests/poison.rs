@@ -260,6 +260,7 @@ fn a_quarantined_range_is_never_written_also_after_reopen() {
         let lost: Vec<(MemberId, u64, u64)> =
             set.quarantined().iter().map(|q| (q.member, q.offset, q.len)).collect();
         assert_eq!(lost, vec![(MemberId(0), bad.0, bad.1), (MemberId(1), bad.0, bad.1)]);
+        assert_eq!(db.quarantined_segments(), vec![4]);
         let rolls = db.stats().segment_rolls;
         churn(&db, round * 40..round * 40 + 40);
         assert!(db.stats().segment_rolls >= rolls + 3 * SEGMENTS, "{:?}", db.stats());

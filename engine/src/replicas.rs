@@ -245,6 +245,17 @@ impl Db {
         self.inner.replicas.as_deref()
     }
 
+    /// Segments the allocator will never write again because they overlap a range the medium
+    /// reports bad (a replica set's quarantine, unrepaired bad blocks), in id order. They stay
+    /// used: never rolled into, compacted or reclaimed. Empty for a read-only store.
+    pub fn quarantined_segments(&self) -> Vec<u32> {
+        let st = self.inner.commit.lock();
+        st.writer
+            .as_ref()
+            .map(|w| w.quarantined_segments().iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Format `members` (the primary first; member `i` reports `MemberId(i)`) as a new replica
     /// set and open a store on it (tests and fuzzing: `SimMedium`s). `options.replicas` is
     /// ignored; the primary's length is the pool size.

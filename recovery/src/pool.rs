@@ -51,9 +51,10 @@ impl Default for CreateParams {
 }
 
 /// Format `medium` as an empty pool: zero every segment's header and tail lines (fence
-/// `POOL_CREATE_CLEAR`), then write generation 0 to slot A and 1 to slot B (each fenced
-/// `SUPERBLOCK_WRITE`). No segment is initialised. The returned superblock (generation 1) says
-/// `clean_shutdown` (there is nothing to recover) and `highest_segment_seq` 0.
+/// `POOL_CREATE_CLEAR`), then write generation 0 to slot A, its magic last
+/// (`write_first_slot`), and 1 to slot B (each fenced `SUPERBLOCK_WRITE`). No segment is
+/// initialised. The returned superblock (generation 1) says `clean_shutdown` (there is nothing
+/// to recover) and `highest_segment_seq` 0.
 pub fn create(medium: &dyn Medium, params: &CreateParams) -> Result<Superblock> {
     let geometry = Geometry::for_pool(medium.len(), params.segment_size_bytes)?;
     let count = geometry.segment_count(medium.len());

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use mcstore_engine::{Db, Durability, Error, Options};
 use mcstore_pmem::{CrashMode, FenceSite, SimMedium};
+use mcstore_recovery::limits::SUPERBLOCK_AREA_BYTES;
+use mcstore_recovery::pool;
 
 use crate::images::ImageSet;
 use crate::model::{Bytes, Model, Op, apply_db, db_contents};
@@ -440,14 +442,16 @@ fn recover_image(
     expected: &Allowed,
     crashed: bool,
 ) -> Result<Option<Vec<(Bytes, Bytes)>>, Failure> {
+    let creating = crashed && matches!(workload.in_flight, InFlight::Create);
+    // A crash while formatting leaves a whole pool or one never created (no magic; zero but
+    // slot A's body): never a torn first superblock.
+    let area = usize::try_from(SUPERBLOCK_AREA_BYTES).unwrap_or(usize::MAX);
+    let none = creating && image.get(..area).is_some_and(pool::never_created);
     let medium = image_medium(image);
     let db = match Db::open_on(as_medium(&medium), workload.options.clone()) {
         Ok(db) => db,
-        // A crash while formatting may leave no pool at all (no superblock, or the first one
-        // torn): nothing was acknowledged, and the error is typed.
-        Err(Error::UnsupportedFormat { .. } | Error::Corrupt { .. })
-            if crashed && matches!(workload.in_flight, InFlight::Create) =>
-        {
+        // Nothing was acknowledged, and the error is typed.
+        Err(Error::UnsupportedFormat { .. } | Error::Corrupt { .. }) if none => {
             return Ok(None);
         }
         Err(e) => return Err(format!("open: {e}")),
@@ -579,6 +583,19 @@ mod tests {
         assert_eq!((after.get(b"b"), after.get(b"none")), (None, Some(&vec![7; 10])));
         let summary = run(&workload, &CrashConfig { samples: 4, nested: 0, ..Default::default() });
         assert_eq!(summary.unwrap().fences, 2);
+    }
+
+    #[test]
+    fn a_crashed_create_leaves_a_whole_pool_or_none_never_a_torn_one() {
+        let mut workload = put_workload(vec![]);
+        workload.in_flight = InFlight::Create;
+        let empty = Model::new();
+        // Nothing written: a pool never created.
+        assert!(check_image(&workload, vec![0; 256 << 10], &[&empty], true).is_ok());
+        // Bytes where slot A's magic goes, without a superblock: torn, refused.
+        let mut torn = vec![0u8; 256 << 10];
+        torn[..8].copy_from_slice(b"garbage!");
+        assert!(check_image(&workload, torn, &[&empty], true).is_err());
     }
 
     #[test]

@@ -18,10 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mcstore_engine::{Db, Error, Options};
 use mcstore_pmem::{MapOptions, MappedMedium, Medium, ModeRequest};
+use mcstore_recovery::format::{Geometry, SegmentId};
 
 use super::input::Input;
 use crate::model::Bytes;
-use crate::pools::small_options;
+use crate::pools::{SEGMENT_BYTES, small_options};
 
 /// Pool size of a `mapped_poison` scenario.
 pub const MAPPED_POOL_BYTES: u64 = 256 << 10;
@@ -81,6 +82,8 @@ struct Scenario {
     allowed: BTreeMap<Bytes, BTreeSet<Option<Bytes>>>,
     /// Pages ever poisoned (their bytes were destroyed).
     damaged: BTreeSet<u64>,
+    /// `Media` errors seen (each with its fault in the register).
+    media_errors: u64,
 }
 
 impl Scenario {
@@ -119,7 +122,7 @@ impl Scenario {
 
     /// Read every key the model knows: allowed values only, typed errors only after poison,
     /// and a `Media` error only with the fault in the register and on a poisoned page.
-    fn check(&self) {
+    fn check(&mut self) {
         let Some(db) = &self.db else { return };
         for (key, allowed) in &self.allowed {
             let faults = db.stats().read_faults;
@@ -134,6 +137,7 @@ impl Scenario {
                         "get {key:?} failed, nothing poisoned: {error}"
                     );
                     if let Error::Media { offset, len, .. } = error {
+                        self.media_errors += 1;
                         assert!(db.stats().read_faults > faults, "a media error without a fault");
                         let first = offset / PAGE * PAGE;
                         let hit = (first..offset + len.max(1)).step_by(PAGE as usize);
@@ -152,6 +156,11 @@ impl Scenario {
 
 /// The `mapped_poison` body (needs /dev/shm or a tmpfs temporary directory).
 pub fn mapped_poison(data: &[u8]) {
+    run(data);
+}
+
+/// Run one scenario; the number of `Media` errors it met.
+fn run(data: &[u8]) -> u64 {
     let mut input = Input::new(&data[..data.len().min(super::INPUT_BYTES_MAX)]);
     let file = PoolFile(unique_path());
     let map = MapOptions::new().mode(ModeRequest::ForcedPmem).max_len(MAPPED_POOL_BYTES);
@@ -167,6 +176,7 @@ pub fn mapped_poison(data: &[u8]) {
         options,
         allowed: BTreeMap::new(),
         damaged: BTreeSet::new(),
+        media_errors: 0,
     };
     for _ in 0..STEPS_MAX {
         if input.is_empty() {
@@ -184,20 +194,46 @@ pub fn mapped_poison(data: &[u8]) {
         }
         scenario.check();
     }
+    let media_errors = scenario.media_errors;
     drop(scenario);
     drop(file);
+    media_errors
 }
 
-/// Seed inputs: puts and removes around poisoned pages of the first segment, the superblocks
-/// and the set-state table, cleared pages and reopens.
+/// Seed inputs: puts, then a poisoned page (the log's first pages, the superblocks, the
+/// set-state table, free space), a put, a reopen, the page cleared, a put and a reopen.
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
-    let writes: &[u8] = &[0, 1, 0, 40, 1, 1, 2, 1, 1, 230, 0, 0x10, 2, 2, 0, 0, 10, 3, 3, 1, 0];
+    let geometry = Geometry::for_segment_size(SEGMENT_BYTES).expect("a valid segment size");
+    let log = geometry.segment_offset(SegmentId(0)) / PAGE;
+    // put "a" (40 B), put "bb" (~1 KiB), put "" (10 B)
+    let writes: &[u8] = &[0, 1, 0, 40, 1, 1, 2, 1, 1, 230, 0, 0x10, 2, 2, 0, 10, 3];
     let mut seeds = Vec::new();
-    for page in [0u8, 1, 2, 3, 4, 16, 17, 18, 33, 63] {
+    for page in [log, log + 1, log + 2, 0, 1, 2, 3, log + 17, log + 40] {
+        let page = u8::try_from(page).unwrap_or(0);
         let mut input = writes.to_vec();
-        input.extend_from_slice(&[4, page, 0, 2, 1, 0, 9, 9]);
-        input.extend_from_slice(&[7, 6, page, 0, 1, 1, 30, 4, 7]);
+        input.extend_from_slice(&[4, page, 0, 2, 1, 0, 9, 9, 7]);
+        input.extend_from_slice(&[6, page, 0, 1, 1, 30, 4, 7]);
         seeds.push((format!("page{page}"), input));
     }
     seeds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_meet_real_sigbus_and_leave_no_file_behind() {
+        let media_errors: u64 = seeds().iter().map(|(_, input)| run(input)).sum();
+        assert!(media_errors >= 2, "{media_errors} reads met real poison");
+        let leftover = std::fs::read_dir(unique_path().parent().expect("a directory"))
+            .expect("the pool directory")
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&format!("mcstore-fuzz-mapped-{}-", std::process::id()))
+            })
+            .count();
+        assert_eq!(leftover, 0);
+    }
 }
