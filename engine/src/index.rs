@@ -54,9 +54,13 @@ impl Default for Index {
 /// allocation and table slot (at its load factor), a B-tree slot and its share of a node.
 const OVERHEAD_BYTES_PER_KEY: usize = 16 + 56 + 16 + 24;
 
+/// Recovered entries below this are indexed on the opening thread alone.
+const BULK_PARALLEL_MIN: usize = 1 << 16;
+
 impl Index {
     /// Build from `(key, location)` pairs sorted by key without duplicates (the recovered
-    /// entries): the ordered set is bulk-built.
+    /// entries): the ordered set is bulk-built while the hash map is filled, on several threads
+    /// for large indexes (the map is concurrent and pre-sized, so inserts never resize).
     pub fn bulk_load(entries: impl IntoIterator<Item = (Arc<[u8]>, Location)>) -> Self {
         let entries: Vec<(Arc<[u8]>, Location)> = entries.into_iter().collect();
         // Blocking resizes: one writer at a time (the commit lock) copies the table in one go,
@@ -66,21 +70,36 @@ impl Index {
             .hasher(foldhash::fast::RandomState::default())
             .resize_mode(papaya::ResizeMode::Blocking)
             .build();
-        let mut key_bytes = 0;
-        let mut keys = Vec::with_capacity(entries.len());
-        {
+        let keys: Vec<Arc<[u8]>> = entries.iter().map(|(key, _)| Arc::clone(key)).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        let fill = |chunk: &[(Arc<[u8]>, Location)]| {
             let pinned = map.pin();
-            for (key, location) in entries {
-                if pinned.insert(Arc::clone(&key), location).is_none() {
-                    key_bytes += key.len();
-                    keys.push(key);
-                }
+            for (key, location) in chunk {
+                pinned.insert(Arc::clone(key), *location);
             }
-        }
+        };
+        let key_bytes = keys.iter().map(|key| key.len()).sum();
         let count = keys.len();
+        let order = if threads <= 1 || entries.len() < BULK_PARALLEL_MIN {
+            fill(&entries);
+            KeyOrder::from_sorted(keys)
+        } else {
+            std::thread::scope(|scope| {
+                let order = scope.spawn(move || KeyOrder::from_sorted(keys));
+                let per = entries.len().div_ceil(threads);
+                let fills: Vec<_> =
+                    entries.chunks(per).map(|chunk| scope.spawn(move || fill(chunk))).collect();
+                for handle in fills {
+                    if let Err(panic) = handle.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                order.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        };
         Self {
             map,
-            order: Mutex::new(KeyOrder::from_sorted(keys)),
+            order: Mutex::new(order),
             keys: AtomicUsize::new(count),
             key_bytes: AtomicUsize::new(key_bytes),
         }
@@ -163,6 +182,14 @@ impl Index {
         self.order.lock().range(low, high, limit, reverse)
     }
 
+    /// Every live key with its location, ascending (the clean-shutdown snapshot). Callers hold
+    /// the commit lock, so no write interleaves.
+    pub fn entries(&self) -> Vec<(Arc<[u8]>, Location)> {
+        let keys = self.order.lock().range(Bound::Unbounded, Bound::Unbounded, usize::MAX, false);
+        let pinned = self.map.pin();
+        keys.into_iter().filter_map(|key| Some((Arc::clone(&key), *pinned.get(&*key)?))).collect()
+    }
+
     /// Approximate DRAM bytes the index uses.
     pub fn approx_bytes(&self) -> usize {
         self.key_bytes.load(Ordering::Relaxed) + self.len() * OVERHEAD_BYTES_PER_KEY
@@ -204,9 +231,30 @@ mod tests {
         assert!(!index.replace_if(b"b", at(1), at(9)));
         assert!(index.replace_if(b"b", at(3), at(9)));
         assert_eq!(index.get(b"b"), Some(at(9)));
+        index.insert(b"a", at(4));
+        assert_eq!(
+            index.entries(),
+            vec![(Arc::from(&b"a"[..]), at(4)), (Arc::from(&b"b"[..]), at(9))]
+        );
         index.clear();
         assert!(index.is_empty() && index.get(b"b").is_none());
         assert!(index.keys_between(Bound::Unbounded, Bound::Unbounded, 10, false).is_empty());
+    }
+
+    #[test]
+    fn parallel_bulk_load_indexes_every_key() {
+        let n = BULK_PARALLEL_MIN as u64 + 777;
+        let mut keys: Vec<Arc<[u8]>> = (0..n).map(|i| Arc::from(&i.to_be_bytes()[..])).collect();
+        keys.sort();
+        let index =
+            Index::bulk_load(keys.iter().cloned().enumerate().map(|(i, k)| (k, at(i as u64))));
+        assert_eq!(index.len() as u64, n);
+        assert_eq!(index.approx_bytes(), n as usize * (8 + OVERHEAD_BYTES_PER_KEY));
+        for (i, key) in keys.iter().enumerate().step_by(997) {
+            assert_eq!(index.get(key), Some(at(i as u64)));
+        }
+        let first = index.keys_between(Bound::Unbounded, Bound::Unbounded, 3, false);
+        assert_eq!(first, keys[..3].to_vec());
     }
 
     #[test]

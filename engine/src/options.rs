@@ -82,6 +82,8 @@ pub struct Options {
     pub(crate) scrubber: Option<mcstore_recovery::replica::ScrubberOptions>,
     /// What a replica's failing write does (`replicas_on_failure`).
     pub(crate) replicas_on_failure: mcstore_pmem::poolset::MemberFailure,
+    /// Where to read the device's unsafe-shutdown count (`unsafe_shutdown_count_path`).
+    pub(crate) unsafe_shutdown_count_path: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -103,11 +105,24 @@ impl Default for Options {
             replicas_degraded: false,
             scrubber: None,
             replicas_on_failure: mcstore_pmem::poolset::MemberFailure::MarkStale,
+            unsafe_shutdown_count_path: None,
         }
     }
 }
 
 impl Options {
+    /// A file holding the device's unsafe-shutdown count as one decimal number (on Linux,
+    /// `/sys/bus/nd/devices/nmemX/nfit/dirty_shutdown` of the DIMM under the pool). It is read
+    /// at open and recorded in the superblock at a clean shutdown; a count that changed in
+    /// between (the platform lost power without flushing its write queues) forces the full
+    /// verifying scan, as does a count that cannot be read. Tested against a fake file only:
+    /// untested on real hardware. See `docs/format.md`, "Clean shutdown and the fast open".
+    #[must_use]
+    pub fn unsafe_shutdown_count_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.unsafe_shutdown_count_path = Some(path.into());
+        self
+    }
+
     /// Pool size. At create: the size. At open: a minimum (the pool grows to it, never shrinks).
     #[must_use]
     pub fn size_bytes(mut self, bytes: u64) -> Self {
@@ -314,6 +329,7 @@ impl fmt::Debug for Options {
             .field("replicas_degraded", &self.replicas_degraded)
             .field("scrubber", &self.scrubber)
             .field("replicas_on_failure", &self.replicas_on_failure)
+            .field("unsafe_shutdown_count_path", &self.unsafe_shutdown_count_path)
             .finish()
     }
 }

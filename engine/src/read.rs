@@ -7,7 +7,10 @@
 //! for, read with a clean register.
 
 use mcstore_pmem::{Domain, ErrorRegister, Fault, Medium, PoolSet, RetryOutcome};
-use mcstore_recovery::format::{RecordContext, RecordKind, Uuid, decode_record};
+use mcstore_recovery::format::record::verify_record_parts;
+use mcstore_recovery::format::{
+    RECORD_HEADER_BYTES, RecordContext, RecordKind, Uuid, decode_header, decode_record,
+};
 
 use crate::error::{Error, Result};
 use crate::index::Location;
@@ -22,8 +25,17 @@ pub(crate) enum BadRead {
     Corrupt { offset: u64, reason: String, source: Option<mcstore_recovery::FormatError> },
 }
 
+/// Records up to this many bytes are copied whole into a stack buffer and verified in one
+/// pass; the value is then copied out (cheap at this size). Larger records are read in parts
+/// so the value is copied once, straight into the caller's buffer, and hashed there.
+const SMALL_RECORD_BYTES: usize = 512;
+/// Header and key bytes read into a stack buffer on the large-record path (longer keys use a
+/// heap buffer).
+const HEAD_STACK_BYTES: usize = RECORD_HEADER_BYTES + 224;
+
 /// Read the record at `location` into `buf` and verify it is a put of `key`. On success `buf`
-/// holds exactly the value.
+/// holds exactly the value. `buf` is resized, never zero-filled beyond what it grows by, so a
+/// reused buffer costs no allocation and no memset.
 pub(crate) fn read_value_into(
     medium: &dyn Medium,
     set_uuid: &Uuid,
@@ -31,23 +43,163 @@ pub(crate) fn read_value_into(
     location: Location,
     buf: &mut Vec<u8>,
 ) -> Result<std::result::Result<(), BadRead>> {
-    buf.clear();
-    buf.resize(location.len as usize, 0);
+    let len = location.len as usize;
+    if len > SMALL_RECORD_BYTES {
+        return read_large_into(medium, set_uuid, key, location, buf);
+    }
+    let mut scratch = [0u8; SMALL_RECORD_BYTES];
+    let record = &mut scratch[..len];
     let mut register = ErrorRegister::deferred();
     medium
-        .read(location.offset, buf, &mut register, Domain::User)
+        .read(location.offset, record, &mut register, Domain::User)
         .map_err(|error| Error::pmem("reading a record", error))?;
-    if !register.is_clean() {
-        let fault = register.first().copied().unwrap_or(Fault {
-            member: medium.member(),
-            offset: location.offset,
-            len: u64::from(location.len),
-            domain: Domain::User,
-            code: mcstore_pmem::FaultCode::Simulated,
-        });
+    if let Some(fault) = fault_of(medium, &register, location) {
         return Ok(Err(BadRead::Media(fault)));
     }
-    Ok(extract_value(buf, set_uuid, key, location))
+    let ctx = context(set_uuid, location);
+    match decode_record(record, &ctx) {
+        Ok(decoded) => match check_put_of(key, decoded.key, decoded.kind, location) {
+            Ok(()) => {
+                resize_for_overwrite(buf, decoded.value.len());
+                buf.copy_from_slice(decoded.value);
+                Ok(Ok(()))
+            }
+            Err(bad) => Ok(Err(bad)),
+        },
+        Err(error) => Ok(Err(corrupt(location, error))),
+    }
+}
+
+/// The large-record path of [`read_value_into`]: header and key into a small buffer, the value
+/// straight into `buf`, the padding into a word; then one checksum over the three parts.
+fn read_large_into(
+    medium: &dyn Medium,
+    set_uuid: &Uuid,
+    key: &[u8],
+    location: Location,
+    buf: &mut Vec<u8>,
+) -> Result<std::result::Result<(), BadRead>> {
+    let len = location.len as usize;
+    let head_len = RECORD_HEADER_BYTES + key.len();
+    // A record shorter than a header and this key cannot be a put of it (and its value length
+    // would underflow): the index and the medium disagree.
+    let Some(body_len) = len.checked_sub(head_len) else {
+        return Ok(Err(BadRead::Corrupt {
+            offset: location.offset,
+            reason: "the indexed record is shorter than its key".to_string(),
+            source: None,
+        }));
+    };
+    let mut stack = [0u8; HEAD_STACK_BYTES];
+    let mut heap = Vec::new();
+    let head: &mut [u8] = if head_len <= HEAD_STACK_BYTES {
+        &mut stack[..head_len]
+    } else {
+        heap.resize(head_len, 0);
+        &mut heap
+    };
+    let mut register = ErrorRegister::deferred();
+    medium
+        .read(location.offset, head, &mut register, Domain::User)
+        .map_err(|error| Error::pmem("reading a record header", error))?;
+    if let Some(fault) = fault_of(medium, &register, location) {
+        return Ok(Err(BadRead::Media(fault)));
+    }
+    // The header says how the body splits into value and padding; a header that does not fit
+    // the indexed length is corrupt (checked again, with the checksum, below).
+    let value_len = match decode_header(head) {
+        Ok(header)
+            if header.encoded_len() == len as u64 && header.value_len as usize <= body_len =>
+        {
+            header.value_len as usize
+        }
+        Ok(_) => {
+            return Ok(Err(BadRead::Corrupt {
+                offset: location.offset,
+                reason: "the record header does not match the indexed length".to_string(),
+                source: None,
+            }));
+        }
+        Err(error) => return Ok(Err(corrupt(location, error))),
+    };
+    let mut padding = [0u8; 8];
+    let padding = &mut padding[..(body_len - value_len).min(8)];
+    resize_for_overwrite(buf, value_len);
+    let value_at = location.offset + head_len as u64;
+    medium
+        .read(value_at, buf, &mut register, Domain::User)
+        .and_then(|()| {
+            medium.read(value_at + value_len as u64, padding, &mut register, Domain::User)
+        })
+        .map_err(|error| Error::pmem("reading a record value", error))?;
+    if let Some(fault) = fault_of(medium, &register, location) {
+        return Ok(Err(BadRead::Media(fault)));
+    }
+    let ctx = context(set_uuid, location);
+    match verify_record_parts(head, buf, padding, &ctx) {
+        Ok(header) => Ok(check_put_of(key, &head[RECORD_HEADER_BYTES..], header.kind, location)),
+        Err(error) => Ok(Err(corrupt(location, error))),
+    }
+}
+
+/// Make `buf` exactly `len` bytes long for a copy that overwrites all of it: only the bytes it
+/// grows by are initialised.
+fn resize_for_overwrite(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() >= len {
+        buf.truncate(len);
+    } else {
+        buf.resize(len, 0);
+    }
+}
+
+/// The first fault the register holds (or one covering the record, on overflow), if any.
+fn fault_of(medium: &dyn Medium, register: &ErrorRegister, location: Location) -> Option<Fault> {
+    if register.is_clean() {
+        return None;
+    }
+    Some(register.first().copied().unwrap_or(Fault {
+        member: medium.member(),
+        offset: location.offset,
+        len: u64::from(location.len),
+        domain: Domain::User,
+        code: mcstore_pmem::FaultCode::Simulated,
+    }))
+}
+
+fn context(set_uuid: &Uuid, location: Location) -> RecordContext {
+    RecordContext {
+        offset: location.offset,
+        segment_seq: location.segment_seq,
+        set_uuid: *set_uuid,
+    }
+}
+
+fn corrupt(location: Location, error: mcstore_recovery::FormatError) -> BadRead {
+    BadRead::Corrupt { offset: location.offset, reason: error.to_string(), source: Some(error) }
+}
+
+/// A verified record is what the read wanted: a put of `key`.
+fn check_put_of(
+    key: &[u8],
+    found: &[u8],
+    kind: RecordKind,
+    location: Location,
+) -> std::result::Result<(), BadRead> {
+    if found != key {
+        return Err(BadRead::Corrupt {
+            offset: location.offset,
+            reason: "the record holds another key".to_string(),
+            source: None,
+        });
+    }
+    if kind != RecordKind::Put {
+        return Err(BadRead::Corrupt {
+            offset: location.offset,
+            reason: "the indexed record is not a put".to_string(),
+            source: None,
+        });
+    }
+    Ok(())
 }
 
 /// Verify that `buf` holds the record at `location` as a put of `key`, and leave exactly its
@@ -58,38 +210,14 @@ fn extract_value(
     key: &[u8],
     location: Location,
 ) -> std::result::Result<(), BadRead> {
-    let ctx = RecordContext {
-        offset: location.offset,
-        segment_seq: location.segment_seq,
-        set_uuid: *set_uuid,
-    };
-    let value_range = match decode_record(buf, &ctx) {
-        Ok(record) if record.key != key => {
-            return Err(BadRead::Corrupt {
-                offset: location.offset,
-                reason: "the record holds another key".to_string(),
-                source: None,
-            });
-        }
-        Ok(record) if record.kind != RecordKind::Put => {
-            return Err(BadRead::Corrupt {
-                offset: location.offset,
-                reason: "the indexed record is not a put".to_string(),
-                source: None,
-            });
-        }
+    let value_range = match decode_record(buf, &context(set_uuid, location)) {
         Ok(record) => {
+            check_put_of(key, record.key, record.kind, location)?;
             // The value is a sub-slice of `buf`; find where, to move it to the front in place.
             let start = record.value.as_ptr() as usize - buf.as_ptr() as usize;
             start..start + record.value.len()
         }
-        Err(error) => {
-            return Err(BadRead::Corrupt {
-                offset: location.offset,
-                reason: error.to_string(),
-                source: Some(error),
-            });
-        }
+        Err(error) => return Err(corrupt(location, error)),
     };
     let len = value_range.len();
     buf.copy_within(value_range, 0);
@@ -109,11 +237,7 @@ pub(crate) fn retry_from_replica(
     location: Location,
     buf: &mut Vec<u8>,
 ) -> Result<Option<RetryOutcome>> {
-    let ctx = RecordContext {
-        offset: location.offset,
-        segment_seq: location.segment_seq,
-        set_uuid: *set_uuid,
-    };
+    let ctx = context(set_uuid, location);
     let verify = |bytes: &[u8]| {
         decode_record(bytes, &ctx).is_ok_and(|r| r.key == key && r.kind == RecordKind::Put)
     };
@@ -178,6 +302,85 @@ pub(crate) fn user_fallback(
                 key: Some(key.to_vec()),
                 site,
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcstore_pmem::{Domain, ErrorRegister, Medium};
+
+    use super::SMALL_RECORD_BYTES;
+    use crate::error::Error;
+    use crate::test_support::{sim_db, small_options};
+
+    /// Values on both sides of the small-record limit, with short and long keys, read back
+    /// exactly through `get` and through a reused `get_into` buffer of any prior length.
+    #[test]
+    fn small_and_large_records_read_back_exactly() {
+        let (_sim, db) = sim_db(4 << 20, small_options());
+        let long_key = vec![b'k'; 300];
+        let sizes = [0, 1, 100, SMALL_RECORD_BYTES - 40, SMALL_RECORD_BYTES, 5000, 40_000];
+        for (i, &size) in sizes.iter().enumerate() {
+            let value: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
+            db.put(format!("key{i}"), &value).unwrap();
+            let mut key = long_key.clone();
+            key.push(i as u8);
+            db.put(&key, &value).unwrap();
+        }
+        let mut out = vec![0xee; 70_000];
+        for (i, &size) in sizes.iter().enumerate() {
+            let value: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
+            assert_eq!(db.get(format!("key{i}")).unwrap().unwrap(), value, "size {size}");
+            assert!(db.get_into(format!("key{i}"), &mut out).unwrap());
+            assert_eq!(out, value, "get_into, size {size}");
+            let mut key = long_key.clone();
+            key.push(i as u8);
+            assert!(db.get_into(&key, &mut out).unwrap());
+            assert_eq!(out, value, "long key, size {size}");
+        }
+        assert!(!db.get_into("absent", &mut out).unwrap());
+    }
+
+    /// A flipped bit anywhere in a large record (header, key, value, padding) is never returned:
+    /// the read fails with the key (User policy: Fail).
+    #[test]
+    fn a_flipped_bit_in_a_large_record_fails_the_read() {
+        let (sim, db) = sim_db(4 << 20, small_options());
+        db.put("big", vec![3u8; 3001]).unwrap();
+        db.put("other", vec![4u8; 3001]).unwrap();
+        let location = db.inner.index.get(b"big").unwrap();
+        let len = u64::from(location.len);
+        for at in [8, 20, 33, len / 2, len - 1] {
+            let mut byte = [0u8];
+            let mut register = ErrorRegister::deferred();
+            sim.read(location.offset + at, &mut byte, &mut register, Domain::Engine).unwrap();
+            sim.write(location.offset + at, &[byte[0] ^ 0x08]).unwrap();
+            let mut out = Vec::new();
+            match db.get_into("big", &mut out) {
+                Err(Error::Corrupt { key, .. }) => assert_eq!(key.as_deref(), Some(&b"big"[..])),
+                other => panic!("flip at {at}: expected Corrupt, got {other:?}"),
+            }
+            sim.write(location.offset + at, &byte).unwrap();
+            assert_eq!(db.get("big").unwrap().unwrap(), vec![3u8; 3001]);
+        }
+        assert_eq!(db.get("other").unwrap().unwrap(), vec![4u8; 3001]);
+    }
+
+    /// Poison in a large record's value is a media error naming the key.
+    #[test]
+    fn poison_in_a_large_value_is_a_media_error() {
+        let (sim, db) = sim_db(4 << 20, small_options());
+        db.put("big", vec![5u8; 9000]).unwrap();
+        let location = db.inner.index.get(b"big").unwrap();
+        let line = (location.offset + 4096) & !63;
+        sim.inject_poison(line, 64).unwrap();
+        let mut out = Vec::new();
+        match db.get_into("big", &mut out) {
+            Err(Error::Media { offset, key, .. }) => {
+                assert_eq!((offset, key.as_deref()), (line, Some(&b"big"[..])));
+            }
+            other => panic!("expected Error::Media, got {other:?}"),
         }
     }
 }

@@ -85,6 +85,7 @@ pub fn create(medium: &dyn Medium, params: &CreateParams) -> Result<Superblock> 
             .map_or(0, |d| d.as_secs()),
         created_by: params.created_by.clone(),
         segment_count: count,
+        unsafe_shutdown_count: None,
     };
     write_first_slot(medium, &sb)?;
     write_superblock(medium, &mut sb)?;

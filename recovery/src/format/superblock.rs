@@ -43,9 +43,11 @@ const OFF_CREATED_SECS: usize = 128;
 const OFF_CREATED_BY_LEN: usize = 136;
 const OFF_SEGMENT_COUNT: usize = 140;
 const OFF_CREATED_BY: usize = 144;
-const OFF_RESERVED: usize = OFF_CREATED_BY + CREATED_BY_BYTES_MAX;
+const OFF_SHUTDOWN_COUNT: usize = OFF_CREATED_BY + CREATED_BY_BYTES_MAX;
+const OFF_RESERVED: usize = OFF_SHUTDOWN_COUNT + 8;
 const OFF_CHECKSUM: usize = 248;
-const _: () = assert!(OFF_RESERVED == 208);
+const _: () = assert!(OFF_SHUTDOWN_COUNT == 208);
+const _: () = assert!(OFF_RESERVED == 216);
 const _: () = assert!(OFF_CHECKSUM + 8 == SUPERBLOCK_BYTES);
 
 /// A replica-set member's state: the one type `mcstore_pmem::poolset` keeps at run time,
@@ -106,6 +108,10 @@ pub struct Superblock {
     /// is used); a file holding fewer was truncated. 0: not recorded (pools written before this
     /// field existed), so no check.
     pub segment_count: u32,
+    /// The device's unsafe-shutdown count when the pool was last closed cleanly, if the opener
+    /// was told where to read it (`Features::COMPAT_SHUTDOWN_COUNT` marks it present). A count
+    /// that differs at the next open forces the full verifying scan.
+    pub unsafe_shutdown_count: Option<u64>,
 }
 
 impl Superblock {
@@ -121,7 +127,12 @@ impl Superblock {
         put_u32(&mut out, OFF_VERSION, FORMAT_VERSION);
         put_u32(&mut out, OFF_SLOT, self.slot() as u32);
         put_u64(&mut out, OFF_GENERATION, self.generation);
-        put_u64(&mut out, OFF_COMPAT, self.features.compat);
+        let mut compat = self.features.compat & !Features::COMPAT_SHUTDOWN_COUNT;
+        if let Some(count) = self.unsafe_shutdown_count {
+            compat |= Features::COMPAT_SHUTDOWN_COUNT;
+            put_u64(&mut out, OFF_SHUTDOWN_COUNT, count);
+        }
+        put_u64(&mut out, OFF_COMPAT, compat);
         put_u64(&mut out, OFF_RO_COMPAT, self.features.ro_compat);
         put_u64(&mut out, OFF_INCOMPAT, self.features.incompat);
         out[OFF_POOL_UUID..OFF_POOL_UUID + 16].copy_from_slice(&self.pool_uuid.0);
@@ -237,6 +248,8 @@ impl Superblock {
             created_unix_secs: u64_at(raw, OFF_CREATED_SECS),
             created_by: created_by.to_owned(),
             segment_count: u32_at(raw, OFF_SEGMENT_COUNT),
+            unsafe_shutdown_count: (features.compat & Features::COMPAT_SHUTDOWN_COUNT != 0)
+                .then(|| u64_at(raw, OFF_SHUTDOWN_COUNT)),
         })
     }
 }
@@ -271,6 +284,7 @@ pub(crate) mod tests {
             created_unix_secs: 1_800_000_000,
             created_by: "mcstore-recovery test".into(),
             segment_count: 7,
+            unsafe_shutdown_count: None,
         }
     }
 
@@ -322,6 +336,22 @@ pub(crate) mod tests {
             Superblock::decode(&sample(0).encode()[..255], 0),
             Err(FormatError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn unsafe_shutdown_count_round_trips_behind_its_compat_bit() {
+        let mut sb = sample(4);
+        for count in [Some(0), Some(17), Some(u64::MAX), None] {
+            sb.unsafe_shutdown_count = count;
+            let bytes = sb.encode();
+            let back = Superblock::decode(&bytes, 0).unwrap();
+            assert_eq!(back.unsafe_shutdown_count, count);
+            assert_eq!(
+                back.features.compat & Features::COMPAT_SHUTDOWN_COUNT != 0,
+                count.is_some()
+            );
+            assert_eq!(back, Superblock { features: back.features, ..sb.clone() });
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Reading one segment's committed range and walking its records: verified records become
-//! index entries, bad ranges and poison become damage (a bad range overlapping poison is `Media`).
+//! Reading segments' committed ranges and walking their records: verified records become index
+//! entries, bad ranges and poison become damage (a bad range overlapping poison is `Media`).
+//! Several ranges are walked on several threads, each reusing one buffer; results keep order.
 
 use mcstore_pmem::{Domain, ErrorRegister, Fault, Medium};
 
@@ -15,22 +16,71 @@ pub(crate) struct Outcome {
     pub(crate) damage: Vec<Damage>,
 }
 
+/// One committed range to walk.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Job {
+    /// Pool offset of its first byte.
+    pub(crate) start: u64,
+    /// Committed bytes.
+    pub(crate) len: u64,
+    /// The segment's sequence.
+    pub(crate) seq: u64,
+    /// Stop at the first bad record (a segment whose tail word is bad).
+    pub(crate) salvage_walk: bool,
+}
+
+/// Threads that walk at most; below `PARALLEL_WALK_MIN_BYTES` in all, the caller's thread alone.
+const WALK_THREADS_MAX: usize = 4;
+const PARALLEL_WALK_MIN_BYTES: u64 = 8 << 20;
+
+/// Walk every job; outcomes in job order.
+pub(crate) fn walk_all(medium: &dyn Medium, jobs: &[Job], sb: &Superblock) -> Result<Vec<Outcome>> {
+    let total: u64 = jobs.iter().map(|j| j.len).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(WALK_THREADS_MAX)
+        .min(jobs.len());
+    let walk = |chunk: &[Job]| -> Result<Vec<Outcome>> {
+        let mut buf = Vec::new();
+        chunk.iter().map(|job| read_and_walk(medium, &mut buf, job, sb)).collect()
+    };
+    if threads <= 1 || total < PARALLEL_WALK_MIN_BYTES {
+        return walk(jobs);
+    }
+    let per = jobs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            jobs.chunks(per).map(|chunk| scope.spawn(move || walk(chunk))).collect();
+        let mut out = Vec::with_capacity(jobs.len());
+        for handle in handles {
+            match handle.join() {
+                Ok(outcomes) => out.extend(outcomes?),
+                // The walk does not panic (untrusted input returns errors); if it did, the
+                // panic is the caller's, as it would be on one thread.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Read one committed range into `buf` (reused: it grows, it is not zero-filled again) and walk it.
 pub(crate) fn read_and_walk(
     medium: &dyn Medium,
-    start: u64,
-    len: u64,
-    seq: u64,
+    buf: &mut Vec<u8>,
+    job: &Job,
     sb: &Superblock,
-    salvage_walk: bool,
 ) -> Result<Outcome> {
-    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    let &Job { start, len, seq, salvage_walk } = job;
+    buf.resize(usize::try_from(len).unwrap_or(0), 0);
     let mut register = ErrorRegister::deferred();
-    medium.read(start, &mut buf, &mut register, Domain::Engine)?;
+    medium.read(start, buf, &mut register, Domain::Engine)?;
+    let buf = &buf[..];
     let faults: Vec<Fault> = register.faults().to_vec();
     let mut entries = Vec::new();
     let mut bad: Vec<(u64, u64)> = Vec::new();
     walk(
-        &buf,
+        buf,
         start,
         seq,
         &sb.set_uuid,

@@ -12,11 +12,16 @@ mod recover;
 mod recovered;
 mod report;
 mod segments;
+mod snapshot;
 mod superblock;
 
 pub use damage::{Damage, DamageKind};
 pub use index::IndexEntry;
-pub use options::{Progress, Repairer, ScanOptions};
+pub use options::{Progress, Repairer, ScanOptions, ShutdownEvidence};
 pub use recover::recover;
 pub use recovered::{Recovered, SegmentInfo, SegmentStatus};
-pub use report::RecoveryReport;
+pub use report::{OpenKind, RecoveryReport};
+pub use snapshot::{
+    IndexSnapshot, SNAPSHOT_MAGIC, SegmentMark, load_snapshot, read_unsafe_shutdown_count,
+    segment_marks, snapshot_path, store_snapshot,
+};

@@ -1,4 +1,5 @@
-//! What a caller tells a scan: progress callback, salvage, a repair hook, the mode's name.
+//! What a caller tells a scan: progress callback, salvage, a repair hook, the mode's name, and
+//! the evidence for a fast open after a clean shutdown.
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,6 +38,20 @@ pub struct ScanOptions {
     pub repairer: Option<Arc<dyn Repairer>>,
     /// The medium's mode, for the report (`Dax`, `Msync`, `ForcedPmem`, `Sim` ...).
     pub mode: String,
+    /// What the caller found beside the pool that may allow a fast open after a clean shutdown.
+    pub shutdown: ShutdownEvidence,
+}
+
+/// The caller's evidence for a fast open (see `docs/format.md`, "Clean shutdown and the fast
+/// open"). The default — nothing looked for — always gives the full verifying scan.
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownEvidence {
+    /// The index snapshot file's bytes, or why there are none (`None`: not looked for, e.g. a
+    /// pool without a path).
+    pub snapshot: Option<Result<Vec<u8>, String>>,
+    /// The device's unsafe-shutdown count now (`None`: no count path configured; `Err`: it
+    /// could not be read, which forces the full scan).
+    pub unsafe_shutdown_count: Option<Result<u64, String>>,
 }
 
 impl fmt::Debug for ScanOptions {
@@ -46,6 +61,8 @@ impl fmt::Debug for ScanOptions {
             .field("salvage", &self.salvage)
             .field("repairer", &self.repairer.is_some())
             .field("mode", &self.mode)
+            .field("snapshot", &self.shutdown.snapshot.as_ref().map(|s| s.as_ref().map(Vec::len)))
+            .field("unsafe_shutdown_count", &self.shutdown.unsafe_shutdown_count)
             .finish()
     }
 }

@@ -9,18 +9,23 @@ use std::time::Instant;
 
 use mcstore_pmem::Medium;
 
-use super::committed::read_and_walk;
+use super::committed::{Job, read_and_walk, walk_all};
 use super::damage::{Damage, DamageKind};
 use super::index::build;
 use super::options::{Progress, ScanOptions};
 use super::recovered::{Recovered, SegmentInfo, SegmentStatus};
-use super::report::RecoveryReport;
+use super::report::{OpenKind, RecoveryReport};
 use super::segments::{Class, classify};
+use super::snapshot::{IndexSnapshot, SegmentMark};
 use super::superblock::choose;
 use crate::error::Result;
 use crate::format::{
-    Lsn, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SegmentId, SegmentState,
+    Geometry, Lsn, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SegmentId,
+    SegmentState, Superblock,
 };
+
+/// Segments walked (in parallel) before their results are accounted and progress is reported.
+const WALK_BATCH_SEGMENTS: usize = 64;
 
 /// Read the pool on `medium` back. See the module docs and `docs/format.md`.
 pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
@@ -150,45 +155,78 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
         }
     }
 
+    let marks: Vec<SegmentMark> = segments
+        .iter()
+        .filter(|(info, _)| info.status == SegmentStatus::InUse)
+        .map(|(info, _)| SegmentMark { id: info.id, seq: info.seq, tail: info.tail })
+        .collect();
+    let bad_blocks = medium.bad_blocks().len();
+    let (snapshot, reason) = fast_open(opts, &sb, damage.is_empty(), bad_blocks, &marks, &g);
+    report.open_reason = reason;
     let mut collected = Vec::new();
     let mut max_lsn: Option<Lsn> = None;
     let mut done = 0u32;
-    for &i in by_seq.values().flatten() {
-        let (info, walk_len) = &mut segments[i];
-        let Some(len) = *walk_len else { continue };
-        let salvage_walk = info.status == SegmentStatus::Damaged;
-        let start = g.data_start(info.id);
-        let mut outcome = read_and_walk(medium, start, len, info.seq, &sb, salvage_walk)?;
-        let first_damage = outcome.damage.len() as u64;
-        found += first_damage;
-        if first_damage > 0
-            && let Some(repairer) = &opts.repairer
-        {
-            let mut any_fixed = false;
-            for d in &outcome.damage {
-                any_fixed |= repairer.repair(d.offset, d.len);
+    let walked: Vec<usize> = match snapshot {
+        Some(snapshot) => {
+            report.open_kind = OpenKind::Fast;
+            max_lsn = Some(snapshot.next_lsn);
+            collected = snapshot.entries;
+            Vec::new()
+        }
+        None => by_seq.values().flatten().copied().collect(),
+    };
+    // Walked in batches (several segments on several threads, then accounted in order), so
+    // progress is still reported as the scan goes.
+    for batch in walked.chunks(WALK_BATCH_SEGMENTS) {
+        let jobs: Vec<(usize, Job)> = batch
+            .iter()
+            .filter_map(|&i| {
+                let (info, walk_len) = &segments[i];
+                let job = Job {
+                    start: g.data_start(info.id),
+                    len: (*walk_len)?,
+                    seq: info.seq,
+                    salvage_walk: info.status == SegmentStatus::Damaged,
+                };
+                Some((i, job))
+            })
+            .collect();
+        let plain: Vec<Job> = jobs.iter().map(|(_, job)| *job).collect();
+        let outcomes = walk_all(medium, &plain, &sb)?;
+        for ((i, job), mut outcome) in jobs.into_iter().zip(outcomes) {
+            let info = &mut segments[i].0;
+            let first_damage = outcome.damage.len() as u64;
+            found += first_damage;
+            if first_damage > 0
+                && let Some(repairer) = &opts.repairer
+            {
+                let mut any_fixed = false;
+                for d in &outcome.damage {
+                    any_fixed |= repairer.repair(d.offset, d.len);
+                }
+                if any_fixed {
+                    outcome = read_and_walk(medium, &mut Vec::new(), &job, &sb)?;
+                    repaired += first_damage.saturating_sub(outcome.damage.len() as u64);
+                }
             }
-            if any_fixed {
-                outcome = read_and_walk(medium, start, len, info.seq, &sb, salvage_walk)?;
-                repaired += first_damage.saturating_sub(outcome.damage.len() as u64);
+            report.bytes_scanned += job.len;
+            report.records += outcome.entries.len() as u64;
+            info.records = outcome.entries.len() as u64;
+            for entry in &outcome.entries {
+                max_lsn = max_lsn.max(Some(entry.lsn));
             }
+            for d in &mut outcome.damage {
+                d.segment = Some(info.id);
+            }
+            damage.extend(outcome.damage);
+            collected.extend(outcome.entries);
+            done += 1;
+            progress(&report, done);
         }
-        report.bytes_scanned += len;
-        report.records += outcome.entries.len() as u64;
-        info.records = outcome.entries.len() as u64;
-        for entry in &outcome.entries {
-            max_lsn = max_lsn.max(Some(entry.lsn));
-        }
-        for d in &mut outcome.damage {
-            d.segment = Some(info.id);
-        }
-        damage.extend(outcome.damage);
-        collected.extend(outcome.entries);
-        done += 1;
-        progress(&report, done);
     }
 
-    let entries = build(collected);
+    // A snapshot's entries are already the index (sorted, newest per key, puts only).
+    let entries = if report.open_kind == OpenKind::Fast { collected } else { build(collected) };
     for entry in &entries {
         if let Some((info, _)) =
             g.segment_of(entry.offset).and_then(|id| segments.get_mut(id.0 as usize))
@@ -211,7 +249,13 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
         .map(|s| s.id);
     let highest_seen = segments.iter().map(|s| s.seq).max().unwrap_or(0);
     let next_segment_seq = sb.highest_segment_seq.max(highest_seen) + 1;
-    let next_lsn = max_lsn.map_or(sb.next_lsn_floor, |lsn| lsn.next().max(sb.next_lsn_floor));
+    let next_lsn = match report.open_kind {
+        // The snapshot's `next_lsn` is already above every LSN issued.
+        OpenKind::Fast => max_lsn.map_or(sb.next_lsn_floor, |lsn| lsn.max(sb.next_lsn_floor)),
+        OpenKind::Full => {
+            max_lsn.map_or(sb.next_lsn_floor, |lsn| lsn.next().max(sb.next_lsn_floor))
+        }
+    };
 
     report.segments_in_use = segments.iter().filter(|s| s.seq != 0).count() as u32;
     report.entries = entries.len() as u64;
@@ -232,6 +276,68 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
         report,
         damage,
     })
+}
+
+/// Decide between the fast open and the full verifying scan (`docs/format.md`, "Clean shutdown
+/// and the fast open"): the snapshot to load, if every condition holds, and the reason either
+/// way.
+fn fast_open(
+    opts: &ScanOptions,
+    sb: &Superblock,
+    headers_clean: bool,
+    bad_blocks: usize,
+    marks: &[SegmentMark],
+    g: &Geometry,
+) -> (Option<IndexSnapshot>, String) {
+    if !sb.clean_shutdown {
+        return (None, "unclean shutdown: the last opener did not close the pool".into());
+    }
+    let count = match (&opts.shutdown.unsafe_shutdown_count, sb.unsafe_shutdown_count) {
+        (None, _) => "no unsafe-shutdown count configured".to_string(),
+        (Some(Err(why)), _) => {
+            return (
+                None,
+                format!("clean shutdown, but the unsafe-shutdown count is unknown: {why}"),
+            );
+        }
+        (Some(Ok(_)), None) => {
+            return (
+                None,
+                "clean shutdown, but no unsafe-shutdown count was recorded at it".into(),
+            );
+        }
+        (Some(Ok(now)), Some(then)) if *now != then => {
+            return (None, format!("the device's unsafe-shutdown count changed ({then} -> {now})"));
+        }
+        (Some(Ok(now)), Some(_)) => format!("unsafe-shutdown count unchanged ({now})"),
+    };
+    if !headers_clean {
+        return (None, "clean shutdown, but the superblock or segment headers show damage".into());
+    }
+    // Known bad blocks are media damage the platform reported: the full scan meets them (and
+    // repairs or reports them) before the store is used.
+    if bad_blocks > 0 {
+        return (None, format!("clean shutdown, but the medium lists {bad_blocks} bad range(s)"));
+    }
+    let bytes = match &opts.shutdown.snapshot {
+        None => return (None, "clean shutdown, but the pool has no index snapshot path".into()),
+        Some(Err(why)) => {
+            return (None, format!("clean shutdown, but no index snapshot: {why}"));
+        }
+        Some(Ok(bytes)) => bytes,
+    };
+    match IndexSnapshot::decode(bytes)
+        .and_then(|snapshot| snapshot.check_against(&sb.set_uuid, marks, g).map(|()| snapshot))
+    {
+        Ok(snapshot) => (
+            Some(snapshot),
+            format!(
+                "clean shutdown, {count}, the index snapshot matches every segment (records are \
+                 verified when read)"
+            ),
+        ),
+        Err(why) => (None, format!("clean shutdown, but the index snapshot is not usable: {why}")),
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,26 @@ use std::time::Duration;
 
 use super::damage::Damage;
 
+/// How the pool was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OpenKind {
+    /// Every committed record was read and verified to rebuild the index.
+    #[default]
+    Full,
+    /// After a clean shutdown: the index came from the snapshot the shutdown left, bound to the
+    /// log by every segment's sequence and tail; records are verified when read.
+    Fast,
+}
+
 /// What recovery found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// The previous opener closed cleanly.
     pub clean_shutdown: bool,
+    /// Fast open or full verifying scan.
+    pub open_kind: OpenKind,
+    /// Why that kind (e.g. "unclean shutdown", "the device's unsafe-shutdown count changed").
+    pub open_reason: String,
     /// Generation of the superblock chosen.
     pub superblock_generation: u64,
     /// Slot it came from (0 = A, 1 = B).
@@ -59,6 +74,7 @@ impl fmt::Display for RecoveryReport {
             self.superblock_generation,
             if self.superblock_slot == 0 { 'A' } else { 'B' },
         )?;
+        writeln!(f, "  {:?} open: {}", self.open_kind, self.open_reason)?;
         writeln!(
             f,
             "  {} records ({} index entries) in {} of {} segments, {} bytes scanned in {:.3?}",
