@@ -1,20 +1,24 @@
 //! `Value`: an owned, immutable byte string that is cheap to clone, and `CasError`.
 //!
-//! A `Value` is an `Arc<[u8]>`: cloning it is a reference-count increment, never a copy. Values
-//! handed out by the store are copies of verified record bytes; they never alias the medium.
+//! A `Value` is a `bytes::Bytes`: cloning it is a reference-count increment, never a copy, and it
+//! takes over a `Vec` or an `Arc<[u8]>` without copying (a `get` copies the record's value once,
+//! into its own buffer). Values handed out by the store are copies of verified record bytes; they
+//! never alias the medium.
 
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 /// An owned byte string returned by the store (keys from iterators, values from reads).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Value(Arc<[u8]>);
+pub struct Value(Bytes);
 
 impl Value {
     /// A value holding a copy of `bytes`.
     pub fn copy_from_slice(bytes: &[u8]) -> Self {
-        Value(Arc::from(bytes))
+        Value(Bytes::copy_from_slice(bytes))
     }
 
     /// The bytes.
@@ -55,7 +59,7 @@ impl From<&[u8]> for Value {
 
 impl From<Vec<u8>> for Value {
     fn from(bytes: Vec<u8>) -> Self {
-        Value(Arc::from(bytes))
+        Value(Bytes::from(bytes))
     }
 }
 
@@ -67,7 +71,7 @@ impl From<&str> for Value {
 
 impl From<Arc<[u8]>> for Value {
     fn from(bytes: Arc<[u8]>) -> Self {
-        Value(bytes)
+        Value(Bytes::from_owner(bytes))
     }
 }
 
@@ -129,6 +133,17 @@ impl std::error::Error for CasError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vec_or_a_shared_key_becomes_a_value_without_a_copy() {
+        let bytes = vec![7u8; 100];
+        let at = bytes.as_ptr();
+        assert_eq!(Value::from(bytes).as_ptr(), at);
+        let key: Arc<[u8]> = Arc::from(&b"user:1"[..]);
+        let value = Value::from(Arc::clone(&key));
+        assert_eq!(value.as_ptr(), key.as_ptr());
+        assert_eq!(value, b"user:1"[..]);
+    }
 
     #[test]
     fn clone_shares_bytes_and_compares_by_content() {
