@@ -317,12 +317,14 @@ impl Machine {
         }
     }
 
-    /// A write may fail where a read may, when the pool is full, and whenever the primary has
-    /// damage: unknown poison in a free segment faults the store that reaches it (on real
-    /// pmem too), and the writer cannot know it before (only known-bad ranges are skipped).
+    /// A write may fail where a read may, and when the pool is full. Unknown poison on the
+    /// primary (in a free segment the log rolls into) faults the store that reaches it, but the
+    /// pool set heals the page from an in-sync replica first, so with a replica that fails the
+    /// write only when the replica's copy of that page is damaged too (heals copy whole pages).
     fn write_error(&mut self, error: &Error) -> Result<(), Failure> {
-        let primary_damaged = !self.damaged[0].is_empty();
-        if !self.errors_allowed() && !primary_damaged && !matches!(error, Error::OutOfSpace { .. })
+        if !self.errors_allowed()
+            && !self.a_page_damaged_on_both()
+            && !matches!(error, Error::OutOfSpace { .. })
         {
             return Err(format!("write failed with a good copy everywhere: {error}"));
         }
@@ -332,6 +334,15 @@ impl Machine {
             self.write_failed = true;
         }
         Ok(())
+    }
+
+    /// Whether some page holds damage on both members (not necessarily on the same line): no
+    /// member can then supply a clean whole page to heal the primary's from.
+    fn a_page_damaged_on_both(&self) -> bool {
+        const PAGE: u64 = 4096;
+        let Some(replica) = self.damaged.get(1) else { return false };
+        let pages: BTreeSet<u64> = replica.iter().map(|line| line * LINE / PAGE).collect();
+        self.damaged[0].iter().any(|line| pages.contains(&(line * LINE / PAGE)))
     }
 
     fn tolerate(&mut self, result: mcstore_engine::Result<()>, what: &str) -> Result<(), Failure> {
