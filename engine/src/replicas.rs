@@ -8,6 +8,8 @@
 //! bad read is retried from a replica before the User fallback — only bytes that verify as the
 //! record asked for are ever returned.
 
+mod single;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -213,8 +215,11 @@ impl Inner {
 impl Db {
     /// Read every live byte of every member through the machine-check-safe copy, repair what is
     /// poisoned from another member, and quarantine (persisted) what no member holds; then
-    /// drain the asynchronous poison notices and heal those too. Without replicas: an empty
-    /// report.
+    /// drain the asynchronous poison notices and heal those too. Without replicas every live
+    /// byte of the one member is read the same way and every committed record that read clean
+    /// is verified; nothing can heal there, so each poisoned unit is reported unrepaired (and
+    /// added to a mapped pool's `.badblocks` sidecar), each record that does not verify in
+    /// `ScrubReport::corrupt`.
     pub fn scrub(&self) -> Result<ScrubReport> {
         self.scrub_with_progress(|_| {})
     }
@@ -225,7 +230,9 @@ impl Db {
         progress: impl Fn(mcstore_recovery::replica::ScrubProgress),
     ) -> Result<ScrubReport> {
         self.inner.latch.check()?;
-        let Some(set) = &self.inner.replicas else { return Ok(ScrubReport::default()) };
+        let Some(set) = &self.inner.replicas else {
+            return single::scrub(&self.inner, &progress);
+        };
         if set.states_changed() {
             set.persist_states()
                 .map_err(|error| replica_error("persisting member states", error))?;

@@ -276,12 +276,6 @@ pub const RULES: &[Rule] = &[
                  failure → Latch, not configurable); the latch cell covers it",
     },
     Rule {
-        applies: |c| c.site == ReadSite::Scrub && c.policy == PolicyCase::FailNoReplica,
-        reason: "open defect: Db::scrub without replicas returns an empty report without \
-                 reading the pool, so poison there is neither found nor quarantined (issue [4] \
-                 asks scrub to read every live byte; docs/replicas.md)",
-    },
-    Rule {
         applies: |c| c.backend == Backend::Mapped && c.position != Position::First,
         reason: "poison is per 4 KiB page on MappedMedium: the first, middle and last line of a \
                  unit are one page (run as 'first')",

@@ -50,6 +50,10 @@ pub struct ScrubReport {
     pub bytes_scanned: u64,
     /// Every poisoned unit met.
     pub findings: Vec<ScrubFinding>,
+    /// Ranges that read clean but hold a record that does not verify (a store without replicas
+    /// checks every committed record; nothing can heal them there): from the bad record to the
+    /// segment's committed tail.
+    pub corrupt: Vec<Quarantined>,
     /// Asynchronous notices drained that belong to no member of this set.
     pub unmatched_notices: u64,
     /// Wall-clock time.
