@@ -163,10 +163,13 @@ fn verify_records(
 }
 
 /// Persist every unrepaired poisoned unit in the mapped pool's `.badblocks` sidecar (whole
-/// pages); a medium without a path (a test's `SimMedium`) keeps its emulated poison, which the
-/// report names.
+/// pages); a medium without a path (a test's `SimMedium`) or a read-only store keeps its
+/// poison, which the report names.
 fn record_bad_blocks(inner: &Inner, report: &ScrubReport) -> Result<()> {
-    let Some(path) = &inner.path else { return Ok(()) };
+    // A read-only store writes nothing, not even the sidecar: the findings are reported.
+    let Some(path) = inner.path.as_ref().filter(|_| !inner.options.read_only) else {
+        return Ok(());
+    };
     let sidecar = BadBlocks::sidecar_path(path);
     for finding in report.findings.iter().filter(|f| f.healed_from.is_none()) {
         let start = finding.range.offset / PAGE_BYTES * PAGE_BYTES;
