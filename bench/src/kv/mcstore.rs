@@ -100,6 +100,11 @@ impl Kv for McStore {
         self.db.delete(key).map(drop).map_err(|e| err("mcstore delete")(&e))
     }
 
+    fn compact(&self) -> KvResult<String> {
+        let s = self.db.compact().map_err(|e| err("mcstore compact")(&e))?;
+        Ok(format!("{s:?}"))
+    }
+
     fn space_bytes(&self) -> KvResult<u64> {
         let s = self.db.stats();
         let used_segments = u64::from(s.segments_total - s.segments_free);

@@ -55,6 +55,11 @@ pub trait Kv: Send + Sync {
     fn remove(&self, key: &[u8]) -> KvResult<()>;
     /// Bytes the engine occupies on its medium now.
     fn space_bytes(&self) -> KvResult<u64>;
+    /// Run the engine's compaction now and describe what it did (W9's compacted figure; only
+    /// mcstore reports one).
+    fn compact(&self) -> KvResult<String> {
+        Err("no compaction".into())
+    }
 }
 
 /// An engine the bench knows.
