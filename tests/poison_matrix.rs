@@ -46,11 +46,7 @@ type AbortCheck = (fn(&Cell) -> bool, &'static str);
 /// Run every tested cell of `site` with `driver` (control run, then the poisoned run); cells
 /// that must abort run `abort_check` instead. Records each passing cell; fails listing every
 /// failing cell.
-fn run_site(
-    site: ReadSite,
-    driver: fn(Cell, bool),
-    abort_check: Option<AbortCheck>,
-) {
+fn run_site(site: ReadSite, driver: fn(Cell, bool), abort_check: Option<AbortCheck>) {
     let cells = matrix::tested(site);
     let mut failures = Vec::new();
     for cell in cells.iter().copied() {
