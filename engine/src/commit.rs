@@ -597,6 +597,18 @@ impl Inner {
             self.latch.trip(format!("publishing the committed tail failed: {error}"));
             return Err(Error::recovery("publishing the committed tail", error));
         }
+        // PERSIST: a replica that missed a write of this group (marked stale while it was
+        // written) is recorded as stale before the group is acknowledged. Otherwise, after a
+        // crash, the set's table would still call it in sync, and an open that repairs damage
+        // on the primary could take the replica's older, valid-looking bytes as a good copy and
+        // lose an acknowledged write.
+        if let Some(replicas) = &self.replicas
+            && replicas.states_changed()
+            && let Err(error) = replicas.persist_states()
+        {
+            self.latch.trip(format!("recording a stale replica failed: {error}"));
+            return Err(crate::replicas::replica_error("recording a stale replica", error));
+        }
         self.commit.published.store(to, Ordering::Release);
         Ok(())
     }

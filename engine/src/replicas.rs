@@ -93,7 +93,10 @@ fn start_scrubber(set: &Arc<ReplicaSet>, options: &Options) -> Result<()> {
     }
 }
 
-fn replica_error(context: &str, error: mcstore_recovery::replica::ReplicaError) -> Error {
+pub(crate) fn replica_error(
+    context: &str,
+    error: mcstore_recovery::replica::ReplicaError,
+) -> Error {
     use mcstore_recovery::replica::ReplicaError as R;
     match error {
         R::Pmem(inner) => Error::pmem(context, inner),
