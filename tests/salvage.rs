@@ -95,6 +95,17 @@ fn poisoned_record_is_refused_by_default_and_dropped_by_salvage() {
     assert!(latched.stats().failed);
     drop(latched);
 
+    // Read-only: the damage is dropped and listed, nothing is cleaned (the segment is pinned).
+    let fences = sim.fences_seen();
+    let look = reopen(&sim, fail_options().salvage(true).read_only(true)).expect("read-only");
+    assert!(look.recovery_report().salvaged);
+    assert_eq!(look.get("victim").expect("get").as_deref(), Some(&old[..]));
+    let pinned = &look.recovery_report().salvage_pinned;
+    assert_eq!(pinned.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![SegmentId(0)]);
+    drop(look);
+    assert_eq!(sim.fences_seen(), fences, "a read-only salvage open writes nothing");
+    assert_eq!(sim.poisoned_ranges().len(), 2);
+
     let db = reopen(&sim, fail_options().salvage(true)).expect("salvage opens");
     assert!(!db.stats().failed);
     let report = db.recovery_report().clone();
@@ -182,4 +193,41 @@ fn salvage_with_nothing_damaged_is_an_ordinary_open() {
     assert!(report.salvage_reclaimed.is_empty() && report.salvage_pinned.is_empty());
     assert_eq!(contents(&db), model);
     writes_work_then_reopen_is_clean(&sim, db, model);
+}
+
+/// (a) on a `MappedMedium` in /dev/shm: a real (emulated, `SIGBUS`) poisoned page inside a
+/// committed record. Salvage drops it, rewrites the page through the page repair path, and the
+/// pool then opens clean without salvage.
+#[test]
+fn poisoned_page_on_mapped_medium_is_salvaged_and_repaired() {
+    use mcstore::pmem::{MapOptions, MappedMedium, Medium, ModeRequest};
+    let dir = crate::support::shm_dir();
+    let path = dir.path().join("pool");
+    let map = MapOptions::new().mode(ModeRequest::ForcedPmem).max_len(1 << 20);
+    let medium = std::sync::Arc::new(MappedMedium::create(&path, 1 << 20, &map).expect("create"));
+    let shared = || -> std::sync::Arc<dyn Medium> { medium.clone() };
+    let db = Db::create_on(shared(), small_options()).expect("create_on the mapped medium");
+    let big = distinct_value(1, 3 * 4096);
+    db.put("before", "a").expect("put");
+    db.put("big", &big).expect("put");
+    db.put("after", "b").expect("put");
+    db.close().expect("close");
+    let at = find_unique(&std::fs::read(&path).expect("read the pool file"), &big);
+    let page = (at + 4095) & !4095;
+    medium.inject_poison(page, 4096).expect("inject poison");
+    assert!(matches!(Db::open_on(shared(), fail_options()), Err(Error::Damaged(_))));
+    let db = Db::open_on(shared(), fail_options().salvage(true)).expect("salvage opens");
+    let report = db.recovery_report().clone();
+    assert!(report.salvaged, "{report}");
+    assert!(report.damage.iter().any(|d| d.offset <= page && page < d.offset + d.len), "{report}");
+    assert_eq!(report.salvage_reclaimed, vec![SegmentId(0)], "{report}");
+    assert_eq!(db.get("big").expect("get"), None, "its only version was lost");
+    assert_eq!(db.get("before").expect("get").as_deref(), Some(&b"a"[..]));
+    assert_eq!(db.get("after").expect("get").as_deref(), Some(&b"b"[..]));
+    db.put("big", "again").expect("a salvaged store takes writes");
+    db.close().expect("close");
+    let db = Db::open_on(shared(), fail_options()).expect("opens without salvage");
+    assert!(db.recovery_report().is_clean(), "{}", db.recovery_report());
+    assert_eq!(db.get("big").expect("get").as_deref(), Some(&b"again"[..]));
+    assert_eq!(db.len(), 3);
 }
