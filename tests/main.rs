@@ -14,5 +14,6 @@ mod model;
 mod poison;
 mod poison_matrix;
 mod regression;
+mod salvage;
 mod space;
 mod support;

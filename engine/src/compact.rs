@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use mcstore_pmem::{Domain, ErrorRegister};
+use mcstore_pmem::{Domain, ErrorRegister, Medium};
 use mcstore_recovery::format::{RecordContext, RecordKind, SegmentId, decode_record};
 
 use crate::commit::Keys;
@@ -130,33 +130,7 @@ impl Inner {
             Counters::add(&self.counters.compaction_unreadable, 1);
             return Ok(Outcome::Unreadable);
         };
-        let moved = self.submit(Durability::Immediate, Keys::None, |inner, st| {
-            let mut records = Vec::new();
-            for f in &found {
-                let keep = match f.kind {
-                    // Live: the index still points at this very record.
-                    RecordKind::Put => inner.index.get(&f.key) == Some(f.location),
-                    // A newer put supersedes the tombstone; otherwise keep it while an older
-                    // record of any key may exist in another segment.
-                    RecordKind::Delete => {
-                        inner.index.get(&f.key).is_none()
-                            && st.space.older_elsewhere(victim.id, f.location.lsn)
-                    }
-                    _ => st.space.older_elsewhere(victim.id, f.location.lsn),
-                };
-                if keep {
-                    records.push(PendingRecord {
-                        kind: f.kind,
-                        key: &f.key,
-                        value: (&f.value[..]).into(),
-                        lsn: Some(f.location.lsn),
-                        moved: (f.kind == RecordKind::Put).then_some(f.location),
-                    });
-                }
-            }
-            let bytes: u64 = records.iter().map(PendingRecord::encoded_len).sum();
-            Ok(((records.len() as u64, bytes), records))
-        });
+        let moved = self.copy_forward(victim.id, &found);
         let moved = match moved {
             Ok(moved) => moved,
             Err(crate::Error::OutOfSpace { .. }) => return Ok(Outcome::NoSpace),
@@ -176,6 +150,113 @@ impl Inner {
         st.space.reclaim(victim.id);
         Counters::add(&self.counters.segments_reclaimed, 1);
         Ok(Outcome::Reclaimed)
+    }
+
+    /// Copy the records of `segment` in `found` that still matter (live puts; tombstones and
+    /// clears while an older record may exist elsewhere) forward with their original LSNs, as
+    /// one atomic `Immediate` batch; `(records, bytes)` moved.
+    fn copy_forward(&self, segment: u32, found: &[Found]) -> Result<(u64, u64)> {
+        self.submit(Durability::Immediate, Keys::None, |inner, st| {
+            let mut records = Vec::new();
+            for f in found {
+                let keep = match f.kind {
+                    // Live: the index still points at this very record.
+                    RecordKind::Put => inner.index.get(&f.key) == Some(f.location),
+                    // A newer put supersedes the tombstone; otherwise keep it while an older
+                    // record of any key may exist in another segment.
+                    RecordKind::Delete => {
+                        inner.index.get(&f.key).is_none()
+                            && st.space.older_elsewhere(segment, f.location.lsn)
+                    }
+                    _ => st.space.older_elsewhere(segment, f.location.lsn),
+                };
+                if keep {
+                    records.push(PendingRecord {
+                        kind: f.kind,
+                        key: &f.key,
+                        value: (&f.value[..]).into(),
+                        lsn: Some(f.location.lsn),
+                        moved: (f.kind == RecordKind::Put).then_some(f.location),
+                    });
+                }
+            }
+            let bytes: u64 = records.iter().map(PendingRecord::encoded_len).sum();
+            Ok(((records.len() as u64, bytes), records))
+        })
+    }
+
+    /// After a salvage open: move the verifiable records of the damaged `segment` (recovery's
+    /// index entries located there) forward, zero its poisoned ranges
+    /// through the medium's repair path, and reclaim it. `Err(why)` leaves the segment in place
+    /// (pinned: compaction never picks it); an engine error that latched is in `why` too.
+    pub(crate) fn salvage_segment(
+        &self,
+        segment: u32,
+        entries: &[Location],
+        poisoned: &[(u64, u64)],
+    ) -> std::result::Result<(), String> {
+        let mut state = self.compaction.lock();
+        let pin = |state: &mut CompactionState, why: String| {
+            state.pinned.insert(segment);
+            Err(why)
+        };
+        let mut found = Vec::with_capacity(entries.len());
+        for &location in entries {
+            match self.read_one(location) {
+                Some(record) => found.push(record),
+                None => {
+                    let why = format!("its record at {} no longer reads", location.offset);
+                    return pin(&mut state, why);
+                }
+            }
+        }
+        if let Err(error) = self.copy_forward(segment, &found) {
+            return pin(&mut state, format!("moving its records failed: {error}"));
+        }
+        // Readers that found a location in the segment before the moves have left.
+        self.epochs.synchronize();
+        for &(offset, len) in poisoned {
+            if let Err(why) = zero_poisoned(self.medium.as_ref(), offset, len) {
+                return pin(&mut state, why);
+            }
+        }
+        let mut st = self.commit.lock();
+        let Some(writer) = st.writer.as_mut() else {
+            return pin(&mut state, "the store is read-only".into());
+        };
+        // PERSIST: SEGMENT_RECLAIM — the copies are durable (Immediate) before the originals stop
+        // being committed; the poisoned lines were rewritten first, so the tail store lands.
+        if let Err(error) = writer.reclaim(SegmentId(segment)) {
+            return pin(&mut state, format!("reclaiming it failed: {error}"));
+        }
+        if writer.quarantined_segments().contains(&segment) {
+            return pin(&mut state, "it overlaps a range the medium lists as bad".into());
+        }
+        st.space.reclaim(segment);
+        Counters::add(&self.counters.segments_reclaimed, 1);
+        Ok(())
+    }
+
+    /// The record at `location`, read and verified (`None` if it cannot be).
+    fn read_one(&self, location: Location) -> Option<Found> {
+        let mut buf = vec![0u8; location.len as usize];
+        let mut register = ErrorRegister::deferred();
+        self.medium.read(location.offset, &mut buf, &mut register, Domain::Engine).ok()?;
+        if !register.is_clean() {
+            return None;
+        }
+        let ctx = RecordContext {
+            offset: location.offset,
+            segment_seq: location.segment_seq,
+            set_uuid: self.set_uuid,
+        };
+        let record = decode_record(&buf, &ctx).ok()?;
+        Some(Found {
+            kind: record.kind,
+            key: record.key.to_vec(),
+            value: record.value.to_vec(),
+            location,
+        })
     }
 
     /// Every committed record of `victim`, verified; `None` if any cannot be read.
@@ -211,6 +292,36 @@ impl Inner {
         }
         Some(found)
     }
+}
+
+/// Rewrite the whole pages covering `[offset, offset + len)` through `Medium::repair` (which
+/// clears poison; a mapped medium repairs whole pages): the range itself and every unit that
+/// reads poisoned become zero, the other bytes are written back as read.
+pub(crate) fn zero_poisoned(
+    medium: &dyn Medium,
+    offset: u64,
+    len: u64,
+) -> std::result::Result<(), String> {
+    let page = mcstore_pmem::limits::PAGE_SIZE;
+    let start = offset / page * page;
+    let end = offset.saturating_add(len).next_multiple_of(page).min(medium.len());
+    let size = usize::try_from(end.saturating_sub(start)).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; size];
+    let mut register = ErrorRegister::deferred();
+    medium
+        .read(start, &mut buf, &mut register, Domain::Engine)
+        .map_err(|error| format!("reading [{start}, {end}) to repair it: {error}"))?;
+    let mut zero = |from: u64, to: u64| {
+        let (a, b) = (from.clamp(start, end) - start, to.clamp(start, end) - start);
+        buf[a as usize..b as usize].fill(0);
+    };
+    zero(offset, offset.saturating_add(len));
+    for fault in register.faults() {
+        zero(fault.offset, fault.end());
+    }
+    medium
+        .repair(start, &buf)
+        .map_err(|error| format!("repairing [{start}, {end}) with zeros: {error}"))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mcstore_pmem::{MapOptions, MappedMedium, Medium};
-use mcstore_recovery::format::{FormatError, Lsn, RecordKind};
+use mcstore_recovery::format::{FormatError, Lsn, RecordKind, SegmentId};
 use mcstore_recovery::replica::ReplicaSet;
 use mcstore_recovery::scan::{
     self, IndexEntry, IndexSnapshot, Recovered, ScanOptions, SegmentStatus, ShutdownEvidence,
@@ -209,7 +209,7 @@ pub(crate) fn open_medium(
         mode: mode.to_string(),
         repairer,
         shutdown,
-        ..ScanOptions::default()
+        salvage: options.salvage,
     };
     let recovered = mcstore_recovery::scan::recover(medium.as_ref(), &scan)
         .map_err(|error| Error::recovery("recovering the pool", error))?;
@@ -222,7 +222,10 @@ pub(crate) fn open_medium(
         });
     }
     let latch = Arc::new(Latch::default());
-    if !recovered.damage.is_empty() {
+    // A salvage open takes what no member could repair as dropped (listed in the report)
+    // instead of handing it to the fallback.
+    let salvaged = options.salvage && !recovered.damage.is_empty();
+    if !recovered.damage.is_empty() && !salvaged {
         // Engine domain: what no replica could repair during the scan goes to the fallback.
         match options.policy.engine.fallback {
             // At open, `Halt` returns the report instead of aborting.
@@ -239,13 +242,24 @@ pub(crate) fn open_medium(
         mut superblock,
         geometry,
         segments,
-        open_segment,
+        mut open_segment,
         entries,
         next_lsn,
         next_segment_seq,
-        report,
+        mut report,
+        damage,
         ..
     } = recovered;
+    report.salvaged = salvaged;
+    let salvage = if salvaged {
+        Salvage::plan(&damage, &segments, &entries, &geometry)
+    } else {
+        Salvage::default()
+    };
+    // Never append into a damaged segment: the first write rolls to a fresh one.
+    if open_segment.is_some_and(|id| salvage.segments.contains_key(&id.0)) {
+        open_segment = None;
+    }
     // INVARIANT: never issue a sequence recovery saw (persisted with the next superblock write).
     superblock.highest_segment_seq =
         superblock.highest_segment_seq.max(next_segment_seq.saturating_sub(1));
@@ -256,6 +270,15 @@ pub(crate) fn open_medium(
         space.set_seq(s.id.0, s.seq);
         if s.tail > 0 {
             space.set_used(s.id.0, s.tail);
+            space.note_lsn(s.id.0, 0);
+        }
+    }
+    // A salvaged segment whose tail word was bad holds the records the salvage walk read: used
+    // (its whole data area, the tail being unknown) until it is cleaned below.
+    for s in segments.iter().filter(|s| s.status == SegmentStatus::Damaged && s.seq != 0) {
+        if salvage.segments.contains_key(&s.id.0) {
+            space.set_seq(s.id.0, s.seq);
+            space.set_used(s.id.0, geometry.data_capacity());
             space.note_lsn(s.id.0, 0);
         }
     }
@@ -297,6 +320,16 @@ pub(crate) fn open_medium(
         // failed earlier in this process); flushed here, durable at the next fence (growth's or
         // the in-use mark's below), before any record is appended over them.
         let in_use = segments.iter().filter(|s| s.status == SegmentStatus::InUse).map(|s| s.id);
+        // A poisoned superblock slot is the next one written: its lines are rewritten (zeroed)
+        // through the repair path first, or the store refuses there.
+        for &(offset, len) in &salvage.superblock_poison {
+            crate::compact::zero_poisoned(medium.as_ref(), offset, len).map_err(|reason| {
+                Error::Damaged(Box::new(mcstore_recovery::scan::RecoveryReport {
+                    open_reason: format!("salvage could not repair a superblock slot: {reason}"),
+                    ..report.clone()
+                }))
+            })?;
+        }
         pool::flush_adopted(medium.as_ref(), &geometry, in_use)
             .map_err(|error| Error::recovery("persisting the recovered segment metadata", error))?;
         let recorded = start.superblock.segment_count;
@@ -340,8 +373,110 @@ pub(crate) fn open_medium(
         compaction: Mutex::new(crate::compact::CompactionState::default()),
         replicas: replicas.map(crate::replicas::Replicas),
     });
+    let mut core = core;
+    if salvaged {
+        salvage.clean(&mut core);
+    }
     let background = Mutex::new(Background::start(&core));
     Ok(Db { inner: Arc::new(Handle { core, background }), durability })
+}
+
+/// What a salvage open cleans up once the store is built: the damaged segments (their
+/// surviving entries and poisoned ranges) and the poisoned superblock slots.
+#[derive(Debug, Default)]
+struct Salvage {
+    /// The damaged segments to clean, by id.
+    segments: std::collections::BTreeMap<u32, DamagedSegment>,
+    /// Segments with damage a move and reclaim cannot clear, with why.
+    pinned: Vec<(u32, String)>,
+    /// Poisoned superblock slots, `(offset, len)`.
+    superblock_poison: Vec<(u64, u64)>,
+}
+
+/// One damaged segment a salvage open cleans.
+#[derive(Debug, Default)]
+struct DamagedSegment {
+    /// Locations of recovery's index entries in it (the records to keep).
+    locations: Vec<Location>,
+    /// Its poisoned ranges, `(offset, len)`.
+    poisoned: Vec<(u64, u64)>,
+}
+
+impl Salvage {
+    /// Sort the dropped damage: segments to move out and reclaim, segments to leave alone.
+    fn plan(
+        damage: &[mcstore_recovery::scan::Damage],
+        segments: &[mcstore_recovery::SegmentInfo],
+        entries: &[IndexEntry],
+        geometry: &mcstore_recovery::format::Geometry,
+    ) -> Salvage {
+        use mcstore_recovery::scan::DamageKind;
+        let mut plan = Salvage::default();
+        let mut refused = BTreeSet::new();
+        for d in damage {
+            match (&d.kind, d.segment) {
+                (DamageKind::SuperblockSlot, _) => plan.superblock_poison.push((d.offset, d.len)),
+                (
+                    DamageKind::Media
+                    | DamageKind::BadRecord
+                    | DamageKind::BadTail
+                    | DamageKind::BadSegmentHeader,
+                    Some(id),
+                ) if segments.get(id.0 as usize).is_some_and(|s| s.id == id) => {
+                    let segment = plan.segments.entry(id.0).or_default();
+                    if d.kind == DamageKind::Media {
+                        segment.poisoned.push((d.offset, d.len));
+                    }
+                }
+                // Foreign, misplaced, stale or duplicate segments, a truncated pool: what is
+                // there is not this log's, or not known to be; nothing is moved or rewritten.
+                (kind, Some(id)) => {
+                    refused.insert((id.0, format!("{kind:?} damage is left as found")));
+                }
+                _ => {}
+            }
+        }
+        for (id, why) in refused {
+            plan.segments.remove(&id);
+            plan.pinned.push((id, why));
+        }
+        for e in entries {
+            if let Some(segment) =
+                geometry.segment_of(e.offset).and_then(|id| plan.segments.get_mut(&id.0))
+            {
+                segment.locations.push(Location {
+                    offset: e.offset,
+                    len: e.len,
+                    segment_seq: e.segment_seq,
+                    lsn: e.lsn.0,
+                });
+            }
+        }
+        plan
+    }
+
+    /// Move out and reclaim every planned segment (a writable store only), and record the
+    /// outcome in the store's report. `core` is not shared yet (no background thread runs).
+    fn clean(self, core: &mut Arc<Inner>) {
+        let mut reclaimed = Vec::new();
+        let mut pinned: Vec<_> =
+            self.pinned.into_iter().map(|(id, why)| (SegmentId(id), why)).collect();
+        let writable = core.commit.lock().writer.is_some();
+        for (id, segment) in self.segments {
+            if !writable {
+                pinned.push((SegmentId(id), "the store is read-only or failed".into()));
+                continue;
+            }
+            match core.salvage_segment(id, &segment.locations, &segment.poisoned) {
+                Ok(()) => reclaimed.push(SegmentId(id)),
+                Err(why) => pinned.push((SegmentId(id), why)),
+            }
+        }
+        if let Some(report) = Arc::get_mut(core).and_then(|inner| Arc::get_mut(&mut inner.report)) {
+            report.salvage_reclaimed = reclaimed;
+            report.salvage_pinned = pinned;
+        }
+    }
 }
 
 impl Inner {

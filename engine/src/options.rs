@@ -69,6 +69,8 @@ pub struct Options {
     pub(crate) policy: Policy,
     pub(crate) on_recovery_progress: Option<ProgressHook>,
     pub(crate) read_only: bool,
+    /// Open through damage no member could repair, dropping it (`salvage`).
+    pub(crate) salvage: bool,
     pub(crate) background: bool,
     pub(crate) segment_size_bytes: u64,
     pub(crate) flush_interval: Duration,
@@ -96,6 +98,7 @@ impl Default for Options {
             policy: Policy::default(),
             on_recovery_progress: None,
             read_only: false,
+            salvage: false,
             background: true,
             segment_size_bytes: limits::DEFAULT_SEGMENT_BYTES,
             flush_interval: limits::DEFAULT_FLUSH_INTERVAL,
@@ -170,6 +173,24 @@ impl Options {
     #[must_use]
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// Open through damage that no member could repair, instead of handing it to the Engine
+    /// policy's fallback (default off). For the case where no replica holds a good copy: the
+    /// recovery scan accepts the valid superblock slot when the other is poisoned and reads the
+    /// verifiable records of a segment whose tail word is bad; every damaged range and the
+    /// records in it are dropped and listed in `Db::recovery_report()` (`salvaged` is set).
+    /// A writable salvage open then moves the verifiable live records of each damaged segment
+    /// to a fresh segment, zeroes its poisoned lines through the medium's repair path and
+    /// reclaims it, so a later open without salvage is clean.
+    ///
+    /// Dropping a record is not the same as removing its key: if the newest record of a key
+    /// was lost, an **older version of that key may reappear** (or a removed key come back
+    /// when its tombstone was lost). Damage a replica repaired is never dropped.
+    #[must_use]
+    pub fn salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
         self
     }
 
@@ -320,6 +341,7 @@ impl fmt::Debug for Options {
                 &self.on_recovery_progress.as_ref().map(|_| "Fn(Progress)"),
             )
             .field("read_only", &self.read_only)
+            .field("salvage", &self.salvage)
             .field("background", &self.background)
             .field("segment_size_bytes", &self.segment_size_bytes)
             .field("flush_interval", &self.flush_interval)

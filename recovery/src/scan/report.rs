@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::damage::Damage;
+use crate::format::SegmentId;
 
 /// How the pool was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,6 +56,14 @@ pub struct RecoveryReport {
     pub duration: Duration,
     /// The medium's mode as the caller named it (`ScanOptions::mode`).
     pub mode: String,
+    /// A salvage open: unrepaired damage was dropped (listed in `damage`) instead of refused.
+    /// Set by the opener, never by the scan.
+    pub salvaged: bool,
+    /// After a salvage open: damaged segments whose verifiable live records were moved out and
+    /// that were reclaimed (a later open no longer sees their damage).
+    pub salvage_reclaimed: Vec<SegmentId>,
+    /// After a salvage open: damaged segments left in place (used for good), with why.
+    pub salvage_pinned: Vec<(SegmentId, String)>,
 }
 
 impl RecoveryReport {
@@ -90,6 +99,16 @@ impl fmt::Display for RecoveryReport {
         }
         if let Some(reason) = &self.read_only_reason {
             writeln!(f, "  read-only: {reason}")?;
+        }
+        if self.salvaged {
+            writeln!(
+                f,
+                "  salvage open: unrepaired damage dropped; {} damaged segment(s) reclaimed",
+                self.salvage_reclaimed.len()
+            )?;
+            for (segment, why) in &self.salvage_pinned {
+                writeln!(f, "    segment {segment} left in place: {why}")?;
+            }
         }
         write!(f, "  damage: {} found, {} repaired", self.damage_found, self.damage_repaired)?;
         for damage in &self.damage {
