@@ -600,10 +600,11 @@ pub(super) mod tests {
         assert_eq!(set.quarantined(), vec![(40960, 4096), (8192, 64)]);
     }
 
-    /// Real emulated poison on a mapped replica in /dev/shm (a store there would SIGBUS): the
-    /// write heals the page first (pwrite, poison cleared, sidecar line removed), then lands.
-    #[test]
-    fn a_write_heals_real_poison_on_a_mapped_replica() {
+    /// Real emulated poison on member `poisoned` of a mapped pair in /dev/shm (a store there
+    /// would SIGBUS), listed in its sidecar: the write heals the page first from the other member
+    /// (read through the machine-check-safe copy; pwrite, poison cleared, sidecar line removed),
+    /// then lands on both.
+    fn a_write_heals_real_poison_on_a_mapped_member(poisoned: usize, page_at: u64, text: &[u8]) {
         use crate::mapped::{BadBlocks, MapOptions, MappedMedium, ModeRequest};
         const LEN: u64 = 64 << 10;
         let dir = tempfile::tempdir_in("/dev/shm").unwrap();
@@ -612,57 +613,36 @@ pub(super) mod tests {
             let path = dir.path().join(format!("member-{i}"));
             Arc::new(MappedMedium::create(&path, LEN, &options).unwrap())
         };
-        let (primary, replica) = (open(0), open(1));
-        let members: Vec<Arc<dyn Medium>> = vec![primary.clone(), replica.clone()];
-        let set = PoolSet::new(members, PoolSetOptions::new()).unwrap();
-        set.write(0, &[3u8; LEN as usize]).unwrap();
-        let sidecar = BadBlocks::sidecar_path(replica.path());
-        replica.inject_poison(16384, 4096).unwrap();
-        BadBlocks::add(&sidecar, (16384, 4096)).unwrap();
-        set.write(16384 + 100, b"over the poison").unwrap();
-        set.flush(16384, 4096).unwrap();
+        let members = [open(0), open(1)];
+        let dyn_members: Vec<Arc<dyn Medium>> =
+            members.iter().map(|m| m.clone() as Arc<dyn Medium>).collect();
+        let set = PoolSet::new(dyn_members, PoolSetOptions::new()).unwrap();
+        set.write(0, &[5u8; LEN as usize]).unwrap();
+        let target = &members[poisoned];
+        let sidecar = BadBlocks::sidecar_path(target.path());
+        target.inject_poison(page_at, 4096).unwrap();
+        BadBlocks::add(&sidecar, (page_at, 4096)).unwrap();
+        set.write(page_at + 10, text).unwrap();
+        set.flush(page_at, 4096).unwrap();
         set.fence(SITE).unwrap();
         assert!(!set.is_degraded());
-        assert!(replica.poisoned_ranges().is_empty());
+        assert!(target.poisoned_ranges().is_empty());
         assert!(BadBlocks::load(&sidecar).unwrap().ranges().is_empty(), "sidecar line gone");
-        let page = read_clean(replica.as_ref(), 16384, 4096);
-        assert_eq!(page, read_clean(primary.as_ref(), 16384, 4096));
-        assert_eq!(&page[100..115], b"over the poison");
-        assert_eq!((page[0], page[4095]), (3, 3));
+        let page = read_clean(members[0].as_ref(), page_at, 4096);
+        assert_eq!(page, read_clean(members[1].as_ref(), page_at, 4096));
+        assert_eq!(&page[10..10 + text.len()], text);
+        assert_eq!((page[0], page[4095]), (5, 5));
         assert_eq!(set.stats().write_heals, 1);
     }
 
-    /// Real emulated poison on the mapped primary in /dev/shm, listed in its sidecar: the write
-    /// heals the primary's page from the replica (read through the machine-check-safe copy),
-    /// clearing the poison and the sidecar line, then lands on both.
+    #[test]
+    fn a_write_heals_real_poison_on_a_mapped_replica() {
+        a_write_heals_real_poison_on_a_mapped_member(1, 16384, b"over the poison");
+    }
+
     #[test]
     fn a_write_heals_real_poison_on_a_mapped_primary() {
-        use crate::mapped::{BadBlocks, MapOptions, MappedMedium, ModeRequest};
-        const LEN: u64 = 64 << 10;
-        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
-        let open = |i: u8| {
-            let options = MapOptions::new().mode(ModeRequest::ForcedPmem).member(MemberId(i));
-            let path = dir.path().join(format!("member-{i}"));
-            Arc::new(MappedMedium::create(&path, LEN, &options).unwrap())
-        };
-        let (primary, replica) = (open(0), open(1));
-        let members: Vec<Arc<dyn Medium>> = vec![primary.clone(), replica.clone()];
-        let set = PoolSet::new(members, PoolSetOptions::new()).unwrap();
-        set.write(0, &[5u8; LEN as usize]).unwrap();
-        let sidecar = BadBlocks::sidecar_path(primary.path());
-        primary.inject_poison(24576, 4096).unwrap();
-        BadBlocks::add(&sidecar, (24576, 4096)).unwrap();
-        set.write(24576 + 10, b"onto the primary").unwrap();
-        set.flush(24576, 4096).unwrap();
-        set.fence(SITE).unwrap();
-        assert!(!set.is_degraded());
-        assert!(primary.poisoned_ranges().is_empty());
-        assert!(BadBlocks::load(&sidecar).unwrap().ranges().is_empty(), "sidecar line gone");
-        let page = read_clean(primary.as_ref(), 24576, 4096);
-        assert_eq!(page, read_clean(replica.as_ref(), 24576, 4096));
-        assert_eq!(&page[10..26], b"onto the primary");
-        assert_eq!((page[0], page[4095]), (5, 5));
-        assert_eq!(set.stats().write_heals, 1);
+        a_write_heals_real_poison_on_a_mapped_member(0, 24576, b"onto the primary");
     }
 
     /// Member-specific prefix: each member stores the bytes XORed with its index.
