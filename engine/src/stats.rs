@@ -43,6 +43,9 @@ pub struct Stats {
     pub read_only: bool,
     /// Whether the store is in the sticky failed state.
     pub failed: bool,
+    /// Whether this store was opened with `Options::salvage` and the open dropped damage
+    /// (`recovery_report()` lists what was dropped, reclaimed and pinned).
+    pub salvaged: bool,
     /// Approximate DRAM bytes of the index.
     pub index_bytes: usize,
     /// `index_bytes / keys` (0 when empty).
@@ -147,6 +150,7 @@ impl Stats {
         let groups = Counters::get(&g.groups);
         Stats {
             keys,
+            salvaged: inner.report.salvaged,
             pool_bytes,
             max_pool_bytes,
             segment_size_bytes: inner.geometry.segment_size_bytes,
