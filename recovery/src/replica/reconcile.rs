@@ -43,13 +43,34 @@ pub(super) fn reconcile_member(set: &ReplicaSet, member: MemberId) -> Result<Rec
     let outcome = reconcile_superblocks(set, primary.as_ref(), target.as_ref(), member)
         .and_then(|rewritten| {
             done.superblocks = rewritten;
-            reconcile_segments(set, primary.as_ref(), target.as_ref())
+            reconcile_segments(set, primary.as_ref(), target.as_ref(), member)
         })
         .map(|segments| done.segments = segments);
     if let Err(err) = outcome {
         set.poolset.mark_stale(member, format!("reconcile at open failed: {err}"));
     }
     Ok(done)
+}
+
+/// Write `bytes` at `offset` of `member`. Media refuse a store into a known-poisoned page
+/// (nothing lands); such a page is healed first, whole pages from a good member (the primary
+/// first) through `PoolSet::heal`, and the write re-run once. A page no member can heal keeps the
+/// error, and the caller marks the member stale.
+fn write_healing(
+    set: &ReplicaSet,
+    member: MemberId,
+    target: &dyn Medium,
+    offset: u64,
+    bytes: &[u8],
+) -> mcstore_pmem::Result<()> {
+    match target.write(offset, bytes) {
+        Err(mcstore_pmem::Error::Poisoned { offset: at, len }) => {
+            let end = at.saturating_add(len).min(target.len());
+            set.poolset.heal(member, at, end.saturating_sub(at).max(1), &|_| true)?;
+            target.write(offset, bytes)
+        }
+        other => other,
+    }
 }
 
 fn reconcile_superblocks(
@@ -66,7 +87,7 @@ fn reconcile_superblocks(
         let Some(bytes) = read_clean(primary, offset, SUPERBLOCK_BYTES as u64) else { continue };
         let Ok(sb) = Superblock::decode(&bytes, slot) else { continue };
         let mine = set.identities.for_member(member, &sb)?.encode();
-        target.write(offset, &mine)?;
+        write_healing(set, member, target, offset, &mine)?;
         target.flush(offset, mine.len() as u64)?;
     }
     // PERSIST: both slots durable before the segments are reconciled.
@@ -78,6 +99,7 @@ fn reconcile_segments(
     set: &ReplicaSet,
     primary: &dyn Medium,
     target: &dyn Medium,
+    member: MemberId,
 ) -> mcstore_pmem::Result<u32> {
     let g = set.geometry;
     let mut reconciled = 0;
@@ -108,7 +130,7 @@ fn reconcile_segments(
                 clean = false;
                 break;
             };
-            target.write(start + copied, &bytes)?;
+            write_healing(set, member, target, start + copied, &bytes)?;
             target.flush(start + copied, len)?;
             copied += len;
         }
@@ -117,7 +139,7 @@ fn reconcile_segments(
         }
         // PERSIST: committed bytes durable (RECONCILE_DATA) before the lines that commit them.
         target.fence(RECONCILE_DATA)?;
-        target.write(at, &lines)?;
+        write_healing(set, member, target, at, &lines)?;
         target.flush(at, SEGMENT_DATA_OFFSET)?;
         target.fence(RECONCILE_LINES)?;
         reconciled += 1;
