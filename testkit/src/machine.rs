@@ -409,7 +409,9 @@ impl Machine {
                 self.db = Some(db);
                 self.settle()
             }
-            Err(error) if self.errors_allowed() => {
+            // Heals copy whole pages (docs/replicas.md): with damage on both members in one
+            // page, the open may find no clean page to repair the primary's from.
+            Err(error) if self.errors_allowed() || self.a_page_damaged_on_both() => {
                 // Nothing more can be checked: the machine stops here.
                 self.summary.allowed_errors += 1;
                 let _ = error;
