@@ -73,8 +73,32 @@ fn read_lines(medium: &dyn Medium, at: u64) -> Result<([u8; 128], ErrorRegister)
     Ok((lines, register))
 }
 
-/// Read and classify segment `id`.
+/// Read and classify segment `id`. Lines that read clean but do not verify (a header failing
+/// its checks, a bad tail word) are healed from a replica when the caller has one, and classified
+/// again: the re-read decides, so a replica with the same damage changes nothing.
 pub(crate) fn classify(
+    medium: &dyn Medium,
+    g: &Geometry,
+    sb: &Superblock,
+    id: SegmentId,
+    opts: &ScanOptions,
+) -> Result<Classified> {
+    let first = classify_once(medium, g, sb, id, opts)?;
+    if first.damage.is_empty() || first.repaired > 0 {
+        return Ok(first);
+    }
+    let Some(repairer) = &opts.repairer else { return Ok(first) };
+    if !repairer.repair(g.segment_offset(id), SEGMENT_DATA_OFFSET) {
+        return Ok(first);
+    }
+    let mut second = classify_once(medium, g, sb, id, opts)?;
+    if second.damage.is_empty() {
+        second.repaired += 1;
+    }
+    Ok(second)
+}
+
+fn classify_once(
     medium: &dyn Medium,
     g: &Geometry,
     sb: &Superblock,
