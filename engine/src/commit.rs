@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mcstore_recovery::format::record::encode_record_head;
-use mcstore_recovery::format::{Lsn, RecordContext, RecordKind, encode_record};
+use mcstore_recovery::format::{
+    Lsn, RECORD_HEADER_BYTES, RecordContext, RecordKind, encode_record,
+};
 use mcstore_recovery::pool;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -36,6 +38,10 @@ const DIRECT_VALUE_BYTES_MIN: usize = 2048;
 /// A writer keeps its encoding buffer between writes up to this capacity (a large batch's
 /// buffer is freed after use).
 const ENCODE_BUFFER_KEEP_BYTES: usize = 4 << 20;
+
+/// Line size the medium's write-through streams in (whole lines of a value are skipped by the
+/// leader's flush).
+const LINE_BYTES: u64 = mcstore_pmem::mcsafe::STREAM_LINE_BYTES as u64;
 
 std::thread_local! {
     /// Each writer thread's encoding buffer, reused across writes (no allocation per put).
@@ -95,6 +101,11 @@ pub(crate) struct Slot {
     ops: Vec<IndexOp>,
     /// Hashes of the keys it writes (`pending_conflicts`).
     key_hashes: Vec<u64>,
+    /// Its large values go to the medium with `Medium::write_through`.
+    write_through: bool,
+    /// Pool ranges (whole lines, ascending) its writer wrote through (`write_through`): durable
+    /// once copied, so a leader's flush skips them.
+    through: Vec<(u64, u64)>,
 }
 
 /// Until dropped after the copy: if the writer unwinds between reserving and copying, the
@@ -194,6 +205,9 @@ pub(crate) struct CommitQueue {
     persisting: AtomicBool,
     /// The open segment's published committed tail.
     published: AtomicU64,
+    /// The pool set's member-state change count whose states are known persisted
+    /// (`PoolSet::state_changes`; `u64::MAX` until the first check).
+    states_seen: AtomicU64,
     /// Figures.
     pub counters: GroupCounters,
 }
@@ -212,6 +226,7 @@ impl CommitQueue {
             wake: Condvar::new(),
             persisting: AtomicBool::new(false),
             published: AtomicU64::new(published),
+            states_seen: AtomicU64::new(u64::MAX),
             counters: GroupCounters::default(),
         }
     }
@@ -225,6 +240,11 @@ impl CommitQueue {
     pub(crate) fn published(&self) -> u64 {
         self.published.load(Ordering::Acquire)
     }
+}
+
+/// The written-through ranges of `slots` (in reservation order, so ascending).
+fn through_ranges(slots: &[Arc<Slot>]) -> Vec<(u64, u64)> {
+    slots.iter().flat_map(|slot| slot.through.iter().copied()).collect()
 }
 
 fn key_hash(key: &[u8]) -> u64 {
@@ -339,6 +359,9 @@ impl Inner {
         let mut ops = Vec::with_capacity(records.len());
         let mut key_hashes = Vec::with_capacity(records.len());
         let mut keys = Vec::with_capacity(records.iter().map(|r| r.key.len()).sum());
+        let write_through = records.iter().any(|r| r.value.len() >= DIRECT_VALUE_BYTES_MIN)
+            && self.medium.writes_through();
+        let mut through = Vec::new();
         for (i, record) in records.iter().enumerate() {
             // Checked above: every record's length fits u32.
             let len = record.encoded_len() as u32;
@@ -349,6 +372,14 @@ impl Inner {
                 lsn: record.lsn.unwrap_or(reservation.first_lsn + i as u64),
             };
             st.space.note_lsn(segment.id.0, location.lsn);
+            if write_through && record.value.len() >= DIRECT_VALUE_BYTES_MIN {
+                let value_at = pos + (RECORD_HEADER_BYTES + record.key.len()) as u64;
+                let first = value_at.next_multiple_of(LINE_BYTES);
+                let last = (value_at + record.value.len() as u64) / LINE_BYTES * LINE_BYTES;
+                if last > first {
+                    through.push((first, last));
+                }
+            }
             pos += u64::from(len);
             key_hashes.push(key_hash(record.key));
             ops.push(match (record.kind, record.moved, record.lsn) {
@@ -373,6 +404,8 @@ impl Inner {
             keys,
             ops,
             key_hashes,
+            write_through,
+            through,
         });
         st.pending.push_back(Arc::clone(&slot));
         st.unpersisted.push_back(slot.end);
@@ -385,7 +418,7 @@ impl Inner {
         let at = self.geometry.data_start(r.segment.id) + r.start;
         let written = ENCODE_BUFFER.with_borrow_mut(|buffer| {
             buffer.clear();
-            let written = self.encode_and_write(buffer, at, r, records);
+            let written = self.encode_and_write(buffer, at, r, records, slot.write_through);
             debug_assert!(!matches!(written, Ok(len) if len != slot.end - slot.start));
             if buffer.capacity() > ENCODE_BUFFER_KEEP_BYTES {
                 *buffer = Vec::new();
@@ -410,6 +443,7 @@ impl Inner {
         at: u64,
         r: &Reservation,
         records: &[PendingRecord<'_>],
+        write_through: bool,
     ) -> std::result::Result<u64, mcstore_pmem::Error> {
         // Pool offset of `buffer[0]`.
         let mut buffered_at = at;
@@ -425,7 +459,13 @@ impl Inner {
                 encode_record_head(buffer, record.kind, lsn, record.key, &record.value, &ctx);
             self.medium.write(buffered_at, buffer)?;
             let value_at = buffered_at + buffer.len() as u64;
-            self.medium.write(value_at, &record.value)?;
+            if write_through {
+                // PERSIST: streamed and drained by the medium; the slot's `through` ranges
+                // (the value's whole lines) are skipped by the leader's flush.
+                self.medium.write_through(value_at, &record.value)?;
+            } else {
+                self.medium.write(value_at, &record.value)?;
+            }
             buffer.clear();
             buffer.resize(padding, 0);
             buffered_at = value_at + record.value.len() as u64;
@@ -507,7 +547,10 @@ impl Inner {
         // `persisting` to clear), so `published` is this segment's and at most `slot.start`.
         let from = self.commit.published();
         debug_assert!(from <= slot.start);
-        let result = self.latch.check().and_then(|()| self.persist_range(segment, from, slot.end));
+        let result = self
+            .latch
+            .check()
+            .and_then(|()| self.persist_range(segment, from, slot.end, &slot.through));
         if result.is_ok() {
             slot.durable.store(true, Ordering::Release);
         }
@@ -569,18 +612,28 @@ impl Inner {
         if target <= from {
             return Ok(());
         }
-        self.persist_range(open, from, target)?;
+        let through = through_ranges(&slots[..included]);
+        self.persist_range(open, from, target, &through)?;
         for slot in &slots[..included] {
             slot.durable.store(true, Ordering::Release);
         }
         Ok(())
     }
 
-    /// Flush `[from, to)` of `open`'s data area, fence, publish `to` as its tail, fence.
-    fn persist_range(&self, open: OpenSegment, from: u64, to: u64) -> Result<()> {
+    /// Flush `[from, to)` of `open`'s data area except the `through` ranges (pool offsets,
+    /// ascending: lines their writers wrote through, already durable), fence, publish `to` as
+    /// its tail, fence.
+    fn persist_range(
+        &self,
+        open: OpenSegment,
+        from: u64,
+        to: u64,
+        through: &[(u64, u64)],
+    ) -> Result<()> {
         let start = self.geometry.data_start(open.id) + from;
+        let end = self.geometry.data_start(open.id) + to;
         // PERSIST: RECORD_PERSIST orders every copied record of the run before the tail store.
-        if let Err(error) = pool::flush_records(self.medium.as_ref(), start, to - from) {
+        if let Err(error) = self.flush_except(start, end, through) {
             self.latch.trip(format!("persisting records failed: {error}"));
             return Err(Error::recovery("persisting records", error));
         }
@@ -602,15 +655,44 @@ impl Inner {
         // crash, the set's table would still call it in sync, and an open that repairs damage
         // on the primary could take the replica's older, valid-looking bytes as a good copy and
         // lose an acknowledged write.
-        if let Some(replicas) = &self.replicas
-            && replicas.states_changed()
-            && let Err(error) = replicas.persist_states()
-        {
-            self.latch.trip(format!("recording a stale replica failed: {error}"));
-            return Err(crate::replicas::replica_error("recording a stale replica", error));
+        // The common case is one Acquire load: no member state changed since the last check
+        // (a change is counted after its state is stored, and a writer's mark_stale happens
+        // before its copied flag, which this leader Acquired).
+        if let Some(replicas) = &self.replicas {
+            let changes = replicas.poolset().state_changes();
+            if changes != self.commit.states_seen.load(Ordering::Acquire) {
+                if replicas.states_changed()
+                    && let Err(error) = replicas.persist_states()
+                {
+                    self.latch.trip(format!("recording a stale replica failed: {error}"));
+                    return Err(crate::replicas::replica_error("recording a stale replica", error));
+                }
+                // One persister at a time (the persisting flag, or the commit lock in quiesce):
+                // a change counted after `changes` was read is seen by the next group.
+                self.commit.states_seen.store(changes, Ordering::Release);
+            }
         }
         self.commit.published.store(to, Ordering::Release);
         Ok(())
+    }
+
+    /// Flush `[start, end)` except the `through` ranges (ascending), then RECORD_PERSIST.
+    fn flush_except(
+        &self,
+        start: u64,
+        end: u64,
+        through: &[(u64, u64)],
+    ) -> std::result::Result<(), mcstore_recovery::Error> {
+        let mut at = start;
+        for &(skip_start, skip_end) in through {
+            let skip_start = skip_start.clamp(at, end);
+            if skip_start > at {
+                self.medium.flush(at, skip_start - at)?;
+            }
+            at = at.max(skip_end.min(end));
+        }
+        // PERSIST: the last piece (possibly empty) and RECORD_PERSIST.
+        pool::flush_records(self.medium.as_ref(), at, end - at)
     }
 
     /// Index the pending slots that may become visible, in order; wake waiters if any did.
@@ -682,7 +764,8 @@ impl Inner {
         if let Some(open) = st.writer.as_ref().and_then(LogWriter::open_segment) {
             let from = self.commit.published();
             if open.tail > from {
-                self.persist_range(open, from, open.tail)?;
+                let pending: Vec<Arc<Slot>> = st.pending.iter().cloned().collect();
+                self.persist_range(open, from, open.tail, &through_ranges(&pending))?;
             }
         }
         let group = st.unpersisted.len() as u64;

@@ -287,6 +287,11 @@ impl LogWriter {
     /// in the defined order (tail cleared and fenced before the new header).
     fn roll(&mut self, id: SegmentId) -> Result<OpenSegment> {
         self.latch.check()?;
+        // The segment's pages mapped writable in one call now rather than one fault per page
+        // under the appends (a hint: a failure here changes nothing, the stores fault them in).
+        let _ = self
+            .medium
+            .prefault(self.geometry.segment_offset(id), self.geometry.segment_size_bytes);
         let mut next = self.superblock.clone();
         // PERSIST: `open_segment` issues the sequence in the superblock (SUPERBLOCK_WRITE) before
         // a header carries it, then SEGMENT_TAIL_CLEAR, then SEGMENT_HEADER.

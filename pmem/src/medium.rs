@@ -43,6 +43,31 @@ pub trait Medium: Send + Sync {
     /// write. Panics if `offset` is not 8-aligned (a programmer error).
     fn store_u64(&self, offset: u64, value: u64) -> Result<()>;
 
+    /// Store `data` at `offset` and write it back: afterwards the range is as `write` then
+    /// `flush` of it leave it, except that the next `fence` on ANY thread orders it (a medium
+    /// whose write-back needs a fence on the storing thread, as non-temporal stores do, issues
+    /// one itself). Refused like `write` (nothing stored) over a known-poisoned page. The
+    /// default is `write` then `flush`.
+    fn write_through(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.write(offset, data)?;
+        self.flush(offset, data.len() as u64)
+    }
+
+    /// Whether [`Medium::write_through`] is the cheaper way to persist a large store (streaming
+    /// stores, no separate write-back pass), so the caller should use it and skip its own flush
+    /// of that range. Default: no.
+    fn writes_through(&self) -> bool {
+        false
+    }
+
+    /// Make the pages of `[offset, offset + len)` resident and writable now, so that first
+    /// stores there take no page fault (a hint: a medium may do nothing, and pages it knows to be
+    /// bad are left alone). Default: nothing.
+    fn prefault(&self, offset: u64, len: u64) -> Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Write back the cache lines (or pages) of `[offset, offset + len)`; ordered by `fence`.
     fn flush(&self, offset: u64, len: u64) -> Result<()>;
 

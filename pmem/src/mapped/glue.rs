@@ -65,3 +65,17 @@ pub(super) unsafe fn flush(addr: *const u8, len: usize, insn: FlushInsn) -> Resu
 pub(super) fn sfence() {
     mcsafe::sfence();
 }
+
+/// Bytes of the lines [`stream`] stores.
+pub(super) const LINE_BYTES: u64 = mcsafe::STREAM_LINE_BYTES as u64;
+
+/// Copy whole lines from `src` to `dst` with non-temporal stores (drained by the next
+/// [`sfence`] on this thread).
+///
+/// # Safety
+/// As [`mcsafe::copy_lines_nt`]: `dst` line-aligned, `len` whole lines, writable, no poisoned
+/// page; `src` readable and not overlapping.
+pub(super) unsafe fn stream(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { mcsafe::copy_lines_nt(dst, src, len) }
+}

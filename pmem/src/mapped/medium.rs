@@ -179,6 +179,73 @@ impl Medium for MappedMedium {
         Ok(())
     }
 
+    fn write_through(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if !self.writes_through() {
+            self.write(offset, data)?;
+            return self.flush(offset, data.len() as u64);
+        }
+        let end = self.check_bounds(offset, data.len() as u64)?;
+        self.refuse_read_only("write")?;
+        self.check_poison(offset, end)?;
+        // The whole lines inside the range are streamed; the partial lines at its edges (shared
+        // with neighbouring bytes) are stored normally and written back with the flush loop.
+        let first = offset.next_multiple_of(glue::LINE_BYTES).min(end);
+        let last = (end / glue::LINE_BYTES * glue::LINE_BYTES).max(first);
+        let head = (first - offset) as usize;
+        let body = (last - first) as usize;
+        if body == 0 {
+            self.write(offset, data)?;
+            self.flush_lines(offset, data.len() as u64)?;
+        } else {
+            // SAFETY: `[offset, end)` is inside the mapped length (checked above), writable and
+            // not a known hole; `data` cannot overlap the mapping (no Rust reference into it
+            // exists).
+            unsafe {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr(offset), head);
+            }
+            // SAFETY: as above; `first` is line-aligned (the base is page-aligned) and `body`
+            // whole lines long.
+            unsafe { glue::stream(self.addr(first), data[head..].as_ptr(), body) };
+            let tail = &data[head + body..];
+            // SAFETY: as above, the bytes after the last whole line.
+            unsafe { std::ptr::copy_nonoverlapping(tail.as_ptr(), self.addr(last), tail.len()) };
+            if head > 0 {
+                self.flush_lines(offset, head as u64)?;
+            }
+            if !tail.is_empty() {
+                self.flush_lines(last, tail.len() as u64)?;
+            }
+        }
+        // PERSIST: drains this thread's streamed lines and orders its write-backs, so a fence
+        // on another thread (the group's leader) finds the range durable.
+        glue::sfence();
+        Ok(())
+    }
+
+    fn writes_through(&self) -> bool {
+        self.share.mode.uses_flush_instructions() && !self.eadr && !self.share.read_only
+    }
+
+    fn prefault(&self, offset: u64, len: u64) -> Result<()> {
+        let end = self.check_bounds(offset, len)?;
+        if !self.share.mode.uses_flush_instructions() || self.share.read_only {
+            return Ok(());
+        }
+        // A poisoned page is a hole no populate may touch, and a known-bad one is never
+        // written: leave such a range as it is (this is only a hint).
+        if self.check_poison(offset, end).is_err()
+            || self.state.lock().known_bad.first_overlap(offset, end).is_some()
+        {
+            return Ok(());
+        }
+        let start = offset / PAGE_SIZE * PAGE_SIZE;
+        self.reservation.populate(
+            start,
+            end.next_multiple_of(PAGE_SIZE).min(self.len()) - start,
+            true,
+        )
+    }
+
     fn store_u64(&self, offset: u64, value: u64) -> Result<()> {
         assert!(offset.is_multiple_of(8), "store_u64 at unaligned offset {offset}");
         let end = self.check_bounds(offset, 8)?;

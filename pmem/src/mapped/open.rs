@@ -29,7 +29,7 @@ impl MappedMedium {
     /// `Error::AlreadyExists` if something is there; the file is removed again if mapping fails.
     pub fn create(path: &Path, len: u64, options: &MapOptions) -> Result<Self> {
         let file = file::create(path, len)?;
-        Self::map(path, file, options).inspect_err(|_| {
+        Self::map(path, file, options, true).inspect_err(|_| {
             let _ = std::fs::remove_file(path);
         })
     }
@@ -37,10 +37,10 @@ impl MappedMedium {
     /// Open and map the existing pool file at `path` (`Error::NotFound` if absent).
     pub fn open(path: &Path, options: &MapOptions) -> Result<Self> {
         let file = file::open(path, options.read_only)?;
-        Self::map(path, file, options)
+        Self::map(path, file, options, false)
     }
 
-    fn map(path: &Path, file: File, options: &MapOptions) -> Result<Self> {
+    fn map(path: &Path, file: File, options: &MapOptions, created: bool) -> Result<Self> {
         glue::ensure_handler()?;
         let len =
             file.metadata().map_err(|e| Error::io(format!("fstat {}", path.display()), e))?.len();
@@ -71,7 +71,10 @@ impl MappedMedium {
         let reservation = Reservation::new(max_len)?;
         let share = Share { mode, read_only: options.read_only };
         reservation.map_file(&file, 0, len, share)?;
-        if options.populate {
+        // A new pool in a flush-instruction mode is pre-faulted writable as grown ranges are:
+        // otherwise the first store to each page faults (and on tmpfs zeroes it) inside the
+        // write path.
+        if options.populate || (created && mode.uses_flush_instructions() && !options.read_only) {
             reservation.populate(0, len, !options.read_only)?;
         }
         let mut state = State::default();

@@ -17,6 +17,7 @@ mod handler;
 mod mappings;
 mod notices;
 mod ring;
+mod stream;
 #[cfg(test)]
 mod testutil;
 
@@ -28,3 +29,4 @@ pub use flush::{FaultAt, flush_range, sfence};
 pub use handler::{ensure_handler, verify_handler};
 pub use mappings::{MappingId, register_mapping, unregister_mapping};
 pub use notices::{AsyncNotice, async_overflow_count, drain_async_notices, enable_early_notices};
+pub use stream::{STREAM_LINE_BYTES, copy_lines_nt};

@@ -113,6 +113,9 @@ pub struct PoolSet {
     /// Ranges no member holds good bytes for (the layer above's persisted quarantine): reported
     /// by `bad_blocks` so an allocator never writes there.
     quarantine: RwLock<Vec<(u64, u64)>>,
+    /// Member state changes since the set was made (one per `set_state`, so per `mark_stale`):
+    /// the layer above compares it with the count it last persisted, one load per group commit.
+    state_changes: AtomicU64,
 }
 
 impl std::fmt::Debug for PoolSet {
@@ -152,6 +155,7 @@ impl PoolSet {
             counters: Counters::default(),
             events: Mutex::new(Vec::new()),
             quarantine: RwLock::new(Vec::new()),
+            state_changes: AtomicU64::new(0),
         })
     }
 
@@ -182,6 +186,16 @@ impl PoolSet {
     pub fn set_state(&self, member: MemberId, state: MemberState) {
         assert!(member.0 != 0 || state == MemberState::InSync, "the primary cannot be {state:?}");
         self.members[usize::from(member.0)].state.store(state.code(), Ordering::Release);
+        // INVARIANT: counted after the state is stored, so a reader that sees the new count
+        // (Acquire) also sees the new state.
+        self.state_changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many member state changes ([`Self::set_state`], [`Self::mark_stale`]) there have been.
+    /// A caller that persisted the states after reading `n` here has nothing new to persist
+    /// while it still reads `n`: one Acquire load instead of a comparison under a lock.
+    pub fn state_changes(&self) -> u64 {
+        self.state_changes.load(Ordering::Acquire)
     }
 
     /// Mark `member` stale because of `reason`: it receives no more writes and is no repair
@@ -349,6 +363,24 @@ impl Medium for PoolSet {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.lockstep("write", |m, id| m.write(offset, &self.bytes_for(id, offset, data)?))
+    }
+
+    fn write_through(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.lockstep("write", |m, id| m.write_through(offset, &self.bytes_for(id, offset, data)?))
+    }
+
+    fn writes_through(&self) -> bool {
+        self.members.iter().all(|m| m.medium.writes_through())
+    }
+
+    /// Every member not stale (a hint: a member's failure is ignored here, its writes report it).
+    fn prefault(&self, offset: u64, len: u64) -> Result<()> {
+        for (i, member) in self.members.iter().enumerate() {
+            if self.state(MemberId(i as u8)) != MemberState::Stale {
+                let _ = member.medium.prefault(offset, len);
+            }
+        }
+        Ok(())
     }
 
     fn store_u64(&self, offset: u64, value: u64) -> Result<()> {

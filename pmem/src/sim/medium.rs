@@ -148,6 +148,14 @@ impl Medium for SimMedium {
         Ok(())
     }
 
+    /// The default `write_through` (stores, then the write-back of their lines) is exactly what
+    /// the model needs: a fence by any thread then persists them. Reported as cheaper, so the
+    /// layers above take their write-through path on this medium too and the crash harness
+    /// covers it.
+    fn writes_through(&self) -> bool {
+        true
+    }
+
     fn fence(&self, site: FenceSite) -> Result<()> {
         let mut state = self.state.lock();
         state.control.begin(SimOp::Fence)?;
