@@ -282,6 +282,7 @@ pub(crate) fn open_medium(
             space.note_lsn(s.id.0, 0);
         }
     }
+    let index_started = std::time::Instant::now();
     let index =
         Index::bulk_load(entries.into_iter().filter(|e| e.kind == RecordKind::Put).map(|e| {
             let location =
@@ -291,6 +292,7 @@ pub(crate) fn open_medium(
             }
             (e.key, location)
         }));
+    report.index_duration = index_started.elapsed();
     let set_uuid = superblock.set_uuid;
     let writer = if options.read_only || latch.is_tripped() {
         None

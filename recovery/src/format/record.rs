@@ -217,6 +217,16 @@ pub fn decode_record<'a>(
     ctx: &RecordContext,
 ) -> Result<RecordRef<'a>, FormatError> {
     let header = decode_header(bytes)?;
+    verify_decoded(bytes, &header, ctx)
+}
+
+/// The rest of [`decode_record`] once `header` (decoded from the start of `bytes`) is known: the
+/// length, checksum and payload checks. The scan decodes each header once for its walk and this.
+pub(crate) fn verify_decoded<'a>(
+    bytes: &'a [u8],
+    header: &RecordHeader,
+    ctx: &RecordContext,
+) -> Result<RecordRef<'a>, FormatError> {
     let len = header.encoded_len();
     let Some(rec) = usize::try_from(len).ok().and_then(|len| bytes.get(..len)) else {
         return Err(FormatError::Truncated {

@@ -5,14 +5,16 @@
 use mcstore_pmem::{Domain, ErrorRegister, Fault, Medium};
 
 use super::damage::{Damage, DamageKind};
-use super::index::IndexEntry;
+use super::index::{IndexEntry, Part};
 use super::records::walk;
 use crate::error::Result;
-use crate::format::Superblock;
+use crate::format::{Lsn, Superblock};
 
 /// The records and damage of one committed range.
 pub(crate) struct Outcome {
-    pub(crate) entries: Vec<IndexEntry>,
+    pub(crate) entries: Part,
+    /// The highest LSN among `entries`.
+    pub(crate) max_lsn: Option<Lsn>,
     pub(crate) damage: Vec<Damage>,
 }
 
@@ -77,7 +79,8 @@ pub(crate) fn read_and_walk(
     medium.read(start, buf, &mut register, Domain::Engine)?;
     let buf = &buf[..];
     let faults: Vec<Fault> = register.faults().to_vec();
-    let mut entries = Vec::new();
+    let mut entries = Part::new();
+    let mut max_lsn = None;
     let mut bad: Vec<(u64, u64)> = Vec::new();
     walk(
         buf,
@@ -86,6 +89,7 @@ pub(crate) fn read_and_walk(
         &sb.set_uuid,
         salvage_walk,
         |rec, offset, len| {
+            max_lsn = max_lsn.max(Some(rec.lsn));
             entries.push(IndexEntry {
                 key: rec.key.into(),
                 kind: rec.kind,
@@ -134,5 +138,5 @@ pub(crate) fn read_and_walk(
             detail: "more faults than the error register holds".into(),
         });
     }
-    Ok(Outcome { entries, damage })
+    Ok(Outcome { entries, max_lsn, damage })
 }

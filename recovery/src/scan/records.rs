@@ -5,9 +5,8 @@
 //! where a record verifies (or to the end): damage is bounded, later records are kept.
 //! INVARIANT: `pos` grows by ≥ 8 per step, so the walk ends after at most len/8 steps.
 
-use crate::format::{
-    RECORD_HEADER_BYTES, RecordContext, RecordRef, Uuid, decode_header, decode_record,
-};
+use crate::format::record::verify_decoded;
+use crate::format::{RECORD_HEADER_BYTES, RecordContext, RecordRef, Uuid, decode_header};
 
 /// The record at `pos` of `buf` (whose first byte is at pool offset `base`), if it verifies and
 /// ends within the buffer. Returns it with its encoded length.
@@ -25,7 +24,7 @@ fn record_at<'a>(
         return None;
     }
     let ctx = RecordContext { offset: base + pos as u64, segment_seq: seq, set_uuid: *uuid };
-    decode_record(bytes, &ctx).ok().map(|rec| (rec, len))
+    verify_decoded(bytes, &header, &ctx).ok().map(|rec| (rec, len))
 }
 
 /// Walk `buf`: call `on_record(record, pool offset, encoded len)` for each verified record and

@@ -163,20 +163,23 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     let bad_blocks = medium.bad_blocks().len();
     let (snapshot, reason) = fast_open(opts, &sb, damage.is_empty(), bad_blocks, &marks, &g);
     report.open_reason = reason;
-    let mut collected = Vec::new();
+    // Walked parts in sequence order (kept apart: the sort distributes them in one pass).
+    let mut parts = Vec::new();
+    let mut loaded = None;
     let mut max_lsn: Option<Lsn> = None;
     let mut done = 0u32;
     let walked: Vec<usize> = match snapshot {
         Some(snapshot) => {
             report.open_kind = OpenKind::Fast;
             max_lsn = Some(snapshot.next_lsn);
-            collected = snapshot.entries;
+            loaded = Some(snapshot.entries);
             Vec::new()
         }
         None => by_seq.values().flatten().copied().collect(),
     };
     // Walked in batches (several segments on several threads, then accounted in order), so
     // progress is still reported as the scan goes.
+    let walk_started = Instant::now();
     for batch in walked.chunks(WALK_BATCH_SEGMENTS) {
         let jobs: Vec<(usize, Job)> = batch
             .iter()
@@ -210,23 +213,28 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
                 }
             }
             report.bytes_scanned += job.len;
-            report.records += outcome.entries.len() as u64;
-            info.records = outcome.entries.len() as u64;
-            for entry in &outcome.entries {
-                max_lsn = max_lsn.max(Some(entry.lsn));
-            }
+            let records = outcome.entries.len() as u64;
+            report.records += records;
+            info.records = records;
+            max_lsn = max_lsn.max(outcome.max_lsn);
             for d in &mut outcome.damage {
                 d.segment = Some(info.id);
             }
             damage.extend(outcome.damage);
-            collected.extend(outcome.entries);
+            parts.push(outcome.entries);
             done += 1;
             progress(&report, done);
         }
     }
 
+    report.walk_duration = walk_started.elapsed();
     // A snapshot's entries are already the index (sorted, newest per key, puts only).
-    let entries = if report.open_kind == OpenKind::Fast { collected } else { build(collected) };
+    let sort_started = Instant::now();
+    let entries = match loaded {
+        Some(entries) => entries,
+        None => build(parts),
+    };
+    report.sort_duration = sort_started.elapsed();
     for entry in &entries {
         if let Some((info, _)) =
             g.segment_of(entry.offset).and_then(|id| segments.get_mut(id.0 as usize))

@@ -52,8 +52,15 @@ pub struct RecoveryReport {
     pub damage: Vec<Damage>,
     /// Why the pool may be opened read-only only (unknown ro-compat features), if it must.
     pub read_only_reason: Option<String>,
-    /// Wall-clock time of the scan.
+    /// Wall-clock time of the scan (all of `recover`).
     pub duration: Duration,
+    /// Of `duration`: reading and verifying the committed ranges (the record walk).
+    pub walk_duration: Duration,
+    /// Of `duration`: sorting the walk's entries into the index order, newest per key.
+    pub sort_duration: Duration,
+    /// After the scan: the opener's in-memory index build from the entries (set by the opener,
+    /// never by the scan; zero when the scan runs alone).
+    pub index_duration: Duration,
     /// The medium's mode as the caller named it (`ScanOptions::mode`).
     pub mode: String,
     /// A salvage open: unrepaired damage was dropped (listed in `damage`) instead of refused.
@@ -93,6 +100,11 @@ impl fmt::Display for RecoveryReport {
             self.segments,
             self.bytes_scanned,
             self.duration
+        )?;
+        writeln!(
+            f,
+            "  phases: walk {:.3?}, sort {:.3?}, index build {:.3?}",
+            self.walk_duration, self.sort_duration, self.index_duration
         )?;
         if self.torn_inits > 0 {
             writeln!(f, "  {} torn segment initialisations (treated as free)", self.torn_inits)?;
