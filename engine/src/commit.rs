@@ -821,6 +821,95 @@ mod tests {
     use crate::test_support::{reopen, sim_db, small_options};
     use crate::{Batch, Error};
 
+    /// A `SimMedium` that records the engine's flushes and write-throughs.
+    struct Recording {
+        sim: Arc<SimMedium>,
+        flushes: parking_lot::Mutex<Vec<(u64, u64)>>,
+        through: parking_lot::Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl Medium for Recording {
+        fn len(&self) -> u64 {
+            self.sim.len()
+        }
+        fn member(&self) -> MemberId {
+            self.sim.member()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> mcstore_pmem::Result<()> {
+            self.sim.write(offset, data)
+        }
+        fn write_through(&self, offset: u64, data: &[u8]) -> mcstore_pmem::Result<()> {
+            self.through.lock().push((offset, data.len() as u64));
+            self.sim.write_through(offset, data)
+        }
+        fn writes_through(&self) -> bool {
+            true
+        }
+        fn store_u64(&self, offset: u64, value: u64) -> mcstore_pmem::Result<()> {
+            self.sim.store_u64(offset, value)
+        }
+        fn flush(&self, offset: u64, len: u64) -> mcstore_pmem::Result<()> {
+            self.flushes.lock().push((offset, len));
+            self.sim.flush(offset, len)
+        }
+        fn fence(&self, site: mcstore_pmem::FenceSite) -> mcstore_pmem::Result<()> {
+            self.sim.fence(site)
+        }
+        fn read(
+            &self,
+            offset: u64,
+            dst: &mut [u8],
+            register: &mut mcstore_pmem::ErrorRegister,
+            domain: mcstore_pmem::Domain,
+        ) -> mcstore_pmem::Result<()> {
+            self.sim.read(offset, dst, register, domain)
+        }
+        fn grow(&self, new_len: u64) -> mcstore_pmem::Result<()> {
+            self.sim.grow(new_len)
+        }
+    }
+
+    /// Large values go through `write_through`, and no group flush covers their whole lines
+    /// again; what the group does flush (headers, keys, edge lines, small records) is enough:
+    /// each write is in the persistent image when it is acknowledged.
+    #[test]
+    fn written_through_lines_are_not_flushed_again_and_writes_are_durable_at_ack() {
+        let sim = Arc::new(SimMedium::new(1 << 20));
+        let recording = Arc::new(Recording {
+            sim: sim.clone(),
+            flushes: Default::default(),
+            through: Default::default(),
+        });
+        let db = Db::create_on(recording.clone(), small_options()).unwrap();
+        let value = |i: u8, len: usize| (0..len).map(|j| (j as u8) ^ i).collect::<Vec<u8>>();
+        let mut written: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for i in 0..6u8 {
+            let key = vec![b'k'; usize::from(i)];
+            let v = value(i, 2048 + usize::from(i) * 1000 + usize::from(i % 3));
+            if i % 2 == 0 {
+                db.put(&key, &v).unwrap();
+            } else {
+                let small = vec![i; 40];
+                db.apply_batch(Batch::default().put([b's', i], &small).put(&key, &v)).unwrap();
+                written.push((vec![b's', i], small));
+            }
+            written.push((key, v));
+            let image = Arc::new(SimMedium::from_image(sim.persistent_image(), MemberId(0)));
+            let acked = Db::open_on(image, small_options()).unwrap();
+            for (k, v) in &written {
+                assert_eq!(acked.get(k).unwrap().as_deref(), Some(&v[..]), "write {i} not durable");
+            }
+        }
+        let through = recording.through.lock().clone();
+        assert_eq!(through.len(), 6);
+        for &(offset, len) in &through {
+            let (first, last) = (offset.next_multiple_of(64), (offset + len) / 64 * 64);
+            for &(at, n) in recording.flushes.lock().iter() {
+                assert!(at + n <= first || at >= last, "flush [{at}, +{n}) over [{first}, {last})");
+            }
+        }
+    }
+
     /// Writes whose slots wait in the open segment (`None` durability: copied and visible, no
     /// fence), then one `Immediate` write that leads them all.
     fn queue_a_group(db: &Db) {

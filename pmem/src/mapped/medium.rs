@@ -55,6 +55,9 @@ pub(super) struct State {
     pub known_bad: RangeSet,
     /// The empty memfd mapped over poisoned pages (made on first use).
     pub memfd: Option<OwnedFd>,
+    /// Ranges pre-faulted writable in this mapping (at creation, growth, `prefault`): a
+    /// `prefault` inside them returns at once.
+    pub populated: RangeSet,
 }
 
 impl MappedMedium {
@@ -228,22 +231,23 @@ impl Medium for MappedMedium {
 
     fn prefault(&self, offset: u64, len: u64) -> Result<()> {
         let end = self.check_bounds(offset, len)?;
-        if !self.share.mode.uses_flush_instructions() || self.share.read_only {
-            return Ok(());
-        }
-        // A poisoned page is a hole no populate may touch, and a known-bad one is never
-        // written: leave such a range as it is (this is only a hint).
-        if self.check_poison(offset, end).is_err()
-            || self.state.lock().known_bad.first_overlap(offset, end).is_some()
-        {
+        if len == 0 || !self.share.mode.uses_flush_instructions() || self.share.read_only {
             return Ok(());
         }
         let start = offset / PAGE_SIZE * PAGE_SIZE;
-        self.reservation.populate(
-            start,
-            end.next_multiple_of(PAGE_SIZE).min(self.len()) - start,
-            true,
-        )
+        let end = end.next_multiple_of(PAGE_SIZE).min(self.len());
+        let mut state = self.state.lock();
+        // A poisoned page is a hole no populate may touch, and a known-bad one is never
+        // written: leave such a range as it is (this is only a hint).
+        if state.populated.covers(start, end)
+            || state.poison.first_overlap(start, end).is_some()
+            || state.known_bad.first_overlap(start, end).is_some()
+        {
+            return Ok(());
+        }
+        self.reservation.populate(start, end - start, true)?;
+        state.populated.insert(start, end);
+        Ok(())
     }
 
     fn store_u64(&self, offset: u64, value: u64) -> Result<()> {
@@ -332,6 +336,7 @@ impl Medium for MappedMedium {
         })?;
         self.reservation.map_file(&self.file, old_len, new_len - old_len, self.share)?;
         self.reservation.populate(old_len, new_len - old_len, true)?;
+        state.populated.insert(old_len, new_len);
         self.apply_known_bad(&mut state, old_len, new_len)?;
         // INVARIANT: the new piece is mapped (and its known-bad pages are holes) before readers
         // can see the new length.
@@ -382,6 +387,66 @@ mod tests {
         m.read(offset, &mut out, &mut register, Domain::User).unwrap();
         assert!(register.is_clean(), "{:?}", register.faults());
         out
+    }
+
+    /// `write_through` stores exactly its bytes, whatever the alignment of its ends (streamed
+    /// whole lines, stored edge lines), leaves its neighbours alone, persists across reopen, and
+    /// is refused over a poisoned page with nothing stored.
+    #[test]
+    fn write_through_stores_exactly_its_range_and_refuses_poison() {
+        let dir = &dirs()[0];
+        for mode in MODES {
+            let path = dir.path().join(format!("through-{mode:?}"));
+            let m = MappedMedium::create(&path, LEN, &with_mode(mode)).unwrap();
+            assert_eq!(m.writes_through(), mode == ModeRequest::ForcedPmem);
+            let area = 6 * PAGE_SIZE as usize;
+            let mut expected = vec![0xaau8; area];
+            m.write(0, &expected).unwrap();
+            for (i, (offset, len)) in
+                [(100usize, 5000usize), (128, 4096), (4000, 30), (640, 64), (7, 1), (8, 0)]
+                    .into_iter()
+                    .enumerate()
+            {
+                let data: Vec<u8> = (0..len).map(|j| (j * 13 + i) as u8).collect();
+                m.write_through(offset as u64, &data).unwrap();
+                expected[offset..offset + len].copy_from_slice(&data);
+                assert_eq!(read_back(&m, 0, area), expected, "write_through({offset}, {len})");
+            }
+            m.fence(SITE).unwrap();
+            drop(m);
+            let m = MappedMedium::open(&path, &with_mode(mode)).unwrap();
+            assert_eq!(read_back(&m, 0, area), expected);
+            m.inject_poison(5 * PAGE_SIZE, 1).unwrap();
+            let before = read_back(&m, 4 * PAGE_SIZE, PAGE_SIZE as usize);
+            let refused = m.write_through(5 * PAGE_SIZE - 512, &[0x55u8; 1024]);
+            assert!(
+                matches!(refused, Err(Error::Poisoned { offset, .. }) if offset == 5 * PAGE_SIZE)
+            );
+            assert_eq!(read_back(&m, 4 * PAGE_SIZE, PAGE_SIZE as usize), before, "stored anyway");
+        }
+    }
+
+    /// `prefault` of an opened pool's range makes it writable without changing a byte; a range
+    /// over a poisoned page is left alone (no error: it is a hint).
+    #[test]
+    fn prefault_changes_nothing_and_skips_poison() {
+        let dir = &dirs()[0];
+        let path = dir.path().join("prefault");
+        let m = MappedMedium::create(&path, LEN, &with_mode(ModeRequest::ForcedPmem)).unwrap();
+        m.write(PAGE_SIZE, &[7u8; 100]).unwrap();
+        m.flush(PAGE_SIZE, 100).unwrap();
+        drop(m);
+        let m = MappedMedium::open(&path, &with_mode(ModeRequest::ForcedPmem)).unwrap();
+        m.prefault(PAGE_SIZE + 10, 3 * PAGE_SIZE).unwrap();
+        assert!(m.state.lock().populated.covers(PAGE_SIZE, 5 * PAGE_SIZE));
+        assert_eq!(read_back(&m, PAGE_SIZE, 100), vec![7u8; 100]);
+        m.prefault(PAGE_SIZE, PAGE_SIZE).unwrap(); // already populated: nothing to do
+        m.inject_poison(8 * PAGE_SIZE, 1).unwrap();
+        m.prefault(7 * PAGE_SIZE, 3 * PAGE_SIZE).unwrap();
+        assert!(!m.state.lock().populated.covers(7 * PAGE_SIZE, 8 * PAGE_SIZE));
+        assert!(matches!(m.prefault(LEN, 1), Err(Error::OutOfBounds { .. })));
+        m.write(7 * PAGE_SIZE, &[1u8; 64]).unwrap();
+        assert_eq!(read_back(&m, 7 * PAGE_SIZE, 64), vec![1u8; 64]);
     }
 
     #[test]

@@ -74,10 +74,15 @@ impl MappedMedium {
         // A new pool in a flush-instruction mode is pre-faulted writable as grown ranges are:
         // otherwise the first store to each page faults (and on tmpfs zeroes it) inside the
         // write path.
-        if options.populate || (created && mode.uses_flush_instructions() && !options.read_only) {
+        let prefaulted =
+            options.populate || (created && mode.uses_flush_instructions() && !options.read_only);
+        if prefaulted {
             reservation.populate(0, len, !options.read_only)?;
         }
         let mut state = State::default();
+        if prefaulted && len > 0 {
+            state.populated.insert(0, len);
+        }
         for (offset, bad_len) in BadBlocks::load(&BadBlocks::sidecar_path(path))?.ranges() {
             state.known_bad.insert(offset, offset + bad_len);
         }

@@ -67,6 +67,11 @@ impl RangeSet {
         self.spans.get(first).filter(|&&(s, _)| s < end).map(|&(s, e)| (s.max(start), e.min(end)))
     }
 
+    /// Whether `[start, end)` (non-empty) lies wholly in the set.
+    pub(super) fn covers(&self, start: u64, end: u64) -> bool {
+        self.first_overlap(start, end) == Some((start, end))
+    }
+
     /// The spans as `(offset, len)` pairs.
     pub(super) fn offset_len(&self) -> Vec<(u64, u64)> {
         self.spans.iter().map(|&(s, e)| (s, e - s)).collect()

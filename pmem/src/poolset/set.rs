@@ -498,8 +498,12 @@ pub(super) mod tests {
     fn a_failing_replica_is_marked_stale_and_the_set_carries_on() {
         let (set, sims) = sim_set(3, 64 << 10, PoolSetOptions::new());
         sims[2].fail_nth(SimOp::Write, 1, true);
+        assert_eq!(set.state_changes(), 0);
         set.write(0, b"one").unwrap();
-        set.write(64, b"two").unwrap();
+        assert_eq!(set.state_changes(), 1, "a member marked stale is a state change");
+        set.write_through(64, b"two").unwrap();
+        assert!(set.writes_through());
+        assert_eq!(set.state_changes(), 1, "a stale member is not written, nor marked again");
         assert_eq!(set.state(MemberId(2)), MemberState::Stale);
         assert_eq!(set.state(MemberId(1)), MemberState::InSync);
         let events = set.stale_events();
@@ -511,6 +515,8 @@ pub(super) mod tests {
         assert_eq!(read_clean(sims[2].as_ref(), 64, 3), [0; 3]);
         assert_eq!(read_clean(sims[1].as_ref(), 64, 3), b"two");
         assert!(set.is_degraded());
+        set.set_state(MemberId(2), MemberState::Resilvering);
+        assert_eq!(set.state_changes(), 2);
     }
 
     #[test]
