@@ -1,5 +1,7 @@
 //! Space: an overwrite-heavy run keeps space amplification low with compaction on; a full pool
-//! still accepts removes and recovers space after compaction; growth is recorded in the
+//! still accepts removes and recovers space after compaction; a bulk load with half its keys
+//! removed compacts to the format's floor, its tombstones dropped, and a crash at every fence
+//! of that compaction loses nothing and brings no removed key back; growth is recorded in the
 //! superblock and survives a crash at every fence (the testkit crash driver), including a
 //! crash that leaves grown segments unrecorded. Figures: space amplification reached.
 //!
@@ -138,6 +140,82 @@ fn a_full_pool_still_removes_and_recovers_space_after_compaction() {
     assert_eq!(db.len(), kept + 200);
     assert_eq!(db.get(8u32.to_be_bytes()).expect("get").expect("kept"), vec![3u8; 1000]);
     assert_eq!(db.get(1u32.to_be_bytes()).expect("get"), None);
+}
+
+/// W9 in miniature: a bulk load, every other key removed (the tombstones fill the segments
+/// after the load and share the load's last one), explicit compaction: every tombstone is
+/// dropped and the log is packed — the segments left hold the live records with at most one
+/// segment of slack. Then a crash at every fence of that compaction, both modes: no damage,
+/// the contents exactly the model (no removed key back, none lost), and the dropped
+/// tombstones stay dropped across a second compaction and a reopen.
+#[test]
+fn crash_at_every_fence_of_compaction_dropping_tombstones() {
+    let key = |i: u32| format!("key{i:05}").into_bytes();
+    let (sim, db) = sim_db(4 << 20, small_options()).expect("a pool");
+    let mut model = BTreeMap::new();
+    for i in 0..1200u32 {
+        let value = vec![i as u8; 100 + (i % 7) as usize * 30];
+        db.put(key(i), &value).expect("put");
+        model.insert(key(i), value);
+    }
+    for i in (0..1200u32).step_by(2) {
+        db.remove(key(i)).expect("remove");
+        model.remove(&key(i));
+    }
+    drop(db);
+    let base = sim.persistent_image();
+
+    // The run without a crash: what compaction must achieve, and its fences.
+    let dry = image_medium(base.clone());
+    let db = Db::open_on(as_medium(&dry), small_options()).expect("open");
+    let start = dry.fences_seen();
+    let summary = db.compact().expect("compact");
+    let fences = dry.fences_seen() - start;
+    // A reopened store knows no segment's history: only the exact check (reading the
+    // segments the bounds name) or the reclaim of every older segment lets a tombstone go.
+    assert_eq!(summary.tombstones_dropped, 600, "{summary:?}");
+    let stats = db.stats();
+    let capacity = Geometry::for_segment_size(SEGMENT_BYTES).expect("geometry").data_capacity();
+    let used_segments = u64::from(stats.segments_total - stats.segments_free);
+    assert!(
+        used_segments <= stats.live_bytes.div_ceil(capacity) + 1,
+        "{used_segments} segments for {} live bytes: {stats:?}",
+        stats.live_bytes
+    );
+    assert_eq!(contents(&db), model);
+    let sites: std::collections::BTreeSet<_> =
+        dry.fence_log().into_iter().skip(start as usize).collect();
+    assert!(sites.contains(&sites::SEGMENT_RECLAIM), "{sites:?}");
+    drop(db);
+    let db = Db::open_on(as_medium(&dry), small_options()).expect("reopen");
+    assert_eq!(contents(&db), model);
+    drop(db);
+
+    for crash_at in 1..=fences {
+        let run = image_medium(base.clone());
+        let db = Db::open_on(as_medium(&run), small_options()).expect("open");
+        run.crash_at_fence(Some(run.fences_seen() + crash_at));
+        let _ = db.compact();
+        assert!(run.is_crashed(), "fence {crash_at} of {fences}");
+        drop(db);
+        for mode in [CrashMode::PerLinePrefix, CrashMode::AnySubset] {
+            for image in run.crash_images(mode, 4, u64::from(crash_at as u32)) {
+                let medium = image_medium(image);
+                let db = Db::open_on(as_medium(&medium), small_options()).expect("recover");
+                assert!(
+                    !db.stats().failed && db.recovery_report().is_clean(),
+                    "crash at {crash_at} {mode:?}: {}",
+                    db.recovery_report()
+                );
+                assert_eq!(contents(&db), model, "crash at {crash_at} {mode:?}");
+                // The interrupted compaction finished by the next one.
+                db.compact().expect("compact after recovery");
+                drop(db);
+                let db = Db::open_on(as_medium(&medium), small_options()).expect("reopen");
+                assert_eq!(contents(&db), model, "crash at {crash_at} {mode:?}, recompacted");
+            }
+        }
+    }
 }
 
 fn put(key: &str, value: Vec<u8>) -> Op {

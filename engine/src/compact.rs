@@ -1,40 +1,51 @@
 //! Compaction: clean sealed segments with little live data, online (`Db::compact()` and the
-//! background compactor). For a victim segment: read its committed records (Engine domain,
-//! every checksum verified — corruption is never re-encoded), copy the live puts forward with
-//! their original LSNs as one atomic batch through the group commit, re-point the index by
-//! compare-and-set on the old location, wait until no reader of an older epoch remains, then
-//! reclaim the segment (tail cleared, SEGMENT_RECLAIM).
+//! background compactor), oldest first. For a victim segment: read its committed records
+//! (Engine domain, every checksum verified — corruption is never re-encoded), copy the records
+//! that still matter forward with their original LSNs through the group commit, in batches
+//! that fill the open segment before it rolls, re-point the index by compare-and-set on the
+//! old location, wait until no reader of an older epoch remains, then reclaim the segment (tail
+//! cleared, SEGMENT_RECLAIM). `docs/compaction.md` argues the tombstone rule.
 //!
 //! INVARIANT: a tombstone (or clear) is dropped only when no other segment may hold an older
-//! record (per-segment minimum LSN); a segment with a record that cannot be read is never
-//! reclaimed (it is reported and left alone); compaction never latches or halts for a bad read.
+//! record it shadows (`SpaceMap::older_elsewhere`); a put is moved only while no write to its
+//! key is pending; a segment with a record that cannot be read is never reclaimed (it is
+//! reported and left alone); compaction never latches or halts for a bad read.
 
-use std::collections::BTreeSet;
+mod shadow;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use mcstore_pmem::{Domain, ErrorRegister, Medium};
 use mcstore_recovery::format::{RecordContext, RecordKind, SegmentId, decode_record};
 
-use crate::commit::Keys;
+use crate::commit::{Keys, QueueState};
 use crate::db::{Db, Inner};
 use crate::error::Result;
 use crate::index::Location;
 use crate::options::Durability;
+use crate::space::SpaceMap;
 use crate::stats::Counters;
 use crate::writer::PendingRecord;
+use shadow::Shadows;
 
 /// What one compaction pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompactionSummary {
     /// Segments reclaimed.
     pub segments_reclaimed: u64,
-    /// Live records copied forward.
+    /// Live records copied forward (tombstones kept included).
     pub records_moved: u64,
     /// Bytes copied forward.
     pub bytes_moved: u64,
+    /// Tombstones and clears dropped: nothing older they could shadow was left.
+    pub tombstones_dropped: u64,
     /// Segments left alone because a record in them could not be read.
     pub unreadable_segments: u64,
     /// Segments skipped because their live records did not fit in the free space left.
     pub skipped_for_space: u64,
+    /// Segments left alone because the records they must keep (live puts, tombstones still
+    /// shadowing an older record) exceed the live ratio: cleaning them would free too little.
+    pub skipped_no_gain: u64,
 }
 
 /// What cleaning one victim came to.
@@ -42,6 +53,7 @@ enum Outcome {
     Reclaimed,
     Unreadable,
     NoSpace,
+    NoGain,
 }
 
 /// Compaction's own state (one pass at a time).
@@ -49,6 +61,26 @@ enum Outcome {
 pub(crate) struct CompactionState {
     /// Segments holding a record that cannot be read: never chosen again until reopen.
     pinned: BTreeSet<u32>,
+    /// Segments found not worth cleaning, with the reclaim count and live bytes then: not
+    /// read again until either changes (only a reclaim or a write can change the verdict).
+    no_gain: BTreeMap<u32, (u64, u64)>,
+}
+
+/// One pass's threshold.
+#[derive(Clone, Copy, Debug)]
+struct Pass {
+    /// A segment keeping at most this fraction of its data area is cleaned.
+    ratio: f64,
+    /// Check the tombstones the per-segment bounds keep against the segments they name
+    /// (explicit passes: it reads those segments).
+    exact: bool,
+}
+
+impl Pass {
+    /// Bytes a segment of `capacity` data bytes may keep and still be cleaned.
+    fn limit(self, capacity: u64) -> u64 {
+        (capacity as f64 * self.ratio) as u64
+    }
 }
 
 /// A segment chosen for cleaning.
@@ -57,6 +89,7 @@ struct Victim {
     id: u32,
     seq: u64,
     used: u64,
+    live: u64,
 }
 
 /// One record read back from a victim.
@@ -65,28 +98,56 @@ struct Found {
     key: Vec<u8>,
     value: Vec<u8>,
     location: Location,
+    /// A tombstone no other segment holds an older put of (checked exactly by `Shadows`).
+    shadow_free: bool,
 }
 
+/// What one copy batch did: records and bytes copied, tombstones dropped, records consumed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Copied {
+    records: u64,
+    bytes: u64,
+    dropped: u64,
+    consumed: usize,
+}
+
+/// An explicit `Db::compact()` cleans every sealed segment that keeps at most this fraction of
+/// its data area (or `Options::compaction_live_ratio_max`, if higher): it packs the log, where
+/// the background compactor only keeps amplification bounded.
+const EXPLICIT_LIVE_RATIO_MIN: f64 = 15.0 / 16.0;
+
 impl Db {
-    /// Clean every sealed segment whose live bytes are at most
-    /// `Options::compaction_live_ratio_max` of its data area, now. Safe to call while other
-    /// threads read and write.
+    /// Clean every sealed segment whose live bytes (and tombstones still needed) are at most
+    /// 15/16 of its data area (or `Options::compaction_live_ratio_max`, if higher), now, oldest
+    /// first. Safe to call while other threads read and write.
     pub fn compact(&self) -> Result<CompactionSummary> {
-        self.inner.compact_once()
+        let ratio = self.inner.options.compaction_live_ratio_max.max(EXPLICIT_LIVE_RATIO_MIN);
+        self.inner.compact_pass(Pass { ratio, exact: true })
     }
 }
 
 impl Inner {
-    /// One compaction pass over every candidate segment.
+    /// One background compaction pass: segments keeping at most
+    /// `Options::compaction_live_ratio_max` of their data area.
     pub(crate) fn compact_once(&self) -> Result<CompactionSummary> {
+        self.compact_pass(Pass { ratio: self.options.compaction_live_ratio_max, exact: false })
+    }
+
+    /// One compaction pass over every sealed segment keeping at most `pass.ratio` of its data
+    /// area.
+    fn compact_pass(&self, pass: Pass) -> Result<CompactionSummary> {
         self.latch.check()?;
+        let mut shadows = Shadows::default();
         let mut state = self.compaction.lock();
         let mut summary = CompactionSummary::default();
         let mut tried = BTreeSet::new();
-        while let Some(victim) = self.pick_victim(&state.pinned, &tried) {
+        while let Some(victim) = self.pick_victim(pass, &state, &tried) {
             tried.insert(victim.id);
-            match self.clean(victim, &mut summary)? {
-                Outcome::Reclaimed => summary.segments_reclaimed += 1,
+            match self.clean(pass, victim, &mut shadows, &mut summary)? {
+                Outcome::Reclaimed => {
+                    state.no_gain.remove(&victim.id);
+                    summary.segments_reclaimed += 1;
+                }
                 Outcome::Unreadable => {
                     state.pinned.insert(victim.id);
                     summary.unreadable_segments += 1;
@@ -94,6 +155,12 @@ impl Inner {
                 // No room to copy its live records: a later pass (after other reclaims or
                 // removes) may have it.
                 Outcome::NoSpace => summary.skipped_for_space += 1,
+                Outcome::NoGain if pass.exact => summary.skipped_no_gain += 1,
+                Outcome::NoGain => {
+                    let reclaims = Counters::get(&self.counters.segments_reclaimed);
+                    state.no_gain.insert(victim.id, (reclaims, victim.live));
+                    summary.skipped_no_gain += 1;
+                }
             }
         }
         if summary.segments_reclaimed > 0 {
@@ -102,44 +169,76 @@ impl Inner {
         Ok(summary)
     }
 
-    /// The sealed segment with the least live data under the threshold, if any.
-    fn pick_victim(&self, pinned: &BTreeSet<u32>, tried: &BTreeSet<u32>) -> Option<Victim> {
+    /// The oldest sealed segment whose live data is under the threshold, if any. Oldest first:
+    /// a tombstone can go only once every older segment that may hold a record it shadows is
+    /// gone, so cleaning in log order lets one pass drop them.
+    fn pick_victim(
+        &self,
+        pass: Pass,
+        state: &CompactionState,
+        tried: &BTreeSet<u32>,
+    ) -> Option<Victim> {
         let st = self.commit.lock();
         let writer = st.writer.as_ref()?;
         let open = writer.open_segment().map(|s| s.id.0);
-        let limit = (writer.capacity() as f64 * self.options.compaction_live_ratio_max) as u64;
+        let limit = pass.limit(writer.capacity());
         // A segment overlapping a bad range is used for good: cleaning it would free nothing.
         let quarantined = writer.quarantined_segments();
+        let reclaims = Counters::get(&self.counters.segments_reclaimed);
         st.space
             .in_use()
             .filter(|(id, _, live)| {
                 Some(*id) != open
-                    && !pinned.contains(id)
+                    && !state.pinned.contains(id)
                     && !tried.contains(id)
                     && !quarantined.contains(id)
+                    && (pass.exact || state.no_gain.get(id) != Some(&(reclaims, *live)))
                     && *live <= limit
             })
-            .min_by_key(|(_, _, live)| *live)
-            .map(|(id, used, _)| Victim { id, seq: st.space.seq(id), used })
+            .map(|(id, used, live)| Victim { id, seq: st.space.seq(id), used, live })
+            .min_by_key(|victim| (victim.seq, victim.id))
     }
 
-    /// Clean one victim (left alone when a record in it cannot be read, or its live records
-    /// find no room).
-    fn clean(&self, victim: Victim, summary: &mut CompactionSummary) -> Result<Outcome> {
-        let Some(found) = self.read_victim(victim) else {
+    /// Clean one victim (left alone when a record in it cannot be read, when what it must keep
+    /// is too much to be worth it, or when its records find no room).
+    fn clean(
+        &self,
+        pass: Pass,
+        victim: Victim,
+        shadows: &mut Shadows,
+        summary: &mut CompactionSummary,
+    ) -> Result<Outcome> {
+        let Some(mut found) = self.read_victim(victim) else {
             Counters::add(&self.counters.compaction_unreadable, 1);
             return Ok(Outcome::Unreadable);
         };
-        let moved = self.copy_forward(victim.id, &found);
-        let moved = match moved {
+        if pass.exact {
+            shadows.check(self, victim, &mut found);
+        }
+        {
+            let st = self.commit.lock();
+            let Some(writer) = st.writer.as_ref() else {
+                return Err(crate::Error::ReadOnly);
+            };
+            let keep: u64 = found
+                .iter()
+                .filter(|f| self.needed(&st.space, victim.id, f))
+                .map(|f| u64::from(f.location.len))
+                .sum();
+            if keep > pass.limit(writer.capacity()) {
+                return Ok(Outcome::NoGain);
+            }
+        }
+        let moved = match self.copy_forward(victim.id, &found) {
             Ok(moved) => moved,
             Err(crate::Error::OutOfSpace { .. }) => return Ok(Outcome::NoSpace),
             Err(error) => return Err(error),
         };
-        summary.records_moved += moved.0;
-        summary.bytes_moved += moved.1;
-        Counters::add(&self.counters.records_moved, moved.0);
-        Counters::add(&self.counters.bytes_moved, moved.1);
+        summary.records_moved += moved.records;
+        summary.bytes_moved += moved.bytes;
+        summary.tombstones_dropped += moved.dropped;
+        Counters::add(&self.counters.records_moved, moved.records);
+        Counters::add(&self.counters.bytes_moved, moved.bytes);
         // Readers that found a location in the victim before the moves have left.
         self.epochs.synchronize();
         let mut st = self.commit.lock();
@@ -152,37 +251,88 @@ impl Inner {
         Ok(Outcome::Reclaimed)
     }
 
-    /// Copy the records of `segment` in `found` that still matter (live puts; tombstones and
-    /// clears while an older record may exist elsewhere) forward with their original LSNs, as
-    /// one atomic `Immediate` batch; `(records, bytes)` moved.
-    fn copy_forward(&self, segment: u32, found: &[Found]) -> Result<(u64, u64)> {
-        self.submit(Durability::Immediate, Keys::None, |inner, st| {
-            let mut records = Vec::new();
-            for f in found {
-                let keep = match f.kind {
-                    // Live: the index still points at this very record.
-                    RecordKind::Put => inner.index.get(&f.key) == Some(f.location),
-                    // A newer put supersedes the tombstone; otherwise keep it while an older
-                    // record of any key may exist in another segment.
-                    RecordKind::Delete => {
-                        inner.index.get(&f.key).is_none()
-                            && st.space.older_elsewhere(segment, f.location.lsn)
-                    }
-                    _ => st.space.older_elsewhere(segment, f.location.lsn),
-                };
-                if keep {
-                    records.push(PendingRecord {
-                        kind: f.kind,
-                        key: &f.key,
-                        value: (&f.value[..]).into(),
-                        lsn: Some(f.location.lsn),
-                        moved: (f.kind == RecordKind::Put).then_some(f.location),
-                    });
-                }
+    /// Whether record `f` of `segment` still matters: a put the index still points at, a
+    /// tombstone of a key with no newer put, or a clear, while another segment may hold an
+    /// older record it shadows.
+    fn needed(&self, space: &SpaceMap, segment: u32, f: &Found) -> bool {
+        match f.kind {
+            RecordKind::Put => self.index.get(&f.key) == Some(f.location),
+            RecordKind::Delete => {
+                self.index.get(&f.key).is_none()
+                    && !f.shadow_free
+                    && space.older_elsewhere(segment, f.location.lsn)
             }
-            let bytes: u64 = records.iter().map(PendingRecord::encoded_len).sum();
-            Ok(((records.len() as u64, bytes), records))
-        })
+            _ => space.older_elsewhere(segment, f.location.lsn),
+        }
+    }
+
+    /// Copy the records of `segment` in `found` that still matter forward with their original
+    /// LSNs, as `Immediate` batches: each fills the open segment's room (a batch rolls only
+    /// when not even its first record fits), so moved records pack segments full.
+    fn copy_forward(&self, segment: u32, found: &[Found]) -> Result<Copied> {
+        let mut total = Copied::default();
+        let mut rest = found;
+        while !rest.is_empty() {
+            // INVARIANT: a put is moved only while no write to its key is pending, so a later
+            // remove of it is issued after the move (`SpaceMap::older_elsewhere` relies on it).
+            let puts: Vec<&[u8]> =
+                rest.iter().filter(|f| f.kind == RecordKind::Put).map(|f| &f.key[..]).collect();
+            let batch = self.submit(Durability::Immediate, Keys::Some(&puts), |inner, st| {
+                Ok(inner.next_batch(st, segment, rest))
+            })?;
+            debug_assert!(batch.consumed > 0, "a batch always consumes a record");
+            total.records += batch.records;
+            total.bytes += batch.bytes;
+            total.dropped += batch.dropped;
+            total.consumed += batch.consumed;
+            rest = &rest[batch.consumed.max(1).min(rest.len())..];
+        }
+        Ok(total)
+    }
+
+    /// The next batch of `rest`, under the commit lock: the records that still matter, as many
+    /// as fit in the open segment (or, when not even the first fits, in a fresh one).
+    fn next_batch<'f>(
+        &self,
+        st: &QueueState,
+        segment: u32,
+        rest: &'f [Found],
+    ) -> (Copied, Vec<PendingRecord<'f>>) {
+        let log = st.log();
+        let mut out = Copied::default();
+        let mut records = Vec::new();
+        let mut rolls = None;
+        for f in rest {
+            if !self.needed(&st.space, segment, f) {
+                if f.kind != RecordKind::Put {
+                    out.dropped += 1;
+                }
+                out.consumed += 1;
+                continue;
+            }
+            let record = PendingRecord {
+                kind: f.kind,
+                key: &f.key,
+                value: (&f.value[..]).into(),
+                lsn: Some(f.location.lsn),
+                moved: (f.kind == RecordKind::Put).then_some(f.location),
+            };
+            let len = record.encoded_len();
+            let rolls = *rolls.get_or_insert_with(|| !log.fits(len, true));
+            let fits = if rolls {
+                out.bytes + len <= log.capacity()
+            } else {
+                log.fits(out.bytes + len, true)
+            };
+            if !fits && !records.is_empty() {
+                break;
+            }
+            records.push(record);
+            out.records += 1;
+            out.bytes += len;
+            out.consumed += 1;
+        }
+        (out, records)
     }
 
     /// After a salvage open: move the verifiable records of the damaged `segment` (recovery's
@@ -256,6 +406,7 @@ impl Inner {
             key: record.key.to_vec(),
             value: record.value.to_vec(),
             location,
+            shadow_free: false,
         })
     }
 
@@ -287,6 +438,7 @@ impl Inner {
                     segment_seq: victim.seq,
                     lsn: record.lsn.0,
                 },
+                shadow_free: false,
             });
             pos += usize::try_from(len).ok()?;
         }

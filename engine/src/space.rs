@@ -4,6 +4,9 @@
 //! INVARIANT: `live[s] ≤ used[s]`; a put adds its record to its segment's live bytes and
 //! removes the record it replaces from that one's; deletes and clears remove; tombstones and
 //! clear records are used but never live.
+//! INVARIANT: `first_high[s]` ≤ every LSN issued after `s` first received a record, and
+//! `min_lsn[s]` ≤ every LSN in `s`: together they bound which tombstones `s` may still shadow
+//! (`older_elsewhere`, argued in `docs/compaction.md`).
 
 /// Per-segment space accounting.
 #[derive(Debug, Default)]
@@ -14,6 +17,12 @@ pub(crate) struct SpaceMap {
     min_lsn: Vec<u64>,
     /// The segment's sequence (its records' checksum context).
     seq: Vec<u64>,
+    /// The highest LSN noted anywhere when the segment received its first record (`u64::MAX`:
+    /// none yet; 0: unknown, recovered). Every record appended to it later — fresh, or a copy
+    /// compaction moved while its key was live — was appended after that moment.
+    first_high: Vec<u64>,
+    /// The highest LSN noted so far (fresh records only raise it; 0 right after an open).
+    high: u64,
 }
 
 impl SpaceMap {
@@ -59,23 +68,57 @@ impl SpaceMap {
         if let Some(min) = self.min_lsn.get_mut(i) {
             *min = u64::MAX;
         }
+        if let Some(first) = self.first_high.get_mut(i) {
+            *first = u64::MAX;
+        }
     }
 
-    /// A record of LSN `lsn` was written to `segment` (0 at open: the segment may hold any
-    /// older record).
+    /// A record of LSN `lsn` was appended to `segment`, in append order (0 at open: the
+    /// segment may hold any older record).
     pub(crate) fn note_lsn(&mut self, segment: u32, lsn: u64) {
         let i = segment as usize;
         if self.min_lsn.len() <= i {
             self.min_lsn.resize(i + 1, u64::MAX);
         }
+        if self.first_high.len() <= i {
+            self.first_high.resize(i + 1, u64::MAX);
+        }
         self.min_lsn[i] = self.min_lsn[i].min(lsn);
+        if self.first_high[i] == u64::MAX {
+            self.first_high[i] = if lsn == 0 { 0 } else { self.high };
+        }
+        self.high = self.high.max(lsn);
     }
 
-    /// Whether any segment other than `except` may hold a record older than `lsn` (then a
-    /// tombstone or clear of that LSN in `except` must be kept).
+    /// Whether any segment other than `except` may hold a record older than `lsn` of the key
+    /// a tombstone (or of any key a clear) of LSN `lsn` shadows — then that tombstone must be
+    /// kept. The caller holds the commit lock and the tombstone is indexed. A segment may only
+    /// if (1) it holds some record older than `lsn`; (2) it received its first record before
+    /// `lsn` was issued: a record of the shadowed key older than `lsn` was appended before
+    /// `lsn` was issued (fresh; or moved by compaction, which moves a put only while no write
+    /// to its key is pending and its key is live, so before the tombstone); (3) it holds a
+    /// record that is not live (a shadowed record is dead; every byte of a segment whose bytes
+    /// are all live belongs to a put the index points at).
     pub(crate) fn older_elsewhere(&self, except: u32, lsn: u64) -> bool {
-        self.min_lsn.iter().enumerate().any(|(i, &min)| {
-            i != except as usize && min < lsn && self.used.get(i).copied().unwrap_or(0) > 0
+        self.shadowing(except, lsn).next().is_some()
+    }
+
+    /// The segments other than `except` that may hold a record a tombstone or clear of LSN
+    /// `lsn` shadows (`older_elsewhere`), as `(segment, sequence, used bytes)`.
+    pub(crate) fn shadowing(
+        &self,
+        except: u32,
+        lsn: u64,
+    ) -> impl Iterator<Item = (u32, u64, u64)> + '_ {
+        self.min_lsn.iter().enumerate().filter_map(move |(i, &min)| {
+            let used = self.used.get(i).copied().unwrap_or(0);
+            let may = i != except as usize
+                && min < lsn
+                && self.first_high.get(i).copied().unwrap_or(0) < lsn
+                && used > 0
+                && self.live.get(i).copied().unwrap_or(0) < used;
+            let id = u32::try_from(i).ok()?;
+            may.then(|| (id, self.seq(id), used))
         })
     }
 
@@ -139,5 +182,49 @@ mod tests {
         assert_eq!(space.of(2), (0, 0));
         assert!(!space.older_elsewhere(3, 8));
         assert_eq!(space.of(9), (0, 0));
+    }
+
+    /// A segment that received its first record after a tombstone was issued never holds an
+    /// older record of its key, even when compaction moved old LSNs into it; a recovered
+    /// segment (LSN 0 noted) may hold anything.
+    #[test]
+    fn a_segment_started_after_a_tombstone_does_not_keep_it() {
+        let mut space = SpaceMap::default();
+        // Segment 0: puts 1..=10. Segment 1: tombstones 11..=15.
+        space.use_bytes(0, 100);
+        (1..=10).for_each(|lsn| space.note_lsn(0, lsn));
+        space.use_bytes(1, 50);
+        (11..=15).for_each(|lsn| space.note_lsn(1, lsn));
+        // Segment 0 holds older records: every tombstone in 1 is kept.
+        assert!((11..=15).all(|t| space.older_elsewhere(1, t)));
+        // Compaction moves puts 2, 4, 6 (old LSNs) into segment 2, then reclaims 0.
+        space.use_bytes(2, 30);
+        [2, 4, 6].into_iter().for_each(|lsn| space.note_lsn(2, lsn));
+        assert!(space.older_elsewhere(1, 11), "segment 0 is still there");
+        space.reclaim(0);
+        assert!((11..=15).all(|t| !space.older_elsewhere(1, t)), "segment 2 began after 15");
+        // Segment 1's own older tombstones never keep its later ones from the victim's view;
+        // from another victim's, a segment begun before the tombstone does.
+        space.use_bytes(3, 10);
+        space.note_lsn(3, 16);
+        assert!(space.older_elsewhere(3, 17), "segment 1 began before 17 and holds 11..=15");
+        assert!(!space.older_elsewhere(3, 11), "nothing in 1 or 2 is older than 11");
+        // A fresh record after 15 into segment 2 does not move its start back.
+        space.note_lsn(2, 17);
+        assert!(!space.older_elsewhere(1, 12));
+        // Recovered segments (LSN 0 at open) keep every tombstone elsewhere.
+        let mut recovered = SpaceMap::default();
+        recovered.set_used(0, 10);
+        recovered.note_lsn(0, 0);
+        recovered.use_bytes(1, 10);
+        recovered.note_lsn(1, 5);
+        assert!(recovered.older_elsewhere(1, 5));
+        // ... unless every byte of it is live (nothing in it is shadowed).
+        recovered.add_live(0, 10);
+        assert!(!recovered.older_elsewhere(1, 5));
+        recovered.remove_live(0, 1);
+        assert!(recovered.older_elsewhere(1, 5));
+        recovered.reclaim(0);
+        assert!(!recovered.older_elsewhere(1, 5));
     }
 }
