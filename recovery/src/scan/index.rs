@@ -35,6 +35,8 @@ pub struct IndexEntry {
 #[derive(Debug)]
 pub(crate) struct Part {
     entries: Vec<Keyed>,
+    /// How many of them are `Clear` records.
+    clears: usize,
     /// Smallest and largest prefix of the entries (`u64::MAX`, 0 when empty).
     prefix_min: u64,
     prefix_max: u64,
@@ -43,7 +45,7 @@ pub(crate) struct Part {
 impl Part {
     /// An empty part.
     pub(crate) fn new() -> Self {
-        Part { entries: Vec::new(), prefix_min: u64::MAX, prefix_max: 0 }
+        Part { entries: Vec::new(), clears: 0, prefix_min: u64::MAX, prefix_max: 0 }
     }
 
     /// Append `entry` (its key is at hand: the prefix is taken now, not in a later pass).
@@ -51,6 +53,7 @@ impl Part {
         let p = prefix(&entry.key);
         self.prefix_min = self.prefix_min.min(p);
         self.prefix_max = self.prefix_max.max(p);
+        self.clears += usize::from(entry.kind == RecordKind::Clear);
         self.entries.push((p, entry));
     }
 
@@ -58,16 +61,34 @@ impl Part {
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Drop every entry (the allocation is kept).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.clears = 0;
+        self.prefix_min = u64::MAX;
+        self.prefix_max = 0;
+    }
+
+    /// Move every entry of `other` to the end of this part (`other` keeps its allocation).
+    pub(crate) fn append(&mut self, other: &mut Part) {
+        self.prefix_min = self.prefix_min.min(other.prefix_min);
+        self.prefix_max = self.prefix_max.max(other.prefix_max);
+        self.clears += other.clears;
+        self.entries.append(&mut other.entries);
+        other.clear();
+    }
 }
 
 /// Entries below this are sorted on one thread.
 const PARALLEL_SORT_MIN: usize = 1 << 16;
 /// Threads that sort at most.
 const SORT_THREADS_MAX: usize = 4;
-/// Entries per bucket the bucket count aims at: a bucket (~56 bytes per entry) sorts in L2.
+/// Entries at most in a bucket that is sorted by comparison (~56 bytes each: it stays in L2).
 const BUCKET_ENTRIES_TARGET: usize = 4096;
-/// Most bits of the prefix that pick a bucket (the bucket pass writes that many streams).
-const BUCKET_BITS_MAX: u32 = 10;
+/// Bits of the prefix one bucket pass looks at: 32 buckets, so the places the pass writes to
+/// stay few enough for the caches to follow (with 512, every swap waited on a DRAM miss).
+const FLAG_BITS: u32 = 5;
 
 /// The order of the index: key ascending, then newest first (highest LSN; then higher segment
 /// sequence, then higher offset, so the result never depends on the order of collection).
@@ -90,26 +111,33 @@ fn prefix(key: &[u8]) -> u64 {
 /// An entry with its prefix beside it, so most comparisons read neither the key nor its bytes.
 type Keyed = (u64, IndexEntry);
 
-/// Which bucket a prefix goes to. INVARIANT: monotonic in the prefix, so buckets in index order
-/// hold keys in key order, and equal keys (equal prefixes) share a bucket.
+/// Which bucket a prefix goes to at one level of the bucket passes. INVARIANT: monotonic in
+/// the prefix, so buckets in index order hold keys in key order, and equal keys (equal
+/// prefixes) share a bucket.
 #[derive(Clone, Copy, Debug)]
 struct Buckets {
-    /// Leading bits every prefix shares (skipped: they would put everything in one bucket).
+    /// Leading bits skipped: shared by every prefix, or looked at by the levels above.
     shared: u32,
     /// Bits of the prefix after those that pick the bucket (0: one bucket).
     bits: u32,
 }
 
 impl Buckets {
-    fn new(prefix_min: u64, prefix_max: u64, entries: usize) -> Self {
-        let wanted = (entries / BUCKET_ENTRIES_TARGET).max(1);
-        let bits = wanted.next_power_of_two().trailing_zeros().min(BUCKET_BITS_MAX);
+    /// The first level for prefixes in `[prefix_min, prefix_max]`: the bits after those all of
+    /// them share (a common key prefix would otherwise put everything in one bucket).
+    fn new(prefix_min: u64, prefix_max: u64) -> Self {
         let shared = (prefix_min ^ prefix_max).leading_zeros();
         if prefix_min > prefix_max || shared >= 64 {
             // No entry, or one prefix shared by all: one bucket.
             return Buckets { shared: 0, bits: 0 };
         }
-        Buckets { shared, bits }
+        Buckets { shared, bits: FLAG_BITS.min(64 - shared) }
+    }
+
+    /// The level below (the next bits), if any bits are left.
+    fn next(self) -> Option<Self> {
+        let shared = self.shared + self.bits;
+        (self.bits > 0 && shared < 64).then(|| Buckets { shared, bits: FLAG_BITS.min(64 - shared) })
     }
 
     fn count(self) -> usize {
@@ -120,172 +148,177 @@ impl Buckets {
         if self.bits == 0 {
             return 0;
         }
-        // `shared < 64` (checked in `new`); the skipped bits are equal in every prefix.
+        // `shared < 64` and `bits <= 64 - shared` (`new`, `next`): exactly bits
+        // [shared, shared + bits) of the prefix.
         ((prefix << self.shared) >> (64 - self.bits)) as usize
     }
 }
 
-/// Distribute the entries of `parts` into buckets (in part order; `Clear` records aside). A
-/// part is freed as soon as it is distributed, so the buckets (growing as they fill) reuse its
-/// memory instead of faulting in fresh pages.
-fn distribute(
-    parts: Vec<Part>,
-    buckets: Buckets,
-    expected: usize,
-) -> (Vec<Vec<Keyed>>, Vec<IndexEntry>) {
-    let per_bucket = expected / buckets.count() / 2;
-    let mut out: Vec<Vec<Keyed>> =
-        (0..buckets.count()).map(|_| Vec::with_capacity(per_bucket)).collect();
-    let mut clears = Vec::new();
-    for part in parts {
-        for (p, entry) in part.entries {
-            if entry.kind == RecordKind::Clear {
-                clears.push(entry);
-                continue;
+/// Sort `entries` by prefix, then by the full order where prefixes tie: bucket passes while the
+/// slice is larger than a cache-sized bucket and prefix bits are left, then a comparison sort.
+fn sort_entries(entries: &mut [Keyed], level: Option<Buckets>) {
+    match level {
+        Some(level) if entries.len() > BUCKET_ENTRIES_TARGET => {
+            let starts = distribute(entries, level);
+            let mut rest = entries;
+            for b in 0..level.count() {
+                let (bucket, tail) = rest.split_at_mut(starts[b + 1] - starts[b]);
+                sort_entries(bucket, level.next());
+                rest = tail;
             }
-            out[buckets.of(p)].push((p, entry));
         }
+        _ => entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| newest_first(&a.1, &b.1))),
     }
-    (out, clears)
 }
 
-/// Sort one bucket (the pieces the bucket pass left for it) in place and keep, in place, the
-/// newest entry of each key unless its LSN is at most `cleared` (the newest `Clear`'s, or 0).
-fn sort_bucket(pieces: &mut Vec<Vec<Keyed>>, cleared: Lsn) {
-    if pieces.len() > 1 {
-        let mut all = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
-        for piece in pieces.iter_mut() {
-            all.append(piece);
+/// Sort `bucket` in place (its sub-levels below `level`) and keep, at its front, the newest entry
+/// of each key unless its LSN is at most `cleared` (the newest `Clear`'s, or 0). Returns how many
+/// are kept.
+fn sort_bucket(bucket: &mut [Keyed], level: Option<Buckets>, cleared: Lsn) -> usize {
+    sort_entries(bucket, level);
+    // INVARIANT: newest first within a key, so the first of each key is its newest version;
+    // `bucket[kept - 1]` is always the last key kept.
+    let mut kept = 0;
+    for at in 0..bucket.len() {
+        let first_of_key = kept == 0 || {
+            let (last, this) = (&bucket[kept - 1], &bucket[at]);
+            last.0 != this.0 || last.1.key != this.1.key
+        };
+        if first_of_key {
+            bucket.swap(kept, at);
+            kept += 1;
         }
-        *pieces = vec![all];
     }
-    let Some(bucket) = pieces.first_mut() else { return };
-    bucket.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| newest_first(&a.1, &b.1)));
-    // INVARIANT: newest first within a key, so the first of each key is its newest version.
-    bucket.dedup_by(|later, first| later.0 == first.0 && later.1.key == first.1.key);
-    bucket.retain(|(_, entry)| entry.lsn > cleared);
+    // A key whose newest version predates the clear is gone (its older versions too).
+    let mut live = 0;
+    for at in 0..kept {
+        if bucket[at].1.lsn > cleared {
+            bucket.swap(live, at);
+            live += 1;
+        }
+    }
+    live
+}
+
+/// Reorder `entries` in place so each bucket's entries are contiguous, buckets in order (an
+/// American-flag pass: every entry is swapped straight to its bucket's next free place).
+/// Returns where each bucket starts, and where the last ends.
+fn distribute(entries: &mut [Keyed], buckets: Buckets) -> Vec<usize> {
+    let mut starts = vec![0usize; buckets.count() + 1];
+    for (p, _) in entries.iter() {
+        starts[buckets.of(*p) + 1] += 1;
+    }
+    for b in 0..buckets.count() {
+        starts[b + 1] += starts[b];
+    }
+    let mut next = starts.clone();
+    for b in 0..buckets.count() {
+        // INVARIANT: every place before `next[b]` in bucket b holds an entry of bucket b; each
+        // swap moves one entry to its own bucket for good, so this ends.
+        while next[b] < starts[b + 1] {
+            let to = buckets.of(entries[next[b]].0);
+            if to == b {
+                next[b] += 1;
+            } else {
+                entries.swap(next[b], next[to]);
+                next[to] += 1;
+            }
+        }
+    }
+    starts
 }
 
 /// Sort the entries of `parts` by key and keep the newest of each (see [`newest_first`]). A
 /// `Clear` record removes every entry of a lower LSN; the newest clear is kept as the one entry
 /// of its kind (compaction needs to know it exists), after the keys: it is not a key.
-pub(crate) fn build(parts: Vec<Part>) -> Vec<IndexEntry> {
-    let total: usize = parts.iter().map(Part::len).sum();
-    let prefix_min = parts.iter().map(|p| p.prefix_min).min().unwrap_or(u64::MAX);
-    let prefix_max = parts.iter().map(|p| p.prefix_max).max().unwrap_or(0);
-    let buckets = Buckets::new(prefix_min, prefix_max, total);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(SORT_THREADS_MAX)
-        .min(parts.len());
-    let threads = if total < PARALLEL_SORT_MIN { 1 } else { threads.max(1) };
-    // The bucket pass: each thread distributes a share of the parts (by entry count).
-    let shares = split_parts(parts, threads);
-    let share_len = total.div_ceil(threads.max(1));
-    let distributed: Vec<(Vec<Vec<Keyed>>, Vec<IndexEntry>)> = if threads == 1 {
-        shares.into_iter().map(|share| distribute(share, buckets, share_len)).collect()
+///
+/// Everything happens in the largest part's memory (the others appended to it): bucketed in
+/// place, each bucket sorted and deduplicated in place (on several threads), the kept entries
+/// moved to the front, the prefixes dropped in place.
+pub(crate) fn build(mut parts: Vec<Part>) -> Vec<IndexEntry> {
+    parts.sort_by_key(|part| std::cmp::Reverse(part.len()));
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().unwrap_or_else(Part::new);
+    for mut part in parts {
+        all.append(&mut part);
+    }
+    let Part { entries: mut v, clears, prefix_min, prefix_max } = all;
+    // Clears aside (rare: one record per `clear()`); removing them reorders nothing that matters.
+    let at: Vec<usize> = if clears == 0 {
+        Vec::new()
+    } else {
+        (0..v.len()).filter(|&i| v[i].1.kind == RecordKind::Clear).collect()
+    };
+    let mut clears: Vec<IndexEntry> = at.iter().rev().map(|&i| v.swap_remove(i).1).collect();
+    clears.sort_by_key(|e| (e.lsn, e.segment_seq, e.offset));
+    let newest_clear = clears.pop();
+    let cleared = newest_clear.as_ref().map_or(Lsn(0), |c| c.lsn);
+    let buckets = Buckets::new(prefix_min, prefix_max);
+    let starts = distribute(&mut v, buckets);
+    // Each bucket as its own slice, then runs of consecutive buckets of about equal entry counts,
+    // one per thread.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(SORT_THREADS_MAX);
+    let threads = if v.len() < PARALLEL_SORT_MIN { 1 } else { threads };
+    let mut slices: Vec<&mut [Keyed]> = Vec::with_capacity(buckets.count());
+    let mut rest: &mut [Keyed] = &mut v;
+    for b in 0..buckets.count() {
+        let (bucket, tail) = rest.split_at_mut(starts[b + 1] - starts[b]);
+        slices.push(bucket);
+        rest = tail;
+    }
+    let per = v_len_per(&starts, threads);
+    let mut runs: Vec<Vec<&mut [Keyed]>> = vec![Vec::new()];
+    let mut filled = 0usize;
+    for slice in slices {
+        if filled >= per && runs.len() < threads {
+            runs.push(Vec::new());
+            filled = 0;
+        }
+        filled += slice.len();
+        if let Some(run) = runs.last_mut() {
+            run.push(slice);
+        }
+    }
+    let sort_run = |run: Vec<&mut [Keyed]>| {
+        run.into_iter().map(|b| sort_bucket(b, buckets.next(), cleared)).collect()
+    };
+    let live: Vec<usize> = if runs.len() == 1 {
+        runs.into_iter().flat_map(sort_run).collect()
     } else {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = shares
+            let handles: Vec<_> = runs
                 .into_iter()
-                .map(|share| scope.spawn(move || distribute(share, buckets, share_len)))
+                .map(|run| scope.spawn(move || -> Vec<usize> { sort_run(run) }))
                 .collect();
-            handles.into_iter().map(join).collect()
+            handles.into_iter().flat_map(join).collect()
         })
     };
-    // Per bucket, the pieces every thread left for it; the clears aside.
-    let mut per_bucket: Vec<Vec<Vec<Keyed>>> =
-        (0..buckets.count()).map(|_| Vec::with_capacity(threads)).collect();
-    let mut clears = Vec::new();
-    for (pieces, mut cleared) in distributed {
-        for (b, piece) in pieces.into_iter().enumerate() {
-            if !piece.is_empty() {
-                per_bucket[b].push(piece);
+    // The kept entries of every bucket, in bucket order, to the front; the rest dropped.
+    let mut kept = 0usize;
+    for (b, &n) in live.iter().enumerate() {
+        for at in starts[b]..starts[b] + n {
+            if at != kept {
+                v.swap(kept, at);
             }
-        }
-        clears.append(&mut cleared);
-    }
-    let newest_clear = clears.into_iter().max_by_key(|e| (e.lsn, e.segment_seq, e.offset));
-    let cleared = newest_clear.as_ref().map_or(Lsn(0), |c| c.lsn);
-    // The sort pass: each thread sorts a run of consecutive buckets in place.
-    let sort_run = |run: &mut [Vec<Vec<Keyed>>]| {
-        for pieces in run {
-            sort_bucket(pieces, cleared);
-        }
-    };
-    if threads == 1 {
-        sort_run(&mut per_bucket);
-    } else {
-        let runs = split_buckets(&mut per_bucket, threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                runs.into_iter().map(|run| scope.spawn(move || sort_run(run))).collect();
-            handles.into_iter().for_each(join);
-        });
-    }
-    // The buckets in order are the index: one sequential copy into it.
-    let kept = per_bucket.iter().flatten().map(Vec::len).sum::<usize>();
-    let mut out = Vec::with_capacity(kept + 1);
-    for pieces in per_bucket {
-        for piece in pieces {
-            out.extend(piece.into_iter().map(|(_, entry)| entry));
+            kept += 1;
         }
     }
-    if let Some(clear) = newest_clear {
-        out.push(clear);
-    }
+    v.truncate(kept);
+    // Same alignment, smaller elements: collected in place, no second allocation.
+    let mut out: Vec<IndexEntry> = v.into_iter().map(|(_, entry)| entry).collect();
+    out.extend(newest_clear);
     out
+}
+
+/// Entries per thread for an even split of the buckets starting at `starts`.
+fn v_len_per(starts: &[usize], threads: usize) -> usize {
+    let total = starts.last().copied().unwrap_or(0);
+    total.div_ceil(threads.max(1)).max(1)
 }
 
 /// A scoped thread's result; its panic (the sort does not panic on any input) is the caller's.
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
     handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
-/// `parts` in `threads` shares of about equal entry counts (order kept).
-fn split_parts(parts: Vec<Part>, threads: usize) -> Vec<Vec<Part>> {
-    let total: usize = parts.iter().map(Part::len).sum();
-    let per = total.div_ceil(threads.max(1)).max(1);
-    let mut shares: Vec<Vec<Part>> = vec![Vec::new()];
-    let mut filled = 0usize;
-    for part in parts {
-        if filled >= per && shares.len() < threads {
-            shares.push(Vec::new());
-            filled = 0;
-        }
-        filled += part.len();
-        if let Some(share) = shares.last_mut() {
-            share.push(part);
-        }
-    }
-    shares
-}
-
-/// `per_bucket` cut into at most `threads` runs of consecutive buckets of about equal entry
-/// counts.
-fn split_buckets(
-    mut per_bucket: &mut [Vec<Vec<Keyed>>],
-    threads: usize,
-) -> Vec<&mut [Vec<Vec<Keyed>>]> {
-    let size = |pieces: &Vec<Vec<Keyed>>| pieces.iter().map(Vec::len).sum::<usize>();
-    let total: usize = per_bucket.iter().map(size).sum();
-    let per = total.div_ceil(threads.max(1)).max(1);
-    let mut runs = Vec::with_capacity(threads);
-    while runs.len() + 1 < threads {
-        let mut filled = 0usize;
-        let cut = per_bucket
-            .iter()
-            .position(|pieces| {
-                filled += size(pieces);
-                filled >= per
-            })
-            .map_or(per_bucket.len(), |at| at + 1);
-        let (run, rest) = per_bucket.split_at_mut(cut);
-        runs.push(run);
-        per_bucket = rest;
-    }
-    runs.push(per_bucket);
-    runs
 }
 
 #[cfg(test)]
@@ -391,8 +424,8 @@ mod tests {
 
     #[test]
     fn buckets_are_monotonic_in_the_prefix() {
-        let b = Buckets::new(0x1234_0000_0000_0000, 0x1234_ffff_0000_0000, 1 << 22);
-        assert_eq!(b.count(), 1 << BUCKET_BITS_MAX);
+        let b = Buckets::new(0x1234_0000_0000_0000, 0x1234_f800_0000_0000);
+        assert_eq!(b.count(), 1 << FLAG_BITS);
         let mut last = 0;
         for p in (0..=0xffffu64).map(|x| 0x1234_0000_0000_0000 | (x << 32)) {
             let at = b.of(p);
@@ -400,8 +433,18 @@ mod tests {
             last = at;
         }
         assert_eq!(last, b.count() - 1, "the whole range of buckets is used");
-        assert_eq!(Buckets::new(5, 5, 1 << 22).count(), 1);
-        assert_eq!(Buckets::new(u64::MAX, 0, 0).count(), 1);
+        assert_eq!(Buckets::new(5, 5).count(), 1);
+        assert_eq!(Buckets::new(u64::MAX, 0).count(), 1);
+        // The levels below look at the next bits, down to the last one.
+        let mut level = Some(Buckets::new(0, u64::MAX));
+        let mut levels = 0;
+        while let Some(l) = level {
+            assert_eq!(l.of(u64::MAX), l.count() - 1);
+            assert_eq!(l.of(0), 0);
+            levels += 1;
+            level = l.next();
+        }
+        assert_eq!(levels, 64u32.div_ceil(FLAG_BITS));
     }
 
     #[test]

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use mcstore_pmem::Medium;
 
-use super::committed::{Job, read_and_walk, walk_all};
+use super::committed::{Job, WALK_THREADS_MAX, Walker, read_and_walk, walk_all};
 use super::damage::{Damage, DamageKind};
+use super::index::Part;
 use super::index::build;
 use super::options::{Progress, ScanOptions};
 use super::recovered::{Recovered, SegmentInfo, SegmentStatus};
@@ -163,8 +164,11 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     let bad_blocks = medium.bad_blocks().len();
     let (snapshot, reason) = fast_open(opts, &sb, damage.is_empty(), bad_blocks, &marks, &g);
     report.open_reason = reason;
-    // Walked parts in sequence order (kept apart: the sort distributes them in one pass).
+    // Every clean range's entries in one part (the sort orders them in place); a damaged
+    // range's apart, as its repair may replace them.
+    let sink = parking_lot::Mutex::new(Part::new());
     let mut parts = Vec::new();
+    let mut walkers: Vec<Walker> = (0..WALK_THREADS_MAX).map(|_| Walker::new()).collect();
     let mut loaded = None;
     let mut max_lsn: Option<Lsn> = None;
     let mut done = 0u32;
@@ -195,7 +199,7 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
             })
             .collect();
         let plain: Vec<Job> = jobs.iter().map(|(_, job)| *job).collect();
-        let outcomes = walk_all(medium, &plain, &sb)?;
+        let outcomes = walk_all(medium, &plain, &sb, &mut walkers, &sink)?;
         for ((i, job), mut outcome) in jobs.into_iter().zip(outcomes) {
             let info = &mut segments[i].0;
             let first_damage = outcome.damage.len() as u64;
@@ -208,12 +212,14 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
                     any_fixed |= repairer.repair(d.offset, d.len);
                 }
                 if any_fixed {
-                    outcome = read_and_walk(medium, &mut Vec::new(), &job, &sb)?;
+                    let mut again = Part::new();
+                    outcome = read_and_walk(medium, &mut Vec::new(), &job, &sb, &mut again)?;
+                    outcome.entries = Some(again);
                     repaired += first_damage.saturating_sub(outcome.damage.len() as u64);
                 }
             }
             report.bytes_scanned += job.len;
-            let records = outcome.entries.len() as u64;
+            let records = outcome.records;
             report.records += records;
             info.records = records;
             max_lsn = max_lsn.max(outcome.max_lsn);
@@ -221,7 +227,7 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
                 d.segment = Some(info.id);
             }
             damage.extend(outcome.damage);
-            parts.push(outcome.entries);
+            parts.extend(outcome.entries);
             done += 1;
             progress(&report, done);
         }
@@ -232,7 +238,11 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     let sort_started = Instant::now();
     let entries = match loaded {
         Some(entries) => entries,
-        None => build(parts),
+        None => {
+            drop(walkers);
+            parts.push(sink.into_inner());
+            build(parts)
+        }
     };
     report.sort_duration = sort_started.elapsed();
     for entry in &entries {
