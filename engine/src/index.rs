@@ -1,11 +1,11 @@
 //! The DRAM index: key → location of its newest visible record.
 //!
-//! Point lookups go to a lock-free concurrent hash map (`papaya`: readers pin an epoch, take no
-//! lock and never wait for a writer); the key order for ranges is a separate `KeyOrder` (a
-//! B-tree plus an unsorted run of new keys, `key_order.rs`) behind a short mutex that only
-//! writers and iterator chunk fetches take. INVARIANT: every mutation goes
-//! through `insert`/`remove`/`clear`, called by one thread at a time (the commit lock), which
-//! update both structures; only live keys are indexed (tombstones are not).
+//! Point lookups go to the `PointTable` (`point_table.rs`: an open-addressed fingerprint table
+//! read without locks); the key order for ranges is a separate `KeyOrder` (a B-tree plus an
+//! unsorted run of new keys, `key_order.rs`). Both are written under one short mutex that
+//! writers and iterator chunk fetches take. INVARIANT: every mutation goes through
+//! `insert`/`remove`/`clear`, which update both structures under that mutex; only live keys are
+//! indexed (tombstones are not).
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::key_order::KeyOrder;
+use crate::point_table::{PointTable, Writer};
 
 /// Where a committed record lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,14 +29,18 @@ pub struct Location {
     pub lsn: u64,
 }
 
-type Map = papaya::HashMap<Arc<[u8]>, Location, foldhash::fast::RandomState>;
-
 /// The index of live keys.
 pub struct Index {
-    map: Map,
-    order: Mutex<KeyOrder>,
-    keys: AtomicUsize,
+    points: PointTable,
+    write: Mutex<WriteSide>,
     key_bytes: AtomicUsize,
+    keys: AtomicUsize,
+}
+
+/// What only writers touch: the point table's counts and the key order.
+struct WriteSide {
+    points: Writer,
+    order: KeyOrder,
 }
 
 impl std::fmt::Debug for Index {
@@ -50,56 +55,35 @@ impl Default for Index {
     }
 }
 
-/// Approximate DRAM overhead per key beyond its bytes: the `Arc` header, the hash map's entry
-/// allocation and table slot (at its load factor), a B-tree slot and its share of a node.
-const OVERHEAD_BYTES_PER_KEY: usize = 16 + 56 + 16 + 24;
+/// Approximate DRAM bytes per key beyond the point table's slots and the key's bytes: the
+/// key's shared allocation header and its B-tree slot with its share of a node.
+const ORDER_BYTES_PER_KEY: usize = 16 + 8 + 24;
 
 /// Recovered entries below this are indexed on the opening thread alone.
 const BULK_PARALLEL_MIN: usize = 1 << 16;
 
 impl Index {
     /// Build from `(key, location)` pairs sorted by key without duplicates (the recovered
-    /// entries): the ordered set is bulk-built while the hash map is filled, on several threads
-    /// for large indexes (the map is concurrent and pre-sized, so inserts never resize).
+    /// entries): the ordered set is bulk-built while the point table is filled, on several
+    /// threads for large indexes.
     pub fn bulk_load(entries: impl IntoIterator<Item = (Arc<[u8]>, Location)>) -> Self {
         let entries: Vec<(Arc<[u8]>, Location)> = entries.into_iter().collect();
-        // Blocking resizes: one writer at a time (the commit lock) copies the table in one go,
-        // cheaper in total than incremental copying; readers stay lock-free either way.
-        let map = papaya::HashMap::builder()
-            .capacity(entries.len())
-            .hasher(foldhash::fast::RandomState::default())
-            .resize_mode(papaya::ResizeMode::Blocking)
-            .build();
         let keys: Vec<Arc<[u8]>> = entries.iter().map(|(key, _)| Arc::clone(key)).collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        let fill = |chunk: &[(Arc<[u8]>, Location)]| {
-            let pinned = map.pin();
-            for (key, location) in chunk {
-                pinned.insert(Arc::clone(key), *location);
-            }
-        };
         let key_bytes = keys.iter().map(|key| key.len()).sum();
         let count = keys.len();
-        let order = if threads <= 1 || entries.len() < BULK_PARALLEL_MIN {
-            fill(&entries);
-            KeyOrder::from_sorted(keys)
+        let ((points, writer), order) = if threads <= 1 || entries.len() < BULK_PARALLEL_MIN {
+            (PointTable::build(&entries, 1, BULK_PARALLEL_MIN), KeyOrder::from_sorted(keys))
         } else {
             std::thread::scope(|scope| {
                 let order = scope.spawn(move || KeyOrder::from_sorted(keys));
-                let per = entries.len().div_ceil(threads);
-                let fills: Vec<_> =
-                    entries.chunks(per).map(|chunk| scope.spawn(move || fill(chunk))).collect();
-                for handle in fills {
-                    if let Err(panic) = handle.join() {
-                        std::panic::resume_unwind(panic);
-                    }
-                }
-                order.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                let points = PointTable::build(&entries, threads, BULK_PARALLEL_MIN);
+                (points, order.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         };
         Self {
-            map,
-            order: Mutex::new(order),
+            points,
+            write: Mutex::new(WriteSide { points: writer, order }),
             keys: AtomicUsize::new(count),
             key_bytes: AtomicUsize::new(key_bytes),
         }
@@ -107,24 +91,26 @@ impl Index {
 
     /// The location of `key`, if live. Lock-free.
     pub fn get(&self, key: &[u8]) -> Option<Location> {
-        self.map.pin().get(key).copied()
+        self.points.get(key)
+    }
+
+    /// Start loading `key`'s first point-table slot into the cache (a hint; see
+    /// `PointTable::prefetch`).
+    pub fn prefetch(&self, key: &[u8]) {
+        self.points.prefetch(key);
     }
 
     /// Point `key` at `location`; returns the previous location. Writers only (commit lock).
     pub fn insert(&self, key: &[u8], location: Location) -> Option<Location> {
-        let pinned = self.map.pin();
-        if let Some((shared, old)) = pinned.get_key_value(key) {
-            // Reuse the indexed key's allocation; the key order is unchanged.
-            let (shared, old) = (Arc::clone(shared), *old);
-            pinned.insert(shared, location);
-            return Some(old);
+        let mut write = self.write.lock();
+        let write = &mut *write;
+        let old = self.points.upsert(&mut write.points, key, location);
+        if old.is_none() {
+            write.order.insert_new(Arc::from(key));
+            self.keys.fetch_add(1, Ordering::Relaxed);
+            self.key_bytes.fetch_add(key.len(), Ordering::Relaxed);
         }
-        let shared: Arc<[u8]> = Arc::from(key);
-        pinned.insert(Arc::clone(&shared), location);
-        self.order.lock().insert_new(shared);
-        self.keys.fetch_add(1, Ordering::Relaxed);
-        self.key_bytes.fetch_add(key.len(), Ordering::Relaxed);
-        None
+        old
     }
 
     /// Point `key` at `location` only if it is still at `expected` (compaction's
@@ -139,8 +125,10 @@ impl Index {
 
     /// Forget `key`; returns its location. Writers only (commit lock).
     pub fn remove(&self, key: &[u8]) -> Option<Location> {
-        let removed = self.map.pin().remove(key).copied()?;
-        self.order.lock().remove(key);
+        let mut write = self.write.lock();
+        let write = &mut *write;
+        let removed = self.points.remove(&mut write.points, key)?;
+        write.order.remove(key);
         self.keys.fetch_sub(1, Ordering::Relaxed);
         self.key_bytes.fetch_sub(key.len(), Ordering::Relaxed);
         Some(removed)
@@ -148,11 +136,10 @@ impl Index {
 
     /// Forget every key. Writers only (commit lock).
     pub fn clear(&self) {
-        let mut order = self.order.lock();
-        let pinned = self.map.pin();
-        for key in order.take_all() {
-            pinned.remove(&key);
-        }
+        let mut write = self.write.lock();
+        let write = &mut *write;
+        self.points.clear(&mut write.points);
+        drop(write.order.take_all());
         self.keys.store(0, Ordering::Relaxed);
         self.key_bytes.store(0, Ordering::Relaxed);
     }
@@ -168,7 +155,7 @@ impl Index {
     }
 
     /// Up to `limit` keys within `(low, high)`, ascending from `low` (or descending from `high`
-    /// when `reverse`). Holds the order mutex only while copying at most `limit` key handles.
+    /// when `reverse`). Holds the write mutex only while copying at most `limit` key handles.
     pub fn keys_between(
         &self,
         low: Bound<&[u8]>,
@@ -179,20 +166,23 @@ impl Index {
         if range_is_empty(low, high) {
             return Vec::new();
         }
-        self.order.lock().range(low, high, limit, reverse)
+        self.write.lock().order.range(low, high, limit, reverse)
     }
 
     /// Every live key with its location, ascending (the clean-shutdown snapshot). Callers hold
     /// the commit lock, so no write interleaves.
     pub fn entries(&self) -> Vec<(Arc<[u8]>, Location)> {
-        let keys = self.order.lock().range(Bound::Unbounded, Bound::Unbounded, usize::MAX, false);
-        let pinned = self.map.pin();
-        keys.into_iter().filter_map(|key| Some((Arc::clone(&key), *pinned.get(&*key)?))).collect()
+        let keys =
+            self.write.lock().order.range(Bound::Unbounded, Bound::Unbounded, usize::MAX, false);
+        keys.into_iter().filter_map(|key| Some((Arc::clone(&key), self.get(&key)?))).collect()
     }
 
-    /// Approximate DRAM bytes the index uses.
+    /// Approximate DRAM bytes the index uses: the point table's slots, the keys, and the key
+    /// order's per-key overhead.
     pub fn approx_bytes(&self) -> usize {
-        self.key_bytes.load(Ordering::Relaxed) + self.len() * OVERHEAD_BYTES_PER_KEY
+        self.points.capacity() * PointTable::SLOT_BYTES
+            + self.key_bytes.load(Ordering::Relaxed)
+            + self.len() * ORDER_BYTES_PER_KEY
     }
 }
 
@@ -227,7 +217,7 @@ mod tests {
         assert_eq!(index.remove(b"a"), None);
         let keys = index.keys_between(Bound::Unbounded, Bound::Unbounded, 10, false);
         assert_eq!(keys, vec![Arc::<[u8]>::from(&b"b"[..])]);
-        assert_eq!(index.approx_bytes(), 1 + OVERHEAD_BYTES_PER_KEY);
+        assert_eq!(index.approx_bytes(), 64 * PointTable::SLOT_BYTES + 1 + ORDER_BYTES_PER_KEY);
         assert!(!index.replace_if(b"b", at(1), at(9)));
         assert!(index.replace_if(b"b", at(3), at(9)));
         assert_eq!(index.get(b"b"), Some(at(9)));
@@ -249,7 +239,12 @@ mod tests {
         let index =
             Index::bulk_load(keys.iter().cloned().enumerate().map(|(i, k)| (k, at(i as u64))));
         assert_eq!(index.len() as u64, n);
-        assert_eq!(index.approx_bytes(), n as usize * (8 + OVERHEAD_BYTES_PER_KEY));
+        let slots = index.points.capacity();
+        assert!(slots >= n as usize * 2, "rebuilt at most half full: {slots} slots");
+        assert_eq!(
+            index.approx_bytes(),
+            slots * PointTable::SLOT_BYTES + n as usize * (8 + ORDER_BYTES_PER_KEY)
+        );
         for (i, key) in keys.iter().enumerate().step_by(997) {
             assert_eq!(index.get(key), Some(at(i as u64)));
         }

@@ -3,8 +3,9 @@
 //! Keys are fetched from the ordered index in chunks (at most `ITER_CHUNK_KEYS` key handles
 //! copied under the ordered set's mutex, so writers wait at most that long); each key's value is
 //! read lock-free through the barrier when the item is produced. A fetched chunk is warmed first
-//! (the software prefetch: its index entries and its records' first and last lines are loaded
-//! back to back, so their cache misses overlap instead of costing one dependent miss per item). INVARIANT: the front and back cursors
+//! (the software prefetch: its index slots are prefetched, then its records' first and last
+//! lines are loaded back to back, so their cache misses overlap instead of costing one dependent
+//! miss per item). INVARIANT: the front and back cursors
 //! bound a shrinking unclaimed range, so no key is produced twice; a key removed before its item
 //! is produced is skipped; every key live for the whole iteration is produced exactly once.
 
@@ -74,6 +75,9 @@ impl Iter {
     fn warm(&self, keys: &[Arc<[u8]>]) {
         let inner = &self.db.inner;
         let _reader = inner.epochs.enter();
+        for key in keys {
+            inner.index.prefetch(key);
+        }
         let locations: Vec<_> = keys.iter().filter_map(|key| inner.index.get(key)).collect();
         let mut word = [0u8; 8];
         let mut register = ErrorRegister::deferred();

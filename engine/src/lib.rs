@@ -18,6 +18,7 @@ pub mod error;
 pub mod index;
 pub mod iter;
 mod key_order;
+mod point_table;
 mod latch;
 pub mod limits;
 mod open;

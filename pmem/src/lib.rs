@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod figures;
+pub mod hint;
 pub mod limits;
 pub mod mapped;
 pub mod mcsafe;
