@@ -7,7 +7,7 @@
 //! cleared, SEGMENT_RECLAIM). `docs/compaction.md` argues the tombstone rule.
 //!
 //! INVARIANT: a tombstone (or clear) is dropped only when no other segment may hold an older
-//! record it shadows (`SpaceMap::older_elsewhere`); a put is moved only while no write to its
+//! record it shadows (`SpaceMap::shadowers`); a put is moved only while no write to its
 //! key is pending; a segment with a record that cannot be read is never reclaimed (it is
 //! reported and left alone); compaction never latches or halts for a bad read.
 
@@ -23,7 +23,6 @@ use crate::db::{Db, Inner};
 use crate::error::Result;
 use crate::index::Location;
 use crate::options::Durability;
-use crate::space::SpaceMap;
 use crate::stats::Counters;
 use crate::writer::PendingRecord;
 use shadow::Shadows;
@@ -115,6 +114,10 @@ struct Copied {
 /// its data area (or `Options::compaction_live_ratio_max`, if higher): it packs the log, where
 /// the background compactor only keeps amplification bounded.
 const EXPLICIT_LIVE_RATIO_MIN: f64 = 15.0 / 16.0;
+
+/// Most records one copy batch considers: bounds how long compaction holds the commit lock
+/// (each record costs an index look-up and a pending-write check there).
+const BATCH_RECORDS_MAX: usize = 512;
 
 impl Db {
     /// Clean every sealed segment whose live bytes (and tombstones still needed) are at most
@@ -215,19 +218,16 @@ impl Inner {
         if pass.exact {
             shadows.check(self, victim, &mut found);
         }
-        {
+        // Whether cleaning it is worth it (an estimate: the index may change meanwhile).
+        let (floor, limit) = {
             let st = self.commit.lock();
-            let Some(writer) = st.writer.as_ref() else {
-                return Err(crate::Error::ReadOnly);
-            };
-            let keep: u64 = found
-                .iter()
-                .filter(|f| self.needed(&st.space, victim.id, f))
-                .map(|f| u64::from(f.location.len))
-                .sum();
-            if keep > pass.limit(writer.capacity()) {
-                return Ok(Outcome::NoGain);
-            }
+            let writer = st.writer.as_ref().ok_or(crate::Error::ReadOnly)?;
+            (st.space.shadow_floor(victim.id), pass.limit(writer.capacity()))
+        };
+        let keep: u64 =
+            found.iter().filter(|f| self.needed(floor, f)).map(|f| u64::from(f.location.len)).sum();
+        if keep > limit {
+            return Ok(Outcome::NoGain);
         }
         let moved = match self.copy_forward(victim.id, &found) {
             Ok(moved) => moved,
@@ -251,18 +251,16 @@ impl Inner {
         Ok(Outcome::Reclaimed)
     }
 
-    /// Whether record `f` of `segment` still matters: a put the index still points at, a
-    /// tombstone of a key with no newer put, or a clear, while another segment may hold an
-    /// older record it shadows.
-    fn needed(&self, space: &SpaceMap, segment: u32, f: &Found) -> bool {
+    /// Whether record `f` still matters: a put the index still points at, a tombstone of a key
+    /// with no newer put, or a clear, while another segment may hold an older record it
+    /// shadows (LSN above `floor`, `SpaceMap::shadow_floor` of its segment).
+    fn needed(&self, floor: u64, f: &Found) -> bool {
         match f.kind {
             RecordKind::Put => self.index.get(&f.key) == Some(f.location),
             RecordKind::Delete => {
-                self.index.get(&f.key).is_none()
-                    && !f.shadow_free
-                    && space.older_elsewhere(segment, f.location.lsn)
+                self.index.get(&f.key).is_none() && !f.shadow_free && f.location.lsn > floor
             }
-            _ => space.older_elsewhere(segment, f.location.lsn),
+            _ => f.location.lsn > floor,
         }
     }
 
@@ -273,12 +271,14 @@ impl Inner {
         let mut total = Copied::default();
         let mut rest = found;
         while !rest.is_empty() {
+            // A bounded window: the commit lock is held for one window's checks at a time.
+            let window = &rest[..rest.len().min(BATCH_RECORDS_MAX)];
             // INVARIANT: a put is moved only while no write to its key is pending, so a later
-            // remove of it is issued after the move (`SpaceMap::older_elsewhere` relies on it).
+            // remove of it is issued after the move (`SpaceMap::shadowers` relies on it).
             let puts: Vec<&[u8]> =
-                rest.iter().filter(|f| f.kind == RecordKind::Put).map(|f| &f.key[..]).collect();
+                window.iter().filter(|f| f.kind == RecordKind::Put).map(|f| &f.key[..]).collect();
             let batch = self.submit(Durability::Immediate, Keys::Some(&puts), |inner, st| {
-                Ok(inner.next_batch(st, segment, rest))
+                Ok(inner.next_batch(st, segment, window))
             })?;
             debug_assert!(batch.consumed > 0, "a batch always consumes a record");
             total.records += batch.records;
@@ -299,11 +299,12 @@ impl Inner {
         rest: &'f [Found],
     ) -> (Copied, Vec<PendingRecord<'f>>) {
         let log = st.log();
+        let floor = st.space.shadow_floor(segment);
         let mut out = Copied::default();
         let mut records = Vec::new();
         let mut rolls = None;
         for f in rest {
-            if !self.needed(&st.space, segment, f) {
+            if !self.needed(floor, f) {
                 if f.kind != RecordKind::Put {
                     out.dropped += 1;
                 }

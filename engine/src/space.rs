@@ -6,7 +6,7 @@
 //! clear records are used but never live.
 //! INVARIANT: `first_high[s]` ≤ every LSN issued after `s` first received a record, and
 //! `min_lsn[s]` ≤ every LSN in `s`: together they bound which tombstones `s` may still shadow
-//! (`older_elsewhere`, argued in `docs/compaction.md`).
+//! (`shadowers`, argued in `docs/compaction.md`).
 
 /// Per-segment space accounting.
 #[derive(Debug, Default)]
@@ -90,35 +90,43 @@ impl SpaceMap {
         self.high = self.high.max(lsn);
     }
 
-    /// Whether any segment other than `except` may hold a record older than `lsn` of the key
-    /// a tombstone (or of any key a clear) of LSN `lsn` shadows — then that tombstone must be
-    /// kept. The caller holds the commit lock and the tombstone is indexed. A segment may only
-    /// if (1) it holds some record older than `lsn`; (2) it received its first record before
-    /// `lsn` was issued: a record of the shadowed key older than `lsn` was appended before
-    /// `lsn` was issued (fresh; or moved by compaction, which moves a put only while no write
-    /// to its key is pending and its key is live, so before the tombstone); (3) it holds a
-    /// record that is not live (a shadowed record is dead; every byte of a segment whose bytes
-    /// are all live belongs to a put the index points at).
+    /// Whether any segment other than `except` may hold a record a tombstone or clear of LSN
+    /// `lsn` in `except` shadows (then it must be kept; see `shadowers`).
+    #[cfg(test)]
     pub(crate) fn older_elsewhere(&self, except: u32, lsn: u64) -> bool {
-        self.shadowing(except, lsn).next().is_some()
+        lsn > self.shadow_floor(except)
     }
 
-    /// The segments other than `except` that may hold a record a tombstone or clear of LSN
-    /// `lsn` shadows (`older_elsewhere`), as `(segment, sequence, used bytes)`.
-    pub(crate) fn shadowing(
-        &self,
-        except: u32,
-        lsn: u64,
-    ) -> impl Iterator<Item = (u32, u64, u64)> + '_ {
-        self.min_lsn.iter().enumerate().filter_map(move |(i, &min)| {
-            let used = self.used.get(i).copied().unwrap_or(0);
-            let may = i != except as usize
-                && min < lsn
-                && self.first_high.get(i).copied().unwrap_or(0) < lsn
-                && used > 0
-                && self.live.get(i).copied().unwrap_or(0) < used;
+    /// The highest LSN a tombstone or clear in `except` may have and not be kept by another
+    /// segment: the least bound of `shadowers(except)` (one walk for a whole victim).
+    pub(crate) fn shadow_floor(&self, except: u32) -> u64 {
+        self.shadowers(except).map(|(bound, ..)| bound).min().unwrap_or(u64::MAX)
+    }
+
+    /// The segments other than `except` that may hold a record some tombstone or clear in
+    /// `except` shadows, as `(bound, segment, sequence, used bytes)`: a segment may hold a
+    /// record older than LSN `lsn` of the key a tombstone of LSN `lsn` deletes (or of any key,
+    /// for a clear) only if `bound < lsn`. The caller holds the commit lock and the tombstone
+    /// is indexed. A segment may only if (1) it holds a record older than `lsn` (`min_lsn`);
+    /// (2) it received its first record before `lsn` was issued (`first_high`): a record of the
+    /// shadowed key older than `lsn` was appended before `lsn` was issued — fresh, or moved by
+    /// compaction, which moves a put only while its key is live and no write to it is pending,
+    /// so before the tombstone; (3) some of its bytes are not live: a shadowed record is dead,
+    /// and every byte of a segment whose bytes are all live belongs to a put the index points
+    /// at.
+    pub(crate) fn shadowers(&self, except: u32) -> impl Iterator<Item = (u64, u32, u64, u64)> + '_ {
+        (0..self.used.len()).filter_map(move |i| {
+            let used = self.used[i];
+            let may =
+                i != except as usize && used > 0 && self.live.get(i).copied().unwrap_or(0) < used;
+            let bound = self
+                .min_lsn
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .max(self.first_high.get(i).copied().unwrap_or(0));
             let id = u32::try_from(i).ok()?;
-            may.then(|| (id, self.seq(id), used))
+            may.then(|| (bound, id, self.seq(id), used))
         })
     }
 

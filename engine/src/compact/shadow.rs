@@ -40,26 +40,32 @@ impl Shadows {
     /// Mark the tombstones of `found` (the records of `victim`) that no other segment shadows
     /// `shadow_free`. Reads segments without the commit lock held.
     pub(super) fn check(&mut self, inner: &Inner, victim: Victim, found: &mut [Found]) {
-        let candidates: Vec<Candidate> = {
+        let (open, shadowers) = {
             let st = inner.commit.lock();
             let open = st.writer.as_ref().and_then(|w| w.open_segment()).map(|s| s.id.0);
-            found
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.kind == RecordKind::Delete && inner.index.get(&f.key).is_none())
-                .filter_map(|(at, f)| {
-                    let segments: Vec<_> = st.space.shadowing(victim.id, f.location.lsn).collect();
-                    // The open segment is still written: it is never read here.
-                    let any_open = segments.iter().any(|s| Some(s.0) == open);
-                    (!segments.is_empty() && !any_open).then(|| Candidate {
-                        at,
-                        hash: key_hash(&f.key),
-                        lsn: f.location.lsn,
-                        segments,
-                    })
-                })
-                .collect()
+            (open, st.space.shadowers(victim.id).collect::<Vec<_>>())
         };
+        let candidates: Vec<Candidate> = found
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.kind == RecordKind::Delete && inner.index.get(&f.key).is_none())
+            .filter_map(|(at, f)| {
+                let lsn = f.location.lsn;
+                let segments: Vec<_> = shadowers
+                    .iter()
+                    .filter(|s| s.0 < lsn)
+                    .map(|&(_, id, seq, used)| (id, seq, used))
+                    .collect();
+                // The open segment is still written: it is never read here.
+                let any_open = segments.iter().any(|s| Some(s.0) == open);
+                (!segments.is_empty() && !any_open).then(|| Candidate {
+                    at,
+                    hash: key_hash(&f.key),
+                    lsn,
+                    segments,
+                })
+            })
+            .collect();
         for candidate in &candidates {
             for &(id, seq, used) in &candidate.segments {
                 self.read_segment(inner, id, seq, used);
