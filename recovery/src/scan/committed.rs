@@ -6,7 +6,7 @@ use mcstore_pmem::{Domain, ErrorRegister, Fault, Medium};
 use parking_lot::Mutex;
 
 use super::damage::{Damage, DamageKind};
-use super::index::{IndexEntry, Part};
+use super::index::{Located, Part};
 use super::records::walk;
 use crate::error::Result;
 use crate::format::{Lsn, Superblock};
@@ -135,14 +135,8 @@ pub(crate) fn read_and_walk(
         salvage_walk,
         |rec, offset, len| {
             max_lsn = max_lsn.max(Some(rec.lsn));
-            entries.push(IndexEntry {
-                key: rec.key.into(),
-                kind: rec.kind,
-                lsn: rec.lsn,
-                offset,
-                len,
-                segment_seq: seq,
-            });
+            let located = Located { kind: rec.kind, lsn: rec.lsn, offset, len, segment_seq: seq };
+            entries.push(rec.key, located);
         },
         |offset, len| bad.push((offset, len)),
     );

@@ -48,13 +48,14 @@ impl Part {
         Part { entries: Vec::new(), clears: 0, prefix_min: u64::MAX, prefix_max: 0 }
     }
 
-    /// Append `entry` (its key is at hand: the prefix is taken now, not in a later pass).
-    pub(crate) fn push(&mut self, entry: IndexEntry) {
-        let p = prefix(&entry.key);
+    /// Append the entry of a verified record (its key is at hand: the prefix is taken now, not
+    /// in a later pass; a short key is copied inline, not allocated).
+    pub(crate) fn push(&mut self, key: &[u8], record: Located) {
+        let p = prefix(key);
         self.prefix_min = self.prefix_min.min(p);
         self.prefix_max = self.prefix_max.max(p);
-        self.clears += usize::from(entry.kind == RecordKind::Clear);
-        self.entries.push((p, entry));
+        self.clears += usize::from(record.kind == RecordKind::Clear);
+        self.entries.push((p, Walked { key: WalkKey::new(key), record }));
     }
 
     /// Entries held.
@@ -90,14 +91,84 @@ const BUCKET_ENTRIES_TARGET: usize = 4096;
 /// stay few enough for the caches to follow (with 512, every swap waited on a DRAM miss).
 const FLAG_BITS: u32 = 5;
 
+/// Where a verified record is and what it does: an [`IndexEntry`] without its key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Located {
+    pub(crate) kind: RecordKind,
+    pub(crate) lsn: Lsn,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+    pub(crate) segment_seq: u64,
+}
+
+/// Keys up to this many bytes are kept inline while the index is sorted.
+const INLINE_KEY_BYTES: usize = 16;
+
+/// A key as the walk keeps it: a short one inline (no allocation per record), a longer one
+/// shared. The kept keys are shared once sorted, so their allocations are made in key order
+/// (the engine's index build then reads them in memory order).
+#[derive(Clone, Debug)]
+enum WalkKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY_BYTES] },
+    Shared(Arc<[u8]>),
+}
+
+impl WalkKey {
+    fn new(key: &[u8]) -> Self {
+        if key.len() > INLINE_KEY_BYTES {
+            return WalkKey::Shared(key.into());
+        }
+        let mut bytes = [0u8; INLINE_KEY_BYTES];
+        bytes[..key.len()].copy_from_slice(key);
+        WalkKey::Inline { len: key.len() as u8, bytes }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            WalkKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            WalkKey::Shared(key) => key,
+        }
+    }
+
+    /// Make the key shared (allocated) if it is not yet.
+    fn share(&mut self) {
+        if let WalkKey::Inline { .. } = self {
+            *self = WalkKey::Shared(Arc::from(self.as_bytes()));
+        }
+    }
+
+    fn into_shared(self) -> Arc<[u8]> {
+        match self {
+            WalkKey::Inline { .. } => Arc::from(self.as_bytes()),
+            WalkKey::Shared(key) => key,
+        }
+    }
+}
+
+/// One entry while the index is sorted.
+#[derive(Clone, Debug)]
+struct Walked {
+    key: WalkKey,
+    record: Located,
+}
+
+impl Walked {
+    fn into_entry(self) -> IndexEntry {
+        let Located { kind, lsn, offset, len, segment_seq } = self.record;
+        IndexEntry { key: self.key.into_shared(), kind, lsn, offset, len, segment_seq }
+    }
+}
+
 /// The order of the index: key ascending, then newest first (highest LSN; then higher segment
 /// sequence, then higher offset, so the result never depends on the order of collection).
-fn newest_first(a: &IndexEntry, b: &IndexEntry) -> Ordering {
+fn newest_first(a: &Walked, b: &Walked) -> Ordering {
+    let (x, y) = (&a.record, &b.record);
     a.key
-        .cmp(&b.key)
-        .then(b.lsn.cmp(&a.lsn))
-        .then(b.segment_seq.cmp(&a.segment_seq))
-        .then(b.offset.cmp(&a.offset))
+        .as_bytes()
+        .cmp(b.key.as_bytes())
+        .then(y.lsn.cmp(&x.lsn))
+        .then(y.segment_seq.cmp(&x.segment_seq))
+        .then(y.offset.cmp(&x.offset))
 }
 
 /// The first 8 bytes of `key`, big-endian, zero-padded: ordered like the keys whenever they differ.
@@ -109,7 +180,7 @@ fn prefix(key: &[u8]) -> u64 {
 }
 
 /// An entry with its prefix beside it, so most comparisons read neither the key nor its bytes.
-type Keyed = (u64, IndexEntry);
+type Keyed = (u64, Walked);
 
 /// Which bucket a prefix goes to at one level of the bucket passes. INVARIANT: monotonic in
 /// the prefix, so buckets in index order hold keys in key order, and equal keys (equal
@@ -182,7 +253,7 @@ fn sort_bucket(bucket: &mut [Keyed], level: Option<Buckets>, cleared: Lsn) -> us
     for at in 0..bucket.len() {
         let first_of_key = kept == 0 || {
             let (last, this) = (&bucket[kept - 1], &bucket[at]);
-            last.0 != this.0 || last.1.key != this.1.key
+            last.0 != this.0 || last.1.key.as_bytes() != this.1.key.as_bytes()
         };
         if first_of_key {
             bucket.swap(kept, at);
@@ -192,10 +263,14 @@ fn sort_bucket(bucket: &mut [Keyed], level: Option<Buckets>, cleared: Lsn) -> us
     // A key whose newest version predates the clear is gone (its older versions too).
     let mut live = 0;
     for at in 0..kept {
-        if bucket[at].1.lsn > cleared {
+        if bucket[at].1.record.lsn > cleared {
             bucket.swap(live, at);
             live += 1;
         }
+    }
+    // Kept keys are allocated here, in key order, on the sorting threads.
+    for (_, entry) in &mut bucket[..live] {
+        entry.key.share();
     }
     live
 }
@@ -247,9 +322,10 @@ pub(crate) fn build(mut parts: Vec<Part>) -> Vec<IndexEntry> {
     let at: Vec<usize> = if clears == 0 {
         Vec::new()
     } else {
-        (0..v.len()).filter(|&i| v[i].1.kind == RecordKind::Clear).collect()
+        (0..v.len()).filter(|&i| v[i].1.record.kind == RecordKind::Clear).collect()
     };
-    let mut clears: Vec<IndexEntry> = at.iter().rev().map(|&i| v.swap_remove(i).1).collect();
+    let mut clears: Vec<IndexEntry> =
+        at.iter().rev().map(|&i| v.swap_remove(i).1.into_entry()).collect();
     clears.sort_by_key(|e| (e.lsn, e.segment_seq, e.offset));
     let newest_clear = clears.pop();
     let cleared = newest_clear.as_ref().map_or(Lsn(0), |c| c.lsn);
@@ -305,7 +381,7 @@ pub(crate) fn build(mut parts: Vec<Part>) -> Vec<IndexEntry> {
     }
     v.truncate(kept);
     // Same alignment, smaller elements: collected in place, no second allocation.
-    let mut out: Vec<IndexEntry> = v.into_iter().map(|(_, entry)| entry).collect();
+    let mut out: Vec<IndexEntry> = v.into_iter().map(|(_, entry)| entry.into_entry()).collect();
     out.extend(newest_clear);
     out
 }
@@ -332,12 +408,23 @@ mod tests {
             .map(|chunk| {
                 let mut part = Part::new();
                 for e in chunk {
-                    part.push(e.clone());
+                    let IndexEntry { kind, lsn, offset, len, segment_seq, .. } = *e;
+                    let located = Located { kind, lsn, offset, len, segment_seq };
+                    part.push(&e.key, located);
                 }
                 assert_eq!(part.len(), chunk.len());
                 part
             })
             .collect()
+    }
+
+    /// The order `build` must produce, written independently of it.
+    fn newest_first(a: &IndexEntry, b: &IndexEntry) -> Ordering {
+        a.key
+            .cmp(&b.key)
+            .then(b.lsn.cmp(&a.lsn))
+            .then(b.segment_seq.cmp(&a.segment_seq))
+            .then(b.offset.cmp(&a.offset))
     }
 
     fn build_one(entries: Vec<IndexEntry>) -> Vec<IndexEntry> {
