@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+pub use crate::key_order::IndexKey;
 use crate::key_order::KeyOrder;
 use crate::point_table::{PointTable, Writer};
 
@@ -55,9 +56,9 @@ impl Default for Index {
     }
 }
 
-/// Approximate DRAM bytes per key beyond the point table's slots and the key's bytes: the
-/// key's shared allocation header and its B-tree slot with its share of a node.
-const ORDER_BYTES_PER_KEY: usize = 16 + 8 + 24;
+/// Approximate DRAM bytes per key beyond the point table's slots: its B-tree slot (prefix and
+/// the key in place, or a shared pointer to a long key) with its share of a node.
+const ORDER_BYTES_PER_KEY: usize = 32 + 16;
 
 /// Recovered entries below this are indexed on the opening thread alone.
 const BULK_PARALLEL_MIN: usize = 1 << 16;
@@ -68,7 +69,8 @@ impl Index {
     /// threads for large indexes.
     pub fn bulk_load(entries: impl IntoIterator<Item = (Arc<[u8]>, Location)>) -> Self {
         let entries: Vec<(Arc<[u8]>, Location)> = entries.into_iter().collect();
-        let keys: Vec<Arc<[u8]>> = entries.iter().map(|(key, _)| Arc::clone(key)).collect();
+        let keys: Vec<IndexKey> =
+            entries.iter().map(|(key, _)| IndexKey::from(Arc::clone(key))).collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
         let key_bytes = keys.iter().map(|key| key.len()).sum();
         let count = keys.len();
@@ -106,7 +108,7 @@ impl Index {
         let write = &mut *write;
         let old = self.points.upsert(&mut write.points, key, location);
         if old.is_none() {
-            write.order.insert_new(Arc::from(key));
+            write.order.insert_new(key);
             self.keys.fetch_add(1, Ordering::Relaxed);
             self.key_bytes.fetch_add(key.len(), Ordering::Relaxed);
         }
@@ -162,7 +164,7 @@ impl Index {
         high: Bound<&[u8]>,
         limit: usize,
         reverse: bool,
-    ) -> Vec<Arc<[u8]>> {
+    ) -> Vec<IndexKey> {
         if range_is_empty(low, high) {
             return Vec::new();
         }
@@ -174,7 +176,9 @@ impl Index {
     pub fn entries(&self) -> Vec<(Arc<[u8]>, Location)> {
         let keys =
             self.write.lock().order.range(Bound::Unbounded, Bound::Unbounded, usize::MAX, false);
-        keys.into_iter().filter_map(|key| Some((Arc::clone(&key), self.get(&key)?))).collect()
+        keys.into_iter()
+            .filter_map(|key| Some((Arc::from(key.as_slice()), self.get(&key)?)))
+            .collect()
     }
 
     /// Approximate DRAM bytes the index uses: the point table's slots, the keys, and the key
@@ -201,6 +205,10 @@ pub(crate) fn range_is_empty(low: Bound<&[u8]>, high: Bound<&[u8]>) -> bool {
 mod tests {
     use super::*;
 
+    fn owned<K: std::ops::Deref<Target = [u8]>>(keys: &[K]) -> Vec<Vec<u8>> {
+        keys.iter().map(|k| k.to_vec()).collect()
+    }
+
     fn at(offset: u64) -> Location {
         Location { offset, len: 64, segment_seq: 1, lsn: offset }
     }
@@ -216,7 +224,7 @@ mod tests {
         assert_eq!(index.remove(b"a"), Some(at(2)));
         assert_eq!(index.remove(b"a"), None);
         let keys = index.keys_between(Bound::Unbounded, Bound::Unbounded, 10, false);
-        assert_eq!(keys, vec![Arc::<[u8]>::from(&b"b"[..])]);
+        assert_eq!(owned(&keys), vec![b"b".to_vec()]);
         assert_eq!(index.approx_bytes(), 64 * PointTable::SLOT_BYTES + 1 + ORDER_BYTES_PER_KEY);
         assert!(!index.replace_if(b"b", at(1), at(9)));
         assert!(index.replace_if(b"b", at(3), at(9)));
@@ -249,7 +257,7 @@ mod tests {
             assert_eq!(index.get(key), Some(at(i as u64)));
         }
         let first = index.keys_between(Bound::Unbounded, Bound::Unbounded, 3, false);
-        assert_eq!(first, keys[..3].to_vec());
+        assert_eq!(owned(&first), owned(&keys[..3]));
     }
 
     #[test]
@@ -259,8 +267,9 @@ mod tests {
         assert_eq!(index.len(), 10);
         let low = Bound::Included(&[3u8][..]);
         let high = Bound::Excluded(&[7u8][..]);
-        assert_eq!(index.keys_between(low, high, 2, false), keys[3..5].to_vec());
-        assert_eq!(index.keys_between(low, high, 2, true), vec![keys[6].clone(), keys[5].clone()]);
+        assert_eq!(owned(&index.keys_between(low, high, 2, false)), owned(&keys[3..5]));
+        let back = index.keys_between(low, high, 2, true);
+        assert_eq!(owned(&back), owned(&[keys[6].clone(), keys[5].clone()]));
         let backwards = (Bound::Included(&[7u8][..]), Bound::Excluded(&[3u8][..]));
         assert!(index.keys_between(backwards.0, backwards.1, 10, false).is_empty());
         let same = Bound::Excluded(&[3u8][..]);

@@ -17,6 +17,7 @@ use mcstore_pmem::{Domain, ErrorRegister};
 
 use crate::db::Db;
 use crate::error::Result;
+use crate::index::IndexKey;
 use crate::limits::ITER_CHUNK_KEYS;
 use crate::value::Value;
 
@@ -29,9 +30,9 @@ pub struct Iter {
     /// Upper bound of the keys not yet fetched by either end.
     high: Bound<Arc<[u8]>>,
     /// Fetched for the front, ascending.
-    front: VecDeque<Arc<[u8]>>,
+    front: VecDeque<IndexKey>,
     /// Fetched for the back, descending.
-    back: VecDeque<Arc<[u8]>>,
+    back: VecDeque<IndexKey>,
     /// Nothing is left between `low` and `high`.
     exhausted: bool,
     /// The value buffer reads reuse.
@@ -72,7 +73,7 @@ impl Iter {
     /// one independent load after another. Nothing read here is used: each item is looked up
     /// and read again, verified, when produced (a key may change meanwhile). A fault met here
     /// is dropped with its register; the real read meets it again and reports it.
-    fn warm(&self, keys: &[Arc<[u8]>]) {
+    fn warm(&self, keys: &[IndexKey]) {
         let inner = &self.db.inner;
         let _reader = inner.epochs.enter();
         for key in keys {
@@ -108,17 +109,17 @@ impl Iter {
         };
         self.warm(&keys);
         if reverse {
-            self.high = Bound::Excluded(Arc::clone(last));
+            self.high = Bound::Excluded(Arc::from(last.as_slice()));
             self.back.extend(keys);
         } else {
-            self.low = Bound::Excluded(Arc::clone(last));
+            self.low = Bound::Excluded(Arc::from(last.as_slice()));
             self.front.extend(keys);
         }
     }
 
     /// The next key claimed by one end: its own buffer, a new chunk, or what the other end
     /// fetched but has not produced.
-    fn next_key(&mut self, reverse: bool) -> Option<Arc<[u8]>> {
+    fn next_key(&mut self, reverse: bool) -> Option<IndexKey> {
         let own_empty = if reverse { self.back.is_empty() } else { self.front.is_empty() };
         if own_empty {
             self.refill(reverse);
@@ -135,7 +136,8 @@ impl Iter {
             let key = self.next_key(reverse)?;
             match self.db.inner.read(&key, &mut self.buf, "iterate") {
                 Ok(true) => {
-                    return Some(Ok((Value::from(key), Value::copy_from_slice(&self.buf))));
+                    let key = Value::copy_from_slice(&key);
+                    return Some(Ok((key, Value::copy_from_slice(&self.buf))));
                 }
                 Ok(false) => continue,
                 Err(error) => return Some(Err(error)),

@@ -28,26 +28,91 @@ pub(crate) struct KeyOrder {
     pending: Vec<OrderKey>,
 }
 
+/// A live key as the key order holds it and hands it out: up to `INLINE_BYTES` bytes in place
+/// (no allocation, and copying it out of the tree reads only the tree's own nodes), longer keys
+/// shared.
+#[derive(Clone)]
+pub struct IndexKey(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
+    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
+    Shared(Arc<[u8]>),
+}
+
+/// Keys up to this many bytes are held in place.
+const INLINE_BYTES: usize = 22;
+
+impl IndexKey {
+    /// The key's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            KeyRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyRepr::Shared(key) => key,
+        }
+    }
+}
+
+impl From<&[u8]> for IndexKey {
+    fn from(key: &[u8]) -> Self {
+        if key.len() <= INLINE_BYTES {
+            let mut bytes = [0u8; INLINE_BYTES];
+            bytes[..key.len()].copy_from_slice(key);
+            Self(KeyRepr::Inline { len: key.len() as u8, bytes })
+        } else {
+            Self(KeyRepr::Shared(Arc::from(key)))
+        }
+    }
+}
+
+impl From<Arc<[u8]>> for IndexKey {
+    fn from(key: Arc<[u8]>) -> Self {
+        if key.len() <= INLINE_BYTES { Self::from(&*key) } else { Self(KeyRepr::Shared(key)) }
+    }
+}
+
+impl std::ops::Deref for IndexKey {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for IndexKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for IndexKey {}
+
+impl std::fmt::Debug for IndexKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
 /// A key with its 8-byte [`prefix`] beside it: most comparisons end on the prefixes without
-/// touching the key's allocation.
+/// touching the key's bytes.
 ///
 /// INVARIANT: its order is exactly the byte order of `key` (prefixes first agree with it
 /// wherever they differ), so `Borrow<[u8]>` is lawful and ranges take `&[u8]` bounds.
 #[derive(Clone, Debug)]
 struct OrderKey {
     prefix: u64,
-    key: Arc<[u8]>,
+    key: IndexKey,
 }
 
 impl OrderKey {
-    fn new(key: Arc<[u8]>) -> Self {
+    fn new(key: IndexKey) -> Self {
         Self { prefix: prefix(&key), key }
     }
 }
 
 impl Ord for OrderKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.prefix.cmp(&other.prefix).then_with(|| self.key.cmp(&other.key))
+        self.prefix.cmp(&other.prefix).then_with(|| self.key.as_slice().cmp(other.key.as_slice()))
     }
 }
 
@@ -59,7 +124,7 @@ impl PartialOrd for OrderKey {
 
 impl PartialEq for OrderKey {
     fn eq(&self, other: &Self) -> bool {
-        self.prefix == other.prefix && self.key == other.key
+        self.prefix == other.prefix && self.key.as_slice() == other.key.as_slice()
     }
 }
 
@@ -67,7 +132,7 @@ impl Eq for OrderKey {}
 
 impl Borrow<[u8]> for OrderKey {
     fn borrow(&self) -> &[u8] {
-        &self.key
+        self.key.as_slice()
     }
 }
 
@@ -82,14 +147,17 @@ fn prefix(key: &[u8]) -> u64 {
 
 impl KeyOrder {
     /// From keys sorted ascending without duplicates (recovery's bulk load).
-    pub(crate) fn from_sorted(keys: Vec<Arc<[u8]>>) -> Self {
-        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "bulk load keys must be sorted");
+    pub(crate) fn from_sorted(keys: Vec<IndexKey>) -> Self {
+        debug_assert!(
+            keys.windows(2).all(|w| w[0].as_slice() < w[1].as_slice()),
+            "bulk load keys must be sorted"
+        );
         Self { sorted: keys.into_iter().map(OrderKey::new).collect(), pending: Vec::new() }
     }
 
     /// Add `key`, which is not live. O(1) unless the pending run is due for a merge.
-    pub(crate) fn insert_new(&mut self, key: Arc<[u8]>) {
-        self.pending.push(OrderKey::new(key));
+    pub(crate) fn insert_new(&mut self, key: &[u8]) {
+        self.pending.push(OrderKey::new(IndexKey::from(key)));
         if self.pending.len() >= PENDING_MERGE_MIN.max(self.sorted.len()) {
             self.settle();
         }
@@ -108,7 +176,7 @@ impl KeyOrder {
 
     /// Forget every key; returns them (in no particular order) for the caller to drop from the
     /// point map.
-    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = Arc<[u8]>> {
+    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = IndexKey> {
         let sorted = std::mem::take(&mut self.sorted).into_iter();
         sorted.chain(std::mem::take(&mut self.pending)).map(|k| k.key)
     }
@@ -159,13 +227,13 @@ impl KeyOrder {
         high: Bound<&[u8]>,
         limit: usize,
         reverse: bool,
-    ) -> Vec<Arc<[u8]>> {
+    ) -> Vec<IndexKey> {
         self.settle();
         let range = self.sorted.range::<[u8], _>((low, high));
         if reverse {
-            range.rev().take(limit).map(|k| Arc::clone(&k.key)).collect()
+            range.rev().take(limit).map(|k| k.key.clone()).collect()
         } else {
-            range.take(limit).map(|k| Arc::clone(&k.key)).collect()
+            range.take(limit).map(|k| k.key.clone()).collect()
         }
     }
 }
@@ -174,12 +242,16 @@ impl KeyOrder {
 mod tests {
     use super::*;
 
-    fn key(bytes: &[u8]) -> Arc<[u8]> {
-        Arc::from(bytes)
+    fn key(bytes: &[u8]) -> Vec<u8> {
+        bytes.to_vec()
     }
 
-    fn all(order: &mut KeyOrder) -> Vec<Arc<[u8]>> {
-        order.range(Bound::Unbounded, Bound::Unbounded, usize::MAX, false)
+    fn owned(keys: Vec<IndexKey>) -> Vec<Vec<u8>> {
+        keys.iter().map(|k| k.to_vec()).collect()
+    }
+
+    fn all(order: &mut KeyOrder) -> Vec<Vec<u8>> {
+        owned(order.range(Bound::Unbounded, Bound::Unbounded, usize::MAX, false))
     }
 
     #[test]
@@ -199,15 +271,19 @@ mod tests {
     /// pending run, ranges both ways, across merges by insertion and by rebuild.
     #[test]
     fn matches_a_btreeset_across_merges_and_removes() {
-        let mut order = KeyOrder::from_sorted(vec![key(b"m")]);
-        let mut model: BTreeSet<Arc<[u8]>> = BTreeSet::from([key(b"m")]);
+        let mut order = KeyOrder::from_sorted(vec![IndexKey::from(&b"m"[..])]);
+        let mut model: BTreeSet<Vec<u8>> = BTreeSet::from([key(b"m")]);
         let mut x = 7u64;
         for round in 0..6u32 {
             for _ in 0..(1 << (round * 3)).min(3 * PENDING_MERGE_MIN) {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let k = key(&(x >> 40).to_be_bytes()[3..]);
-                if model.insert(Arc::clone(&k)) {
-                    order.insert_new(k);
+                // Short keys (held in place) and long ones (shared).
+                let mut k = key(&(x >> 40).to_be_bytes()[3..]);
+                if x & 1 == 1 {
+                    k.extend_from_slice(&[k[0]; 24]);
+                }
+                if model.insert(k.clone()) {
+                    order.insert_new(&k);
                 }
             }
             for k in model.iter().step_by(5).cloned().collect::<Vec<_>>() {
@@ -219,12 +295,12 @@ mod tests {
             let low = Bound::Included(&b"\x40"[..]);
             let high = Bound::Excluded(&b"\xc0"[..]);
             let want: Vec<_> = model.range::<[u8], _>((low, high)).take(100).cloned().collect();
-            assert_eq!(order.range(low, high, 100, false), want);
+            assert_eq!(owned(order.range(low, high, 100, false)), want);
             let want: Vec<_> = model.range::<[u8], _>((low, high)).rev().take(7).cloned().collect();
-            assert_eq!(order.range(low, high, 7, true), want);
+            assert_eq!(owned(order.range(low, high, 7, true)), want);
         }
         assert_eq!(all(&mut order), model.iter().cloned().collect::<Vec<_>>());
-        let taken: BTreeSet<_> = order.take_all().collect();
+        let taken: BTreeSet<_> = order.take_all().map(|k| k.to_vec()).collect();
         assert_eq!(taken, model);
         assert!(all(&mut order).is_empty());
     }
@@ -233,11 +309,11 @@ mod tests {
     fn a_large_pending_run_merges_on_insert() {
         let mut order = KeyOrder::default();
         for i in 0..PENDING_MERGE_MIN as u32 {
-            order.insert_new(key(&i.to_le_bytes()));
+            order.insert_new(&i.to_le_bytes());
         }
         assert!(order.pending.is_empty(), "the run reached the threshold and merged");
         assert_eq!(order.sorted.len(), PENDING_MERGE_MIN);
-        order.insert_new(key(b"z"));
+        order.insert_new(b"z");
         assert_eq!(order.pending.len(), 1);
     }
 }
