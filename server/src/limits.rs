@@ -33,3 +33,8 @@ pub const SCAN_COUNT_MAX: usize = 100_000;
 pub const RMW_ATTEMPTS_MAX: u32 = 1000;
 /// How long a graceful shutdown waits for connections to finish their current command.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a connection closed for a protocol error keeps reading (and discarding) the
+/// client's input so the error reply is not lost to a connection reset.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes discarded while lingering.
+pub const LINGER_BYTES_MAX: usize = 16 << 20;

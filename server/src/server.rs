@@ -22,7 +22,10 @@ use tokio::task::JoinSet;
 
 use crate::config::ServerConfig;
 use crate::errors::ServerError;
-use crate::limits::{INLINE_BYTES_MAX, PIPELINE_COMMANDS_MAX, READ_CHUNK_BYTES, SHUTDOWN_GRACE};
+use crate::limits::{
+    INLINE_BYTES_MAX, LINGER, LINGER_BYTES_MAX, PIPELINE_COMMANDS_MAX, READ_CHUNK_BYTES,
+    SHUTDOWN_GRACE,
+};
 use crate::reply::Reply;
 use crate::resp::{Args, Parser};
 use crate::session::Session;
@@ -167,7 +170,9 @@ async fn connection(
         if let Some(error) = failure {
             let mut out = Vec::new();
             Reply::err(error.to_string()).encode(2, &mut out);
-            let _ = stream.write_all(&out).await;
+            if stream.write_all(&out).await.is_ok() {
+                linger(&mut stream).await;
+            }
             return;
         }
         if *stopped.borrow() {
@@ -183,6 +188,24 @@ async fn connection(
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// Close after an error reply without losing it: a close with unread input resets the
+/// connection, and the reset may destroy the reply before the client reads it. So: send FIN,
+/// then read and discard (bounded in time and bytes) until the client closes too.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; READ_CHUNK_BYTES];
+    let mut left = LINGER_BYTES_MAX;
+    let drain = async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Whether the buffer may hold another command to run without reading (a pipeline longer than

@@ -28,6 +28,9 @@ pub type Modify<'a> = dyn FnMut(Option<&[u8]>) -> (Write, Reply) + 'a;
 pub trait Store {
     /// The value of `key`.
     fn get(&mut self, key: &[u8]) -> Result<Option<Value>>;
+    /// The values of `keys` read at one point in time (MGET); one result per key, so a key
+    /// that cannot be read does not hide the others.
+    fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Result<Option<Value>>>>;
     /// Whether `key` exists (without reading its value where the store can).
     fn contains(&mut self, key: &[u8]) -> Result<bool>;
     /// Set `key`.
@@ -48,6 +51,15 @@ pub struct DbStore<'a>(pub &'a Db);
 impl Store for DbStore<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Value>> {
         self.0.get(key)
+    }
+
+    fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Result<Option<Value>>>> {
+        if let [key] = keys {
+            return Ok(vec![self.0.get(key)]);
+        }
+        // A read-only transaction: its reads are validated together at commit, so no write
+        // lands between them (a write-only EXEC or MSET is seen whole or not at all).
+        self.0.transaction(|tx| TxStore::new(tx).get_many(keys))
     }
 
     fn contains(&mut self, key: &[u8]) -> Result<bool> {
@@ -118,6 +130,14 @@ impl<'t, 'db> TxStore<'t, 'db> {
 impl Store for TxStore<'_, '_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Value>> {
         self.read(key)
+    }
+
+    fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Result<Option<Value>>>> {
+        let items = keys.iter().map(|key| self.read(key)).collect();
+        if self.conflict {
+            return Err(Error::Conflict { attempts: 0 });
+        }
+        Ok(items)
     }
 
     fn contains(&mut self, key: &[u8]) -> Result<bool> {

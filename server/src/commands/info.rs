@@ -204,7 +204,7 @@ fn config(shared: &Shared, args: &[Vec<u8>]) -> Reply {
 
 /// A command's entry as COMMAND reports it.
 fn describe(spec: &Spec) -> Reply {
-    let flags = spec.flags.iter().map(|flag| Reply::simple(flag)).collect();
+    let flags = spec.flags.iter().map(Reply::simple).collect();
     Reply::Array(vec![
         Reply::text(spec.name),
         Reply::Int(spec.arity),

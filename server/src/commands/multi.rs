@@ -49,7 +49,7 @@ pub fn run(session: &mut Session, shared: &Shared, name: &str, _args: &Args) -> 
 fn plain_write(spec: &Spec, args: &Args) -> bool {
     match spec.name {
         "set" => args.len() == 3,
-        "mset" => args.len() >= 3 && args.len() % 2 == 1,
+        "mset" => args.len() >= 3 && !args.len().is_multiple_of(2),
         _ => false,
     }
 }

@@ -160,9 +160,10 @@ fn getdel(store: &mut dyn Store, key: &[u8]) -> Outcome {
 
 fn mget(store: &mut dyn Store, keys: &[Vec<u8>]) -> Outcome {
     // A key that cannot be read is an error item; the other keys are still answered.
-    let items = keys
-        .iter()
-        .map(|key| match store.get(key) {
+    let items = store
+        .get_many(keys)?
+        .into_iter()
+        .map(|item| match item {
             Ok(value) => bulk_or_nil(value.as_deref()),
             Err(error) => Reply::from(error),
         })
@@ -171,7 +172,7 @@ fn mget(store: &mut dyn Store, keys: &[Vec<u8>]) -> Outcome {
 }
 
 fn mset(store: &mut dyn Store, pairs: &[Vec<u8>], only_absent: bool) -> Outcome {
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         let name = if only_absent { "msetnx" } else { "mset" };
         return Err(Reply::err(format!("wrong number of arguments for '{name}' command")));
     }

@@ -1,0 +1,106 @@
+//! MULTI / EXEC / DISCARD: queueing, aborts, and atomicity under concurrent readers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redis::{Commands, Value, cmd};
+
+use crate::harness::{TestServer, code, exchange, sim_db};
+
+#[test]
+fn multi_queues_and_exec_runs_or_aborts() {
+    let (_sim, db) = sim_db();
+    let server = TestServer::start(db);
+    let mut c = server.client();
+    assert_eq!(cmd("MULTI").query::<String>(&mut c).unwrap(), "OK");
+    assert_eq!(code(&cmd("MULTI").query::<String>(&mut c).unwrap_err()), "ERR");
+    assert_eq!(cmd("SET").arg("a").arg("1").query::<String>(&mut c).unwrap(), "QUEUED");
+    assert_eq!(cmd("INCR").arg("a").query::<String>(&mut c).unwrap(), "QUEUED");
+    assert_eq!(cmd("GET").arg("a").query::<String>(&mut c).unwrap(), "QUEUED");
+    assert_eq!(cmd("PING").query::<String>(&mut c).unwrap(), "QUEUED");
+    let () = redis::Commands::set(&mut server.client(), "s", "text").unwrap();
+    let replies: Vec<Value> = cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(replies.len(), 4);
+    assert_eq!(replies[0], Value::Okay);
+    assert_eq!(replies[1], Value::Int(2));
+    assert_eq!(replies[2], Value::BulkString(b"2".to_vec()));
+    assert!(matches!(&replies[3], Value::SimpleString(s) if s == "PONG"));
+    // A command failing at EXEC is an error item; the others still apply.
+    let mut raw = server.raw();
+    let want = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-ERR value is not an integer or out of range\r\n:3\r\n";
+    let got = exchange(&mut raw, b"MULTI\r\nINCR s\r\nINCR a\r\nEXEC\r\n", want.len());
+    assert_eq!(got.escape_ascii().to_string(), want.escape_ascii().to_string());
+    assert_eq!(c.get::<_, i64>("a").unwrap(), 3);
+
+    // A command refused while queueing aborts the whole EXEC.
+    let _: String = cmd("MULTI").query(&mut c).unwrap();
+    let _: String = cmd("SET").arg("a").arg("100").query(&mut c).unwrap();
+    assert!(cmd("GET").query::<String>(&mut c).is_err());
+    assert!(cmd("KEYS").arg("*").query::<String>(&mut c).is_err(), "KEYS is refused in MULTI");
+    assert_eq!(code(&cmd("EXEC").query::<Value>(&mut c).unwrap_err()), "EXECABORT");
+    assert_eq!(c.get::<_, i64>("a").unwrap(), 3);
+
+    let _: String = cmd("MULTI").query(&mut c).unwrap();
+    let _: String = cmd("SET").arg("a").arg("100").query(&mut c).unwrap();
+    assert_eq!(cmd("DISCARD").query::<String>(&mut c).unwrap(), "OK");
+    assert_eq!(c.get::<_, i64>("a").unwrap(), 3);
+    assert_eq!(code(&cmd("EXEC").query::<Value>(&mut c).unwrap_err()), "ERR");
+    assert_eq!(code(&cmd("DISCARD").query::<Value>(&mut c).unwrap_err()), "ERR");
+    assert!(cmd("WATCH").arg("a").query::<String>(&mut c).is_err(), "WATCH is not supported");
+    assert_eq!(cmd("UNWATCH").query::<String>(&mut c).unwrap(), "OK");
+    let empty: Vec<Value> = redis::pipe().atomic().query(&mut c).unwrap();
+    assert!(empty.is_empty());
+}
+
+/// Readers never see half of an EXEC: a write-only EXEC (one batch) and a read-modify-write
+/// EXEC (one transaction) both keep `a == b` and `x == y` for every MGET.
+#[test]
+fn exec_is_atomic_for_concurrent_readers() {
+    let (_sim, db) = sim_db();
+    let server = Arc::new(TestServer::start(db));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut setup = server.client();
+    let () = setup.mset(&[("a", 0), ("b", 0), ("x", 0), ("y", 0)]).unwrap();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (server, done) = (Arc::clone(&server), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut c = server.client();
+                let mut checks = 0;
+                while !done.load(Ordering::Relaxed) || checks < 50 {
+                    let ab: (i64, i64) = c.mget(&["a", "b"]).unwrap();
+                    assert_eq!(ab.0, ab.1, "half of a batch EXEC seen");
+                    let xy: (i64, i64) = c.mget(&["x", "y"]).unwrap();
+                    assert_eq!(xy.0, xy.1, "half of a transaction EXEC seen");
+                    checks += 1;
+                }
+                checks
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let server = Arc::clone(&server);
+            std::thread::spawn(move || {
+                let mut c = server.client();
+                for i in 0..150 {
+                    let n = w * 1000 + i;
+                    let () = redis::pipe().atomic().set("a", n).set("b", n).query(&mut c).unwrap();
+                    let (x, y): (i64, i64) =
+                        redis::pipe().atomic().incr("x", 1).incr("y", 1).query(&mut c).unwrap();
+                    assert_eq!(x, y);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().unwrap() >= 50);
+    }
+    let mut c = server.client();
+    assert_eq!(c.get::<_, i64>("x").unwrap(), 300, "no increment lost");
+    assert_eq!(c.get::<_, i64>("y").unwrap(), 300);
+}
