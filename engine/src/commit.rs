@@ -5,10 +5,11 @@
 //! slots are indexed in LSN order and their writers woken.
 //!
 //! INVARIANT: a tail word covers only slots whose copied flag was Acquired and whose bytes were
-//! flushed and fenced; one persister at a time (`persisting`), so tails are published in order;
-//! slots become visible strictly in reservation (LSN) order — an `Immediate` slot only once
-//! durable, an `Eventual`/`None` slot once copied; a roll first makes every reserved byte of the
-//! open segment durable and visible.
+//! flushed (or written through by their writer, `Medium::write_through`) and fenced; one
+//! persister at a time (`persisting`), so tails are published in order; slots become visible
+//! strictly in reservation (LSN) order — an `Immediate` slot only once durable, an
+//! `Eventual`/`None` slot once copied; a roll first makes every reserved byte of the open
+//! segment durable and visible.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
