@@ -11,7 +11,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
@@ -284,6 +284,10 @@ impl Table {
 pub(crate) struct PointTable {
     table: ArcSwap<Table>,
     hasher: foldhash::fast::RandomState,
+    /// The current table's first slot address and mask, for prefetch hints only: read without
+    /// the `ArcSwap` guard (whose atomic read-modify-writes would wait for the prefetch), so
+    /// they may be stale or torn — a prefetch of any address is harmless.
+    hint: [AtomicUsize; 2],
 }
 
 /// The writer's side: live and used slot counts. Only one exists per table, behind the index's
@@ -319,7 +323,9 @@ impl PointTable {
             });
         }
         let writer = Writer { live: entries.len(), used: entries.len() };
-        (Self { table: ArcSwap::from_pointee(table), hasher }, writer)
+        let points = Self { table: ArcSwap::from_pointee(table), hasher, hint: Default::default() };
+        points.note_hint();
+        (points, writer)
     }
 
     /// The location of `key`, if present. Lock-free.
@@ -333,8 +339,17 @@ impl PointTable {
     /// for a whole chunk before they look the keys up).
     pub(crate) fn prefetch(&self, key: &[u8]) {
         let probe = Probe::new(&self.hasher, key);
+        let base = self.hint[0].load(Ordering::Relaxed);
+        let mask = self.hint[1].load(Ordering::Relaxed);
+        let slot = base.wrapping_add((probe.hash as usize & mask) * std::mem::size_of::<Slot>());
+        mcstore_pmem::hint::prefetch_address(slot as *const u8);
+    }
+
+    /// Record the current table for `prefetch` (writer only, after publishing a table).
+    fn note_hint(&self) {
         let table = self.table.load();
-        mcstore_pmem::hint::prefetch(&table.slots[probe.hash as usize & table.mask]);
+        self.hint[0].store(table.slots.as_ptr() as usize, Ordering::Relaxed);
+        self.hint[1].store(table.mask, Ordering::Relaxed);
     }
 
     /// Point `key` at `location`; the previous location if the key was present.
@@ -366,6 +381,7 @@ impl PointTable {
             fresh.place_unpublished(&probe, location);
             writer.used = writer.live;
             self.table.store(Arc::new(fresh));
+            self.note_hint();
         }
         None
     }
@@ -383,6 +399,7 @@ impl PointTable {
     /// Forget every key.
     pub(crate) fn clear(&self, writer: &mut Writer) {
         self.table.store(Arc::new(Table::with_capacity(MIN_CAPACITY)));
+        self.note_hint();
         writer.live = 0;
         writer.used = 0;
     }
