@@ -60,8 +60,9 @@ enum Outcome {
 pub(crate) struct CompactionState {
     /// Segments holding a record that cannot be read: never chosen again until reopen.
     pinned: BTreeSet<u32>,
-    /// Segments found not worth cleaning, with the reclaim count and live bytes then: not
-    /// read again until either changes (only a reclaim or a write can change the verdict).
+    /// Segments a background pass found not worth cleaning, with the reclaim count and their
+    /// live bytes then: not read again by one until either changes. (A put of a key one of
+    /// its tombstones deletes also lowers what it must keep; that waits for the next reclaim.)
     no_gain: BTreeMap<u32, (u64, u64)>,
 }
 
