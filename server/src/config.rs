@@ -24,6 +24,11 @@ pub struct ServerConfig {
     /// Whether the store halts the process on media errors (`--halt-on-media`); reported by
     /// `INFO persistence`. The policy itself is set when the store is opened (`server_policy`).
     pub halt_on_media: bool,
+    /// Run batches of point reads (GET, MGET, EXISTS, STRLEN ...) on the reactor thread instead
+    /// of a blocking-pool thread: reads are lock-free and take microseconds; only a read that
+    /// repairs from a replica does I/O. Writes always run off the reactor. Default: true
+    /// (measured in `docs/server.md`).
+    pub inline_reads: bool,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +40,7 @@ impl Default for ServerConfig {
             max_request_bytes: REQUEST_BYTES_MAX_DEFAULT,
             idle_timeout: None,
             halt_on_media: false,
+            inline_reads: true,
         }
     }
 }

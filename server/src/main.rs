@@ -46,6 +46,9 @@ struct Cli {
     /// Largest request (one command and its arguments), in bytes (K, M, G suffixes allowed).
     #[arg(long, value_parser = parse_size, default_value = "64M")]
     max_request_bytes: u64,
+    /// Run point reads on a blocking-pool thread too (by default they run on the reactor).
+    #[arg(long)]
+    offload_reads: bool,
     /// Close connections idle this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     idle_timeout_secs: u64,
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         idle_timeout: (cli.idle_timeout_secs > 0)
             .then(|| Duration::from_secs(cli.idle_timeout_secs)),
         halt_on_media: cli.halt_on_media,
+        inline_reads: !cli.offload_reads,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::commands::Kind;
 use crate::config::ServerConfig;
 use crate::errors::ServerError;
 use crate::limits::{
@@ -155,9 +156,18 @@ async fn connection(
         }
         if !commands.is_empty() {
             let Some(current) = session.take() else { return };
-            let shared = Arc::clone(&shared);
-            let ran = tokio::task::spawn_blocking(move || run_batch(&shared, current, commands));
-            let Ok((current, replies)) = ran.await else { return };
+            let inline = shared.config.inline_reads
+                && current.multi.is_none()
+                && commands.iter().all(runs_inline);
+            let (current, replies) = if inline {
+                run_batch(&shared, current, commands)
+            } else {
+                let shared = Arc::clone(&shared);
+                let ran =
+                    tokio::task::spawn_blocking(move || run_batch(&shared, current, commands));
+                let Ok(ran) = ran.await else { return };
+                ran
+            };
             let closing = current.closing;
             session = Some(current);
             if stream.write_all(&replies).await.is_err() || closing {
@@ -224,6 +234,21 @@ async fn read_some(
         None => stream.read_buf(input).await.ok(),
         Some(limit) => tokio::time::timeout(limit, stream.read_buf(input)).await.ok()?.ok(),
     }
+}
+
+/// Whether a command may run on the reactor thread: a lock-free point read or a server command
+/// that touches no engine state that blocks (GET, MGET, EXISTS, STRLEN, TYPE, PING, INFO ...).
+/// Writes, whole-keyspace walks and transactions always run off the reactor.
+fn runs_inline(args: &Args) -> bool {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    // A multi-key MGET is a read-only transaction: its commit waits for pending writes.
+    if name == "mget" && args.len() > 2 {
+        return false;
+    }
+    crate::commands::lookup(&name).is_some_and(|spec| {
+        matches!(spec.kind, Kind::String | Kind::Server) && spec.flags.contains(&"readonly")
+            || matches!(spec.name, "ping" | "echo" | "time")
+    })
 }
 
 /// Run a batch of commands in order; the session back and the replies, encoded.

@@ -133,3 +133,15 @@ fn hostile_input_closes_only_that_connection() {
     let () = keeper.set("big", &big_value).unwrap();
     assert_eq!(keeper.get::<_, Vec<u8>>("big").unwrap(), big_value);
 }
+
+/// With reads sent to the blocking pool too (`--offload-reads`), replies are the same.
+#[test]
+fn offloaded_reads_answer_the_same() {
+    let (_sim, db) = sim_db();
+    let config = mcstore_server::ServerConfig { inline_reads: false, ..Default::default() };
+    let server = TestServer::start_with(db, config);
+    let mut raw = server.raw();
+    let request = b"SET a 1\r\nGET a\r\nEXISTS a b\r\nSTRLEN a\r\nPING\r\nMGET a b\r\n";
+    let want = b"+OK\r\n$1\r\n1\r\n:1\r\n:1\r\n+PONG\r\n*2\r\n$1\r\n1\r\n$-1\r\n";
+    assert_eq!(exchange(&mut raw, request, want.len()), want);
+}
