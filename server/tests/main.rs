@@ -5,6 +5,7 @@
     reason = "test helpers outside #[test] functions fail the test by panicking"
 )]
 
+mod binary;
 mod cli;
 mod commands;
 mod harness;

@@ -145,3 +145,19 @@ fn offloaded_reads_answer_the_same() {
     let want = b"+OK\r\n$1\r\n1\r\n:1\r\n:1\r\n+PONG\r\n*2\r\n$1\r\n1\r\n$-1\r\n";
     assert_eq!(exchange(&mut raw, request, want.len()), want);
 }
+
+/// A connection idle past `idle_timeout` is closed; others are unaffected.
+#[test]
+fn idle_connections_are_closed() {
+    let (_sim, db) = sim_db();
+    let config = mcstore_server::ServerConfig {
+        idle_timeout: Some(std::time::Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(db, config);
+    let mut raw = server.raw();
+    assert_eq!(exchange(&mut raw, b"PING\r\n", 7), b"+PONG\r\n");
+    assert_eq!(read_to_close(&mut raw), b"", "closed without a reply");
+    let mut fresh = server.raw();
+    assert_eq!(exchange(&mut fresh, b"PING\r\n", 7), b"+PONG\r\n");
+}
