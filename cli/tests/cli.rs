@@ -1,5 +1,9 @@
 //! The `mcstore` binary end to end on temporary pools in /dev/shm: create/info, dump/load round
 //! trip, check and scrub on clean and damaged pools, badblocks, compact, bad input, serve.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail the test by panicking"
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
