@@ -50,11 +50,14 @@ pub struct PoolArgs {
 }
 
 impl PoolArgs {
-    /// Options for this pool: its replicas and mode, no background work, a recovery progress
-    /// bar over the segments.
+    /// Options for this pool: its replicas and mode, its current size (a writable open never
+    /// grows it to the library's default size), no background work, a recovery progress bar
+    /// over the segments.
     pub fn options(&self, output: &Output) -> Options {
         let bar = output.bar(0, "recovering", false);
+        let current_bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         let options = Options::default()
+            .size_bytes(current_bytes)
             .mode(self.mode.into())
             .background(false)
             .compaction_interval(None)

@@ -54,7 +54,7 @@ fn create(dir: &Path, name: &str) -> PathBuf {
 }
 
 fn open(path: &Path) -> Db {
-    Db::open(path, Options::default().background(false)).unwrap()
+    Db::open(path, Options::default().background(false).size_bytes(16 << 20)).unwrap()
 }
 
 /// Every (key, value) of the pool, in key order.
@@ -383,4 +383,49 @@ fn bench_measures_put_get_scan() {
         assert!(out[phase]["p99_ns"].as_u64().unwrap() >= out[phase]["p50_ns"].as_u64().unwrap());
     }
     assert_eq!(out["mode"], "forced-pmem");
+}
+
+#[test]
+fn check_repairs_a_flipped_byte_from_a_replica() {
+    let dir = shm();
+    let path = dir.path().join("p");
+    let replica = dir.path().join("r1");
+    json(
+        &[
+            "create",
+            s(&path),
+            "--size",
+            "16M",
+            "--segment-size",
+            "1M",
+            "--replica",
+            s(&replica),
+            "--json",
+        ],
+        0,
+    );
+    let db = Db::open(
+        &path,
+        Options::default().background(false).size_bytes(16 << 20).replicas([&replica]),
+    )
+    .unwrap();
+    db.put("victim", b"VICTIM-PATTERN-0123456789-".repeat(20)).unwrap();
+    db.put("other", "o").unwrap();
+    db.close().unwrap();
+    let at = find(&path, &b"VICTIM-PATTERN-0123456789-".repeat(20));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at as usize + 7] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let pool = [s(&path), "--replica", s(&replica)];
+    let info = json(&[&["info"][..], &pool, &["--json"]].concat(), 0);
+    assert_eq!(info["members"].as_array().unwrap().len(), 2);
+    assert_eq!(info["members"][1]["state"], "in-sync");
+    let check = json(&[&["check"][..], &pool, &["--json"]].concat(), 2);
+    assert_eq!(check["damage"][0]["kind"], "BadRecord");
+    let repaired = json(&[&["check"][..], &pool, &["--repair", "--json"]].concat(), 0);
+    assert_eq!(repaired["repaired"], 1, "{repaired}");
+    assert_eq!(repaired["clean"], true);
+    json(&[&["check"][..], &pool, &["--json"]].concat(), 0);
+    // The writable opens kept the pool's size.
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 16 << 20);
 }

@@ -1,15 +1,18 @@
 //! `mcstore check`: a full verifying scan that reports damage; `--repair` opens writable so
 //! replicas repair what they hold, and `--salvage` drops what none holds.
 //!
-//! INVARIANT: without `--repair` nothing is written: a pool without replicas is scanned
-//! directly (read-only mapping, no index snapshot, so every committed record is verified).
+//! INVARIANT: without `--repair` nothing is written: the pool (or its replica set) is scanned
+//! directly on read-only mappings without the index snapshot, so every committed record is
+//! verified.
 //! Exit 2 whenever damage remains after the command.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use mcstore_engine::Error;
-use mcstore_pmem::{MapOptions, MappedMedium, ModeRequest};
+use mcstore_pmem::{MapOptions, MappedMedium, Medium, MemberId, ModeRequest};
 use mcstore_recovery::RecoveryReport;
+use mcstore_recovery::replica::{OpenSetOptions, ReplicaSet};
 use mcstore_recovery::scan::{self, ScanOptions};
 use serde_json::json;
 
@@ -34,22 +37,12 @@ pub struct CheckArgs {
 
 /// Run `check`.
 pub fn run(args: &CheckArgs, output: &Output) -> Result {
-    let (report, latched) = if args.repair {
-        (repair(args, output)?, false)
-    } else if args.pool.replicas.is_empty() {
-        (scan_read_only(args, output)?, false)
-    } else {
-        // A replica set is checked through the store (read-only): the set's open reconciles
-        // the members; damage latches the store instead of refusing the open.
-        let db = args.pool.open_read_only(output)?;
-        let failed = db.stats().failed;
-        (db.recovery_report().clone(), failed)
-    };
+    let report = if args.repair { repair(args, output)? } else { scan_read_only(args, output)? };
     let remaining = if report.salvaged {
         // Salvage dropped the damage; what it could not clean stays.
         !report.salvage_pinned.is_empty()
     } else {
-        !report.damage.is_empty() || latched
+        !report.damage.is_empty()
     };
     let document = json!({
         "path": args.pool.path,
@@ -81,15 +74,37 @@ pub fn run(args: &CheckArgs, output: &Output) -> Result {
     Ok(if remaining { Outcome::Damage } else { Outcome::Ok })
 }
 
-/// The full verifying scan of a pool without replicas, on a read-only mapping.
-fn scan_read_only(args: &CheckArgs, output: &Output) -> Result<RecoveryReport> {
-    let path = &args.pool.path;
+/// Map `path` read-only as member `member`.
+fn map_read_only(args: &CheckArgs, path: &Path, member: u8) -> Result<MappedMedium> {
     let len = std::fs::metadata(path).map_err(|e| Failure::new(path.display(), e))?.len();
     let map = MapOptions::new()
         .mode(ModeRequest::from(mcstore_engine::Mode::from(args.pool.mode)))
         .max_len(len.max(4096))
+        .member(MemberId(member))
         .read_only(true);
-    let medium = MappedMedium::open(path, &map).map_err(|e| Failure::pool(path, e))?;
+    MappedMedium::open(path, &map).map_err(|e| Failure::pool(path, e))
+}
+
+/// The full verifying scan on read-only mappings: of the pool, or of its replica set (opened
+/// read-only: members checked against the set table, nothing reconciled or repaired; a read
+/// the primary fails is served by a replica that holds the bytes).
+fn scan_read_only(args: &CheckArgs, output: &Output) -> Result<RecoveryReport> {
+    let path = &args.pool.path;
+    let primary = map_read_only(args, path, 0)?;
+    let mode = primary.mode().as_str().to_string();
+    let medium: Arc<dyn Medium> = if args.pool.replicas.is_empty() {
+        Arc::new(primary)
+    } else {
+        let mut members: Vec<Option<Arc<dyn Medium>>> = vec![Some(Arc::new(primary))];
+        for (i, replica) in args.pool.replicas.iter().enumerate() {
+            let member = u8::try_from(i + 1).unwrap_or(u8::MAX);
+            members.push(Some(Arc::new(map_read_only(args, replica, member)?)));
+        }
+        let options = OpenSetOptions { read_only: true, ..OpenSetOptions::default() };
+        let (set, _) = ReplicaSet::open(members, options)
+            .map_err(|e| Failure::new("opening the replica set", e))?;
+        set.medium()
+    };
     let bar = output.bar(0, "checking", false);
     let hook = bar.clone();
     let options = ScanOptions {
@@ -97,10 +112,10 @@ fn scan_read_only(args: &CheckArgs, output: &Output) -> Result<RecoveryReport> {
             hook.set_length(u64::from(p.segments_total));
             hook.set_position(u64::from(p.segments_done));
         })),
-        mode: medium.mode().as_str().to_string(),
+        mode,
         ..ScanOptions::default()
     };
-    let scanned = scan::recover(&medium, &options);
+    let scanned = scan::recover(medium.as_ref(), &options);
     bar.finish_and_clear();
     match scanned {
         Ok(recovered) => Ok(recovered.report),
