@@ -54,7 +54,9 @@ impl PoolArgs {
     /// grows it to the library's default size), no background work, a recovery progress bar
     /// over the segments.
     pub fn options(&self, output: &Output) -> Options {
-        let bar = output.bar(0, "recovering", false);
+        // The bar appears at the first progress report, so a failed open draws nothing.
+        let output = *output;
+        let bar: std::sync::OnceLock<indicatif::ProgressBar> = std::sync::OnceLock::new();
         let current_bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         let options = Options::default()
             .size_bytes(current_bytes)
@@ -62,7 +64,8 @@ impl PoolArgs {
             .background(false)
             .compaction_interval(None)
             .on_recovery_progress(move |progress| {
-                bar.set_length(u64::from(progress.segments_total));
+                let total = u64::from(progress.segments_total);
+                let bar = bar.get_or_init(|| output.bar(total, "recovering", false));
                 bar.set_position(u64::from(progress.segments_done));
                 if progress.segments_done >= progress.segments_total {
                     bar.finish_and_clear();

@@ -234,6 +234,12 @@ fn a_badblocks_entry_is_poison_that_check_reports_and_clear_removes() {
             && page < r[0].as_u64().unwrap() + r[1].as_u64().unwrap()),
         "{check}"
     );
+    // scrub's open meets the listed range; info still describes the (latched) store.
+    let scrub = json(&["scrub", s(&path), "--json"], 2);
+    assert_eq!(scrub["opened"], false);
+    assert!(!scrub["recovery"]["damage"].as_array().unwrap().is_empty());
+    let info = json(&["info", s(&path), "--json"], 0);
+    assert_eq!(info["failed"], true);
     let cleared = json(&["badblocks", s(&path), "clear", "--json"], 0);
     assert_eq!(cleared["ranges"], serde_json::json!([]));
     json(&["check", s(&path), "--json"], 0);
