@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::limits::{CLIENTS_MAX_DEFAULT, REQUEST_BYTES_MAX_DEFAULT};
+use crate::limits::{CLIENTS_MAX_DEFAULT, REQUEST_BYTES_MAX_DEFAULT, WORKERS_DEFAULT};
 
 /// How the server runs. `ServerConfig::default()` listens on 127.0.0.1:6379 without a password.
 #[derive(Clone, Debug)]
@@ -29,6 +29,9 @@ pub struct ServerConfig {
     /// repairs from a replica does I/O. Writes always run off the reactor. Default: true
     /// (measured in `docs/server.md`).
     pub inline_reads: bool,
+    /// Run engine calls on a fixed pool of this many threads (default `WORKERS_DEFAULT`);
+    /// `None`: tokio's `spawn_blocking` pool instead (slower, measured in `docs/server.md`).
+    pub blocking_workers: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             idle_timeout: None,
             halt_on_media: false,
             inline_reads: true,
+            blocking_workers: Some(WORKERS_DEFAULT),
         }
     }
 }

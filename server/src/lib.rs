@@ -17,6 +17,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod store;
+pub mod workers;
 
 pub use config::{ServerConfig, server_policy};
 pub use errors::ServerError;

@@ -38,3 +38,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes discarded while lingering.
 pub const LINGER_BYTES_MAX: usize = 16 << 20;
+/// Worker threads engine calls run on by default (`ServerConfig::blocking_workers`): measured
+/// 1.3-1.6x the SET rate of `spawn_blocking` on 2 cores with 50 clients (`docs/server.md`).
+/// More than the cores, so writers waiting in one group commit and a slow KEYS do not stall
+/// the others.
+pub const WORKERS_DEFAULT: usize = 16;

@@ -49,6 +49,9 @@ struct Cli {
     /// Run point reads on a blocking-pool thread too (by default they run on the reactor).
     #[arg(long)]
     offload_reads: bool,
+    /// Worker threads engine calls run on; 0: tokio's spawn_blocking pool instead.
+    #[arg(long, default_value_t = limits::WORKERS_DEFAULT)]
+    workers: usize,
     /// Close connections idle this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     idle_timeout_secs: u64,
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
             .then(|| Duration::from_secs(cli.idle_timeout_secs)),
         halt_on_media: cli.halt_on_media,
         inline_reads: !cli.offload_reads,
+        blocking_workers: (cli.workers > 0).then_some(cli.workers),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -46,7 +46,14 @@ impl Server {
             .await
             .map_err(|error| ServerError::io(format!("binding {}", config.bind), error))?;
         let port = listener.local_addr().map_or(0, |addr| addr.port());
-        Ok(Server { listener, shared: Arc::new(Shared::new(db, config, port)) })
+        let workers = match config.blocking_workers {
+            Some(count) => Some(
+                crate::workers::Workers::start(count)
+                    .map_err(|error| ServerError::io("starting the worker threads", error))?,
+            ),
+            None => None,
+        };
+        Ok(Server { listener, shared: Arc::new(Shared::new(db, config, port, workers)) })
     }
 
     /// The address the server listens on (the port chosen when `bind` asked for port 0).
@@ -162,10 +169,13 @@ async fn connection(
             let (current, replies) = if inline {
                 run_batch(&shared, current, commands)
             } else {
-                let shared = Arc::clone(&shared);
-                let ran =
-                    tokio::task::spawn_blocking(move || run_batch(&shared, current, commands));
-                let Ok(ran) = ran.await else { return };
+                let job_shared = Arc::clone(&shared);
+                let job = move || run_batch(&job_shared, current, commands);
+                let ran = match &shared.workers {
+                    Some(workers) => workers.run(job).await,
+                    None => tokio::task::spawn_blocking(job).await.ok(),
+                };
+                let Some(ran) = ran else { return };
                 ran
             };
             let closing = current.closing;

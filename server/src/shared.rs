@@ -38,11 +38,18 @@ pub struct Shared {
     pub error_replies: AtomicU64,
     /// TCP port the server listens on (for INFO).
     pub port: u16,
+    /// The worker pool engine calls run on, when configured (else `spawn_blocking`).
+    pub workers: Option<crate::workers::Workers>,
 }
 
 impl Shared {
     /// Fresh state for `db` served with `config` on `port`.
-    pub fn new(db: Db, config: ServerConfig, port: u16) -> Self {
+    pub fn new(
+        db: Db,
+        config: ServerConfig,
+        port: u16,
+        workers: Option<crate::workers::Workers>,
+    ) -> Self {
         Self {
             db,
             config,
@@ -55,6 +62,7 @@ impl Shared {
             commands_processed: AtomicU64::new(0),
             error_replies: AtomicU64::new(0),
             port,
+            workers,
         }
     }
 }

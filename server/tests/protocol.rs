@@ -134,11 +134,16 @@ fn hostile_input_closes_only_that_connection() {
     assert_eq!(keeper.get::<_, Vec<u8>>("big").unwrap(), big_value);
 }
 
-/// With reads sent to the blocking pool too (`--offload-reads`), replies are the same.
+/// With reads offloaded too (`--offload-reads`) and tokio's `spawn_blocking` instead of the
+/// worker pool (`--workers 0`), replies are the same.
 #[test]
 fn offloaded_reads_answer_the_same() {
     let (_sim, db) = sim_db();
-    let config = mcstore_server::ServerConfig { inline_reads: false, ..Default::default() };
+    let config = mcstore_server::ServerConfig {
+        inline_reads: false,
+        blocking_workers: None,
+        ..Default::default()
+    };
     let server = TestServer::start_with(db, config);
     let mut raw = server.raw();
     let request = b"SET a 1\r\nGET a\r\nEXISTS a b\r\nSTRLEN a\r\nPING\r\nMGET a b\r\n";
@@ -160,4 +165,22 @@ fn idle_connections_are_closed() {
     assert_eq!(read_to_close(&mut raw), b"", "closed without a reply");
     let mut fresh = server.raw();
     assert_eq!(exchange(&mut fresh, b"PING\r\n", 7), b"+PONG\r\n");
+}
+
+/// With a fixed worker pool instead of `spawn_blocking`, replies are the same, writes included.
+#[test]
+fn a_worker_pool_runs_the_same_commands() {
+    let (_sim, db) = sim_db();
+    let config = mcstore_server::ServerConfig {
+        inline_reads: false,
+        blocking_workers: Some(2),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(db, config);
+    let mut raw = server.raw();
+    let request = b"SET a 1\r\nINCR a\r\nMULTI\r\nINCR a\r\nGET a\r\nEXEC\r\nMGET a b\r\n";
+    let want = b"+OK\r\n:2\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:3\r\n$1\r\n3\r\n*2\r\n$1\r\n3\r\n$-1\r\n";
+    assert_eq!(exchange(&mut raw, request, want.len()), want);
+    drop(raw);
+    server.stop().expect("the store closes with the worker pool running");
 }
