@@ -215,6 +215,15 @@ fn check_reports_a_flipped_byte_with_its_range_and_exits_2() {
     // scrub's open meets it too.
     let scrub = json(&["scrub", s(&path), "--json"], 2);
     assert_eq!(scrub["clean"], false);
+    // A plain dump stops at the record that does not verify; a salvage dump skips it and
+    // exports what survives (exit 2: something was lost).
+    assert_eq!(mcstore(&["dump", s(&path)]).status.code(), Some(1));
+    let salvaged = mcstore(&["dump", s(&path), "--salvage"]);
+    assert_eq!(salvaged.status.code(), Some(2), "{}", text(&salvaged.stderr));
+    let lines = text(&salvaged.stdout);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(lines.contains("YmVmb3Jl") && lines.contains("YWZ0ZXI="), "{lines}");
+    assert!(text(&salvaged.stderr).contains("salvage: "), "{}", text(&salvaged.stderr));
 }
 
 #[test]
