@@ -17,6 +17,8 @@ use crate::size::{human_bytes, parse_size};
 
 /// The pool `serve` uses when none is named.
 pub const DEFAULT_POOL: &str = "mcstore.pool";
+/// Its size when `serve` creates it.
+pub const DEFAULT_POOL_BYTES: u64 = 1 << 30;
 
 /// Serve a pool over the Redis protocol (redis-cli, redis-benchmark and Redis clients work);
 /// writes are acknowledged after the commit barrier. Stops on SIGINT/SIGTERM.
@@ -91,7 +93,7 @@ fn open(args: &ServeArgs, path: &PathBuf) -> Result<Db> {
     if !args.replicas.is_empty() {
         options = options.replicas(args.replicas.iter().cloned());
     }
-    let create_size = args.create_size.or(args.path.is_none().then_some(1 << 30));
+    let create_size = args.create_size.or(args.path.is_none().then_some(DEFAULT_POOL_BYTES));
     let opened = match create_size {
         Some(size) => Db::open_or_create(path, options.size_bytes(size)),
         None => Db::open(path, options),
@@ -122,6 +124,10 @@ pub fn run(args: &ServeArgs, output: &Output) -> Result {
         .enable_all()
         .build()
         .map_err(|e| Failure::new("starting the runtime", e))?;
+    if !path.exists() && (args.create_size.is_some() || args.path.is_none()) {
+        let size = args.create_size.unwrap_or(DEFAULT_POOL_BYTES);
+        output.note(&format!("mcstore serve: creating {} ({})", path.display(), human_bytes(size)));
+    }
     let db = open(args, &path)?;
     let stats = db.stats();
     // Built from `new` so fields the server adds later keep their defaults.
