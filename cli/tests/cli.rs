@@ -74,6 +74,11 @@ fn fill(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     db.put([0u8, 255, b'\n', b'"'], b"binary\r\nvalue\0").unwrap();
     db.put("empty", b"").unwrap();
+    // Larger than a load batch (a quarter of a 1 MiB segment): written on its own.
+    db.put("big", vec![0xab; 300 << 10]).unwrap();
+    for i in 0..1500u32 {
+        db.put(format!("small:{i:05}"), format!("{i}").repeat(40)).unwrap();
+    }
     db.close().unwrap();
     contents(path)
 }
@@ -143,6 +148,8 @@ fn dump_then_load_into_a_new_pool_round_trips_exactly() {
     let target = create(dir.path(), "target");
     let loaded = json(&["load", s(&target), s(&file), "--json"], 0);
     assert_eq!(loaded["records"], expected.len());
+    // The big value alone, the small records in several batches.
+    assert!(loaded["batches"].as_u64().unwrap() >= 3, "{loaded}");
     assert_eq!(contents(&target), expected);
     // From stdin, into a third pool, with a prefix.
     let third = create(dir.path(), "third");
