@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// inline; see docs/server.md).
     #[arg(long)]
     pub offload_reads: bool,
+    /// Worker threads engine calls run on; 0: tokio's spawn_blocking pool instead.
+    #[arg(long, default_value_t = limits::WORKERS_DEFAULT)]
+    pub workers: usize,
     /// How to map the pool file.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
@@ -139,6 +142,7 @@ pub fn run(args: &ServeArgs, output: &Output) -> Result {
         (args.idle_timeout_secs > 0).then(|| Duration::from_secs(args.idle_timeout_secs));
     config.halt_on_media = args.halt_on_media;
     config.inline_reads = !args.offload_reads;
+    config.blocking_workers = (args.workers > 0).then_some(args.workers);
     let served = runtime.block_on(async {
         let server = Server::bind(db, config).await?;
         let addr = server.local_addr()?;
