@@ -22,4 +22,4 @@ pub mod workers;
 pub use config::{ServerConfig, server_policy};
 pub use errors::ServerError;
 pub use reply::Reply;
-pub use server::{Server, serve};
+pub use server::{Server, serve, shutdown_signal};

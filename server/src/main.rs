@@ -102,22 +102,6 @@ fn open(cli: &Cli) -> Result<Db, mcstore_engine::Error> {
     }
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    eprintln!("mcstore-server: signal received, shutting down");
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let db = match open(&cli) {
@@ -153,7 +137,7 @@ fn main() -> ExitCode {
             cli.pool.display(),
             Durability::from(cli.durability)
         );
-        server.run(shutdown_signal()).await
+        server.run(mcstore_server::shutdown_signal("mcstore-server")).await
     });
     match served {
         Ok(()) => {

@@ -273,3 +273,22 @@ fn run_batch(shared: &Shared, mut session: Session, commands: Vec<Args>) -> (Ses
     }
     (session, out)
 }
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM, after printing `"{who}: signal received,
+/// shutting down"` on stderr: the shutdown future the binaries (`mcstore-server`, `mcstore
+/// serve`) hand to [`Server::run`].
+pub async fn shutdown_signal(who: &str) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    eprintln!("{who}: signal received, shutting down");
+}

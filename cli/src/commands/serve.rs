@@ -104,22 +104,6 @@ fn open(args: &ServeArgs, path: &PathBuf) -> Result<Db> {
     opened.map_err(|e| Failure::pool(path, e))
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    eprintln!("mcstore serve: signal received, shutting down");
-}
-
 /// Run `serve`.
 pub fn run(args: &ServeArgs, output: &Output) -> Result {
     let path = args.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_POOL));
@@ -165,7 +149,7 @@ pub fn run(args: &ServeArgs, output: &Output) -> Result {
                 Durability::from(args.durability),
             )
         });
-        server.run(shutdown_signal()).await
+        server.run(mcstore_server::shutdown_signal("mcstore serve")).await
     });
     served.map_err(|e| Failure::new("serve", e))?;
     eprintln!("mcstore serve: store closed cleanly");
