@@ -71,7 +71,7 @@ impl Db {
     }
 
     /// Open the pool file at `path` (`Error::NotFound` if absent). The pool grows to
-    /// `options.size_bytes` if it is smaller (unless read-only).
+    /// `options.size_bytes` if that was set and the pool is smaller (unless read-only).
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let path = path.as_ref();
         options.validate(false)?;
@@ -82,7 +82,7 @@ impl Db {
         let mode = medium.mode().as_str();
         let wanted = options.size_bytes.next_multiple_of(POOL_SIZE_ALIGN);
         let len = medium.len();
-        if !options.read_only && len < wanted {
+        if !options.read_only && options.size_explicit && len < wanted {
             medium.grow(wanted).map_err(|error| match error {
                 mcstore_pmem::Error::OutOfSpace { .. } => {
                     Error::OutOfSpace { needed: wanted - len, pool_bytes: len, max_bytes: wanted }
@@ -614,8 +614,15 @@ mod tests {
         let db = Db::open(&path, options.clone().size_bytes(1 << 20)).unwrap();
         assert_eq!(db.stats().pool_bytes, 1 << 20);
         db.close().unwrap();
-        let db = Db::open(&path, options.size_bytes(256 << 10)).unwrap();
+        let db = Db::open(&path, options.clone().size_bytes(256 << 10)).unwrap();
         assert_eq!(db.stats().pool_bytes, 1 << 20);
+        db.close().unwrap();
+        // Without an explicit size an open keeps the pool's size (the default is for create).
+        let path = dir.path().join("small");
+        Db::create(&path, options.clone().size_bytes(512 << 10)).unwrap().close().unwrap();
+        let db = Db::open(&path, options).unwrap();
+        assert_eq!(db.stats().pool_bytes, 512 << 10);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 512 << 10);
     }
 
     #[test]

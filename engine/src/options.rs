@@ -63,6 +63,8 @@ pub type ProgressHook = Arc<dyn Fn(Progress) + Send + Sync>;
 #[derive(Clone)]
 pub struct Options {
     pub(crate) size_bytes: u64,
+    /// `size_bytes` was set by the caller (an open grows the pool only then).
+    pub(crate) size_explicit: bool,
     pub(crate) max_size_bytes: Option<u64>,
     pub(crate) mode: Mode,
     pub(crate) durability: Durability,
@@ -92,6 +94,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             size_bytes: limits::DEFAULT_POOL_BYTES,
+            size_explicit: false,
             max_size_bytes: None,
             mode: Mode::Auto,
             durability: Durability::Immediate,
@@ -126,10 +129,12 @@ impl Options {
         self
     }
 
-    /// Pool size. At create: the size. At open: a minimum (the pool grows to it, never shrinks).
+    /// Pool size. At create: the size (default 64 MiB). At open, when set: a minimum (the pool
+    /// grows to it, never shrinks); when not set, an open keeps the pool's size.
     #[must_use]
     pub fn size_bytes(mut self, bytes: u64) -> Self {
         self.size_bytes = bytes;
+        self.size_explicit = true;
         self
     }
 

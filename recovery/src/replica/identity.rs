@@ -91,6 +91,36 @@ impl MemberRewrite for SuperblockRewrite {
     }
 }
 
+/// A replica whose superblock slots are poisoned and none of them decodes (it was given, but
+/// reads as "no readable superblock"): rewrite its superblock from `sb` (the reference
+/// member's, re-encoded with this member's identity) through `Medium::repair`, which clears the
+/// poison; the other slot, if poisoned, is zeroed the same way. Only poison is healed — a slot
+/// that reads clean but does not decode is not this set's, and stays refused. Whether it was
+/// rewritten; `false` leaves the member as it was (the open then reports it missing).
+pub(crate) fn heal_poisoned_superblock(medium: &dyn mcstore_pmem::Medium, sb: &Superblock) -> bool {
+    let poisoned: Vec<bool> = SUPERBLOCK_SLOT_OFFSETS
+        .iter()
+        .map(|&offset| {
+            let mut bytes = [0u8; SUPERBLOCK_BYTES];
+            let mut register = mcstore_pmem::ErrorRegister::deferred();
+            medium.read(offset, &mut bytes, &mut register, mcstore_pmem::Domain::Engine).is_ok()
+                && !register.is_clean()
+        })
+        .collect();
+    if !poisoned.iter().any(|&p| p) {
+        return false;
+    }
+    let current = sb.slot();
+    // PERSIST: `repair` persists what it writes before it returns; the current slot first, so
+    // a crash between the two leaves a decodable superblock.
+    if medium.repair(SUPERBLOCK_SLOT_OFFSETS[current], &sb.encode()).is_err() {
+        return false;
+    }
+    let other = 1 - current;
+    !poisoned[other]
+        || medium.repair(SUPERBLOCK_SLOT_OFFSETS[other], &[0u8; SUPERBLOCK_BYTES]).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

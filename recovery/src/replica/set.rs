@@ -50,7 +50,8 @@ pub struct OpenReport {
     pub states: Vec<MemberState>,
     /// Members left out or found stale, and why.
     pub degraded: Vec<(MemberId, String)>,
-    /// Members whose superblocks were rewritten from the primary's (they lagged a generation).
+    /// Members whose superblocks were rewritten from the primary's (they lagged a generation,
+    /// or both their slots were poisoned).
     pub superblocks_reconciled: Vec<MemberId>,
     /// `(member, segments)` whose header, tail and committed bytes were brought to the primary's.
     pub segments_reconciled: Vec<(MemberId, u32)>,
@@ -198,7 +199,7 @@ impl ReplicaSet {
                 reason: "the primary was not given".into(),
             });
         };
-        let superblocks: Vec<Option<Superblock>> =
+        let mut superblocks: Vec<Option<Superblock>> =
             members.iter().map(|m| m.as_ref().and_then(|m| read_superblock(m.as_ref()))).collect();
         // The newest table any member holds: in-sync members carry the newest generation; a
         // stale member's copy is older and loses.
@@ -222,7 +223,28 @@ impl ReplicaSet {
                 given: members.len(),
             });
         }
+        let mut healed_superblocks = Vec::new();
+        if !options.read_only {
+            // A replica whose superblock is poisoned is still this set's member (the table
+            // names it): its superblock is re-encoded from the reference, as reconcile would.
+            for (i, given) in members.iter().enumerate().skip(1) {
+                if let (Some(medium), None) = (given, &superblocks[i]) {
+                    let listed = table.members[i];
+                    let sb = Superblock {
+                        pool_uuid: listed.pool_uuid,
+                        member_index: i as u32,
+                        member_state: listed.state,
+                        ..reference.clone()
+                    };
+                    if super::identity::heal_poisoned_superblock(medium.as_ref(), &sb) {
+                        superblocks[i] = Some(sb);
+                        healed_superblocks.push(MemberId(i as u8));
+                    }
+                }
+            }
+        }
         let mut report = OpenReport::default();
+        report.superblocks_reconciled.extend(healed_superblocks);
         let mut media: Vec<Arc<dyn Medium>> = Vec::with_capacity(table.members.len());
         let mut identities = Vec::with_capacity(table.members.len());
         let primary_generation = superblocks[0].as_ref().map(|sb| sb.generation);
@@ -588,6 +610,36 @@ pub(crate) mod tests {
         );
         assert_eq!(report.degraded[0].0, MemberId(2));
         assert!(set.poolset().is_degraded());
+    }
+
+    /// Found by the `poison_ops` fuzz target: a replica whose superblock slots are all poisoned
+    /// (the second slot never written yet) is healed from the primary's superblock with its own
+    /// identity; one whose slots read clean but are not a superblock is still refused.
+    #[test]
+    fn a_replica_with_every_superblock_slot_poisoned_is_rewritten() {
+        let sims = sims(2);
+        let set = ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+        fill(&set, 3);
+        let before = read_superblock(sims[1].as_ref()).unwrap();
+        drop(set);
+        for offset in SUPERBLOCK_SLOT_OFFSETS {
+            sims[1].inject_poison(offset, 64).unwrap();
+        }
+        assert!(read_superblock(sims[1].as_ref()).is_none());
+        let (set, report) = ReplicaSet::open(given(&sims), OpenSetOptions::default()).unwrap();
+        assert_eq!(report.superblocks_reconciled, vec![MemberId(1)]);
+        assert!(sims[1].poisoned_ranges().is_empty());
+        let after = read_superblock(sims[1].as_ref()).unwrap();
+        assert_eq!((after.pool_uuid, after.member_index), (before.pool_uuid, 1));
+        assert_eq!(after.generation, read_superblock(sims[0].as_ref()).unwrap().generation);
+        drop(set);
+
+        // Garbage that reads clean is not this set's superblock: refused as before.
+        for offset in SUPERBLOCK_SLOT_OFFSETS {
+            sims[1].write(offset, &[0x5a; 64]).unwrap();
+        }
+        let refused = ReplicaSet::open(given(&sims), OpenSetOptions::default());
+        assert!(matches!(refused, Err(ReplicaError::MissingMember { .. })), "{:?}", refused.err());
     }
 
     #[test]
