@@ -12,8 +12,8 @@ use mcstore_pmem::{Domain, ErrorRegister, Medium, MemberId, read_u64};
 
 use super::set::{ReplicaSet, Result, read_superblock};
 use crate::format::{
-    SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId,
-    Superblock,
+    SEGMENT_DATA_OFFSET, SEGMENT_TAIL_OFFSET, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS,
+    SegmentHeader, SegmentId, Superblock,
 };
 
 pub use crate::sites::{RECONCILE_DATA, RECONCILE_LINES};
@@ -32,6 +32,12 @@ fn read_clean(medium: &dyn Medium, offset: u64, len: u64) -> Option<Vec<u8>> {
     let mut register = ErrorRegister::deferred();
     medium.read(offset, &mut bytes, &mut register, Domain::Engine).ok()?;
     register.is_clean().then_some(bytes)
+}
+
+/// The tail word held in a segment's header and tail lines.
+fn tail_word(lines: &[u8]) -> u64 {
+    let at = SEGMENT_TAIL_OFFSET as usize;
+    lines.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(u64::MAX, u64::from_le_bytes)
 }
 
 /// Bring `member` to the primary's superblocks and committed tails. A member whose writes fail
@@ -110,7 +116,11 @@ fn reconcile_segments(
             continue;
         }
         let tail = match SegmentHeader::decode(&lines) {
-            Ok(None) => 0,
+            // A free segment: its tail word must be zero too. A tail word in a segment with no
+            // header is damage (the scan reports it and heals it from this replica); copying it
+            // would leave no good copy.
+            Ok(None) if tail_word(&lines) == 0 => 0,
+            Ok(None) => continue,
             Ok(Some(header)) if header.set_uuid == set.set_uuid => {
                 let mut register = ErrorRegister::deferred();
                 let word = read_u64(primary, g.tail_offset(id), &mut register, Domain::Engine)?;
@@ -145,4 +155,43 @@ fn reconcile_segments(
         reconciled += 1;
     }
     Ok(reconciled)
+}
+
+#[cfg(test)]
+mod tests {
+    use mcstore_pmem::{Domain, ErrorRegister, Medium, read_u64};
+
+    use crate::format::SegmentId;
+    use crate::replica::set::tests::{dyns, fill, given, params, sims};
+    use crate::replica::{OpenSetOptions, ReplicaSet};
+    use crate::scan::ScanOptions;
+
+    #[test]
+    fn a_tail_word_in_a_free_segment_of_the_primary_is_healed_not_copied() {
+        let sims = sims(2);
+        let set = ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+        fill(&set, 3);
+        let g = set.geometry();
+        let free = SegmentId(2);
+        assert!(g.segment_count(sims[0].len()) > 2);
+        drop(set);
+        // Lost bytes over a free segment's tail line of the primary (they read clean: poison
+        // cleared without its data, or a stray store).
+        let garbage = 0xa5a5_a5a5_a5a5_a5a5;
+        sims[0].store_u64(g.tail_offset(free), garbage).unwrap();
+        let word = |medium: &dyn Medium| {
+            let mut register = ErrorRegister::deferred();
+            let word = read_u64(medium, g.tail_offset(free), &mut register, Domain::Engine);
+            assert!(register.is_clean());
+            word.unwrap()
+        };
+
+        let (set, report) = ReplicaSet::open(given(&sims), OpenSetOptions::default()).unwrap();
+        assert!(report.segments_reconciled.is_empty(), "{:?}", report.segments_reconciled);
+        assert_eq!(word(sims[1].as_ref()), 0, "the garbage reached the replica");
+        let rec = set.recover(ScanOptions::default()).unwrap();
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+        assert_eq!((rec.report.damage_found, rec.report.damage_repaired), (1, 1));
+        assert_eq!(word(sims[0].as_ref()), 0, "the primary was not healed");
+    }
 }
