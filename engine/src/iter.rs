@@ -3,17 +3,14 @@
 //! Keys are fetched from the ordered index in chunks (at most `ITER_CHUNK_KEYS` key handles
 //! copied under the ordered set's mutex, so writers wait at most that long); each key's value is
 //! read lock-free through the barrier when the item is produced. A fetched chunk is warmed first
-//! (the software prefetch: its index slots are prefetched, then its records' first and last
-//! lines are loaded back to back, so their cache misses overlap instead of costing one dependent
-//! miss per item). INVARIANT: the front and back cursors
+//! (the software prefetch: its index slots are prefetched, then its records' lines, back to back,
+//! so their cache misses overlap instead of costing one dependent miss per item). INVARIANT: the front and back cursors
 //! bound a shrinking unclaimed range, so no key is produced twice; a key removed before its item
 //! is produced is skipped; every key live for the whole iteration is produced exactly once.
 
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
-
-use mcstore_pmem::{Domain, ErrorRegister};
 
 use crate::db::Db;
 use crate::error::Result;
@@ -45,6 +42,10 @@ pub struct Iter {
 /// a whole `ITER_CHUNK_KEYS` chunk it will not use.
 const FIRST_CHUNK_KEYS: usize = 16;
 
+/// Bytes of a record's start a chunk's warm-up prefetches (its last line too, when longer): a
+/// large value is streamed by its own read, not pulled in ahead of time.
+const WARM_RECORD_BYTES: u64 = 256;
+
 impl std::fmt::Debug for Iter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Iter").field("low", &self.low).field("high", &self.high).finish()
@@ -69,24 +70,23 @@ impl Iter {
         }
     }
 
-    /// Load the index entries and the records' first and last lines of `keys` into the cache,
-    /// one independent load after another. Nothing read here is used: each item is looked up
-    /// and read again, verified, when produced (a key may change meanwhile). A fault met here
-    /// is dropped with its register; the real read meets it again and reports it.
+    /// Start loading the index entries of `keys`, then their records' lines, into the cache:
+    /// prefetches only, issued back to back so their misses overlap instead of costing one
+    /// dependent miss per item. Nothing is read from the medium here (a prefetch meets no
+    /// fault): each item is looked up and read, verified, when produced (a key may change
+    /// meanwhile).
     fn warm(&self, keys: &[IndexKey]) {
         let inner = &self.db.inner;
-        let _reader = inner.epochs.enter();
         for key in keys {
             inner.index.prefetch(key);
         }
-        let locations: Vec<_> = keys.iter().filter_map(|key| inner.index.get(key)).collect();
-        let mut word = [0u8; 8];
-        let mut register = ErrorRegister::deferred();
-        for location in locations {
-            let last = location.offset + u64::from(location.len).saturating_sub(8);
-            for at in [location.offset, last] {
-                if inner.medium.read(at, &mut word, &mut register, Domain::User).is_err() {
-                    return;
+        let _reader = inner.epochs.enter();
+        for key in keys {
+            if let Some(location) = inner.index.get(key) {
+                let len = u64::from(location.len);
+                inner.medium.prefetch(location.offset, len.min(WARM_RECORD_BYTES));
+                if len > WARM_RECORD_BYTES {
+                    inner.medium.prefetch(location.offset + len - 8, 8);
                 }
             }
         }

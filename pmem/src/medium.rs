@@ -68,6 +68,13 @@ pub trait Medium: Send + Sync {
         Ok(())
     }
 
+    /// Start loading the lines of `[offset, offset + len)` toward the cache, so that reads soon
+    /// after miss less (a hint: no read happens, no fault is met or recorded, out-of-bounds
+    /// ranges are ignored). Default: nothing.
+    fn prefetch(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+
     /// Write back the cache lines (or pages) of `[offset, offset + len)`; ordered by `fence`.
     fn flush(&self, offset: u64, len: u64) -> Result<()>;
 

@@ -373,6 +373,11 @@ impl Medium for PoolSet {
         self.members.iter().all(|m| m.medium.writes_through())
     }
 
+    /// The primary's lines: reads are served from it.
+    fn prefetch(&self, offset: u64, len: u64) {
+        self.members[0].medium.prefetch(offset, len);
+    }
+
     /// Every member not stale (a hint: a member's failure is ignored here, its writes report it).
     fn prefault(&self, offset: u64, len: u64) -> Result<()> {
         for (i, member) in self.members.iter().enumerate() {
