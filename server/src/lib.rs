@@ -5,6 +5,7 @@
 //! limits: `docs/server.md`.
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod commands;
 pub mod config;
 pub mod cursor;
@@ -19,6 +20,7 @@ pub mod shared;
 pub mod store;
 pub mod workers;
 
+pub use args::{DurabilityArg, parse_size};
 pub use config::{ServerConfig, server_policy};
 pub use errors::ServerError;
 pub use reply::Reply;

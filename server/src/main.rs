@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use mcstore_engine::{Db, Durability, Options};
-use mcstore_server::{ServerConfig, limits, server_policy};
+use mcstore_server::{DurabilityArg, ServerConfig, limits, parse_size, server_policy};
 
 /// Serve an mcstore pool over the Redis protocol (redis-cli, redis-benchmark and Redis client
 /// libraries work unchanged). Writes are acknowledged after the store's commit barrier.
@@ -55,38 +55,6 @@ struct Cli {
     /// Close connections idle this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     idle_timeout_secs: u64,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum DurabilityArg {
-    Immediate,
-    Eventual,
-    None,
-}
-
-impl From<DurabilityArg> for Durability {
-    fn from(arg: DurabilityArg) -> Self {
-        match arg {
-            DurabilityArg::Immediate => Durability::Immediate,
-            DurabilityArg::Eventual => Durability::Eventual,
-            DurabilityArg::None => Durability::None,
-        }
-    }
-}
-
-/// `123`, `64K`, `64M`, `2G` (binary multiples; a trailing `B`/`iB` is accepted).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let upper = text.trim().to_ascii_uppercase();
-    let digits = upper.trim_end_matches('B').trim_end_matches('I');
-    let (number, shift) = match digits.chars().last() {
-        Some('K') => (&digits[..digits.len() - 1], 10),
-        Some('M') => (&digits[..digits.len() - 1], 20),
-        Some('G') => (&digits[..digits.len() - 1], 30),
-        Some('T') => (&digits[..digits.len() - 1], 40),
-        _ => (digits, 0),
-    };
-    let value: u64 = number.trim().parse().map_err(|_| format!("not a size: {text}"))?;
-    value.checked_mul(1 << shift).ok_or_else(|| format!("size too large: {text}"))
 }
 
 fn open(cli: &Cli) -> Result<Db, mcstore_engine::Error> {
@@ -156,16 +124,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_size("1k"), Ok(1024));
-        assert!(parse_size("x").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
-
-    #[test]
     fn the_command_line_parses() {
         let cli = Cli::try_parse_from([
             "mcstore-server",
@@ -186,5 +144,15 @@ mod tests {
         assert_eq!(cli.replicas.len(), 2);
         assert!(cli.halt_on_media);
         assert_eq!(Durability::from(cli.durability), Durability::Eventual);
+    }
+
+    /// The sizes are the library's strict parser (shared with `mcstore serve`).
+    #[test]
+    fn malformed_sizes_are_refused() {
+        for bad in ["5iB", "1 G", "1.5G"] {
+            let parsed =
+                Cli::try_parse_from(["mcstore-server", "--pool", "/p", "--create-size", bad]);
+            assert!(parsed.is_err(), "{bad:?} parsed");
+        }
     }
 }

@@ -5,9 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::ValueEnum;
 use mcstore_engine::{Db, Durability, Options};
-use mcstore_server::{Server, ServerConfig, limits, server_policy};
+use mcstore_server::{DurabilityArg, Server, ServerConfig, limits, server_policy};
 use serde_json::json;
 
 use crate::failure::{Failure, Outcome, Result};
@@ -65,27 +64,6 @@ pub struct ServeArgs {
     /// How to map the pool file.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
-}
-
-/// `--durability`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum DurabilityArg {
-    /// Acknowledged = durable.
-    Immediate,
-    /// Durable within the flush interval.
-    Eventual,
-    /// Durable at WAITAOF, close, or a later immediate write.
-    None,
-}
-
-impl From<DurabilityArg> for Durability {
-    fn from(arg: DurabilityArg) -> Self {
-        match arg {
-            DurabilityArg::Immediate => Durability::Immediate,
-            DurabilityArg::Eventual => Durability::Eventual,
-            DurabilityArg::None => Durability::None,
-        }
-    }
 }
 
 fn open(args: &ServeArgs, path: &PathBuf) -> Result<Db> {
