@@ -21,6 +21,9 @@ const MADV_POPULATE_WRITE: libc::c_int = 23;
 /// `MADV_POPULATE_READ` (Linux 5.14).
 const MADV_POPULATE_READ: libc::c_int = 22;
 
+/// Alignment of a reservation's base: the 2 MiB of an x86-64 PMD mapping.
+pub(super) const HUGE_ALIGN: u64 = 2 << 20;
+
 /// A reserved address range; pieces are mapped into it at fixed offsets.
 #[derive(Debug)]
 pub(super) struct Reservation {
@@ -73,15 +76,22 @@ fn fixed_map_error(context: &str) -> Error {
 
 impl Reservation {
     /// Reserve `len` bytes (a page multiple) of address space: `PROT_NONE`, private, anonymous,
-    /// `MAP_NORESERVE`, so it costs neither memory nor commit charge.
+    /// `MAP_NORESERVE`, so it costs neither memory nor commit charge. The base is aligned to
+    /// [`HUGE_ALIGN`] so that file pieces mapped at their own offsets can be mapped with 2 MiB
+    /// entries where the file system offers them (DAX PMD faults, tmpfs `huge=`): one TLB entry
+    /// then covers 512 pages, which random reads over a large pool otherwise miss.
     pub(super) fn new(len: u64) -> Result<Self> {
         debug_assert!(len > 0 && len.is_multiple_of(PAGE_SIZE));
         let len = usize_of(len)?;
+        let align = HUGE_ALIGN as usize;
+        let padded = len
+            .checked_add(align)
+            .ok_or_else(|| Error::io("mapping", io::Error::from_raw_os_error(libc::EFBIG)))?;
         // SAFETY: a fresh anonymous mapping at an address the kernel chooses; it overlaps nothing.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                padded,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -91,8 +101,19 @@ impl Reservation {
         if ptr == libc::MAP_FAILED {
             return Err(Error::last_os(format!("reserve {len} bytes of address space")));
         }
-        let base =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| Error::last_os("mmap returned null"))?;
+        let start = ptr.cast::<u8>();
+        let head = start.align_offset(align).min(align);
+        let tail = padded - head - len;
+        let kept = start.wrapping_add(head);
+        for (at, slack) in [(start, head), (kept.wrapping_add(len), tail)] {
+            if slack > 0 {
+                // SAFETY: `[at, at + slack)` is padding of the mapping made above, outside the
+                // range kept; nothing refers to it.
+                let rc = unsafe { libc::munmap(at.cast(), slack) };
+                debug_assert_eq!(rc, 0, "munmap of the reservation's padding failed");
+            }
+        }
+        let base = NonNull::new(kept).ok_or_else(|| Error::last_os("mmap returned null"))?;
         Ok(Self { base, len })
     }
 
@@ -251,4 +272,21 @@ pub(super) fn empty_memfd() -> Result<OwnedFd> {
     }
     // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_is_huge_page_aligned_and_maps_over_its_whole_length() {
+        for len in [PAGE_SIZE, 3 * PAGE_SIZE, HUGE_ALIGN + PAGE_SIZE, 5 * HUGE_ALIGN] {
+            let r = Reservation::new(len).unwrap();
+            assert_eq!(r.base() as usize % HUGE_ALIGN as usize, 0);
+            assert_eq!(r.len(), len);
+            let memfd = empty_memfd().unwrap();
+            let share = Share { mode: Mode::ForcedPmem, read_only: false };
+            r.map_hole(&memfd, 0, len, share).unwrap();
+        }
+    }
 }
