@@ -12,8 +12,9 @@
 
 pub use mcstore_engine::{
     Batch, BatchOp, CasError, CompactionSummary, Db, Domain, DomainPolicy, Durability,
-    EngineFallback, Error, HaltHook, HaltReport, Iter, MemberId, Mode, Options, Policy, Progress,
-    ProgressHook, RecoveryReport, Result, Stats, Transaction, UserFallback, Value, limits,
+    EngineFallback, Error, HaltHook, HaltReport, Iter, Keys, MemberId, Mode, Options, Policy,
+    Progress, ProgressHook, RecoveryReport, Result, Stats, Transaction, UserFallback, Value,
+    limits,
 };
 pub use mcstore_pmem as pmem;
 pub use mcstore_recovery as recovery;

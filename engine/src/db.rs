@@ -20,7 +20,7 @@ use crate::background::Background;
 use crate::commit::CommitQueue;
 use crate::error::Result;
 use crate::index::{Index, Location};
-use crate::iter::Iter;
+use crate::iter::{Iter, Keys};
 use crate::latch::Latch;
 use crate::options::{Durability, Options};
 use crate::read::{read_value_into, user_fallback};
@@ -113,6 +113,16 @@ impl Db {
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let own = |bound: Bound<&K>| bound.map(|k| Arc::<[u8]>::from(k.as_ref()));
         Iter::new(self.clone(), own(range.start_bound()), own(range.end_bound()))
+    }
+
+    /// The keys in `range` without their values, ascending (`.rev()` for descending): the
+    /// in-memory index alone, so no item reads the medium or meets a media error. Keys removed
+    /// before their turn are skipped; keys written during the iteration may or may not appear.
+    /// Refused when the store has failed (as `contains_key`).
+    pub fn keys<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Keys> {
+        self.inner.latch.check()?;
+        let own = |bound: Bound<&K>| bound.map(|k| Arc::<[u8]>::from(k.as_ref()));
+        Ok(Keys::new(self.clone(), own(range.start_bound()), own(range.end_bound())))
     }
 
     /// Iterate over the keys starting with `prefix`.

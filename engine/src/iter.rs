@@ -1,4 +1,5 @@
-//! `Iter`: ordered, double-ended iteration over a key range.
+//! `Iter` and `Keys`: ordered, double-ended iteration over a key range (`Keys` reads the index
+//! only).
 //!
 //! Keys are fetched from the ordered index in chunks (at most `ITER_CHUNK_KEYS` key handles
 //! copied under the ordered set's mutex, so writers wait at most that long); each key's value is
@@ -22,6 +23,20 @@ use crate::value::Value;
 /// An item that cannot be read is an `Err` item; iteration continues after it.
 pub struct Iter {
     db: Db,
+    cursor: Cursor,
+    /// The value buffer reads reuse.
+    buf: Vec<u8>,
+}
+
+/// Iterator over the keys of a range, ascending (`.rev()` for descending): the index alone,
+/// no value is read, so no item meets a media error. Same guarantees as [`Iter`].
+pub struct Keys {
+    db: Db,
+    cursor: Cursor,
+}
+
+/// The two ends of a range iteration over the ordered index.
+struct Cursor {
     /// Lower bound of the keys not yet fetched by either end.
     low: Bound<Arc<[u8]>>,
     /// Upper bound of the keys not yet fetched by either end.
@@ -32,8 +47,6 @@ pub struct Iter {
     back: VecDeque<IndexKey>,
     /// Nothing is left between `low` and `high`.
     exhausted: bool,
-    /// The value buffer reads reuse.
-    buf: Vec<u8>,
     /// Chunks fetched so far by the front and the back.
     refills: [u32; 2],
 }
@@ -48,7 +61,19 @@ const WARM_RECORD_BYTES: u64 = 256;
 
 impl std::fmt::Debug for Iter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Iter").field("low", &self.low).field("high", &self.high).finish()
+        f.debug_struct("Iter")
+            .field("low", &self.cursor.low)
+            .field("high", &self.cursor.high)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("low", &self.cursor.low)
+            .field("high", &self.cursor.high)
+            .finish()
     }
 }
 
@@ -56,44 +81,21 @@ fn borrow(bound: &Bound<Arc<[u8]>>) -> Bound<&[u8]> {
     bound.as_ref().map(|key| &**key)
 }
 
-impl Iter {
-    pub(crate) fn new(db: Db, low: Bound<Arc<[u8]>>, high: Bound<Arc<[u8]>>) -> Self {
+impl Cursor {
+    fn new(low: Bound<Arc<[u8]>>, high: Bound<Arc<[u8]>>) -> Self {
         Self {
-            db,
             low,
             high,
             front: VecDeque::new(),
             back: VecDeque::new(),
             exhausted: false,
-            buf: Vec::new(),
             refills: [0; 2],
         }
     }
 
-    /// Start loading the index entries of `keys`, then their records' lines, into the cache:
-    /// prefetches only, issued back to back so their misses overlap instead of costing one
-    /// dependent miss per item. Nothing is read from the medium here (a prefetch meets no
-    /// fault): each item is looked up and read, verified, when produced (a key may change
-    /// meanwhile).
-    fn warm(&self, keys: &[IndexKey]) {
-        let inner = &self.db.inner;
-        for key in keys {
-            inner.index.prefetch(key);
-        }
-        let _reader = inner.epochs.enter();
-        for key in keys {
-            if let Some(location) = inner.index.get(key) {
-                let len = u64::from(location.len);
-                inner.medium.prefetch(location.offset, len.min(WARM_RECORD_BYTES));
-                if len > WARM_RECORD_BYTES {
-                    inner.medium.prefetch(location.offset + len - 8, 8);
-                }
-            }
-        }
-    }
-
-    /// Fetch the next chunk for one end; moves that end's cursor past it.
-    fn refill(&mut self, reverse: bool) {
+    /// Fetch the next chunk for one end (handing it to `fetched` first); moves that end's
+    /// cursor past it.
+    fn refill(&mut self, db: &Db, reverse: bool, fetched: impl FnOnce(&[IndexKey])) {
         if self.exhausted {
             return;
         }
@@ -102,12 +104,12 @@ impl Iter {
             if *refills == 0 { FIRST_CHUNK_KEYS.min(ITER_CHUNK_KEYS) } else { ITER_CHUNK_KEYS };
         *refills += 1;
         let keys =
-            self.db.inner.index.keys_between(borrow(&self.low), borrow(&self.high), limit, reverse);
+            db.inner.index.keys_between(borrow(&self.low), borrow(&self.high), limit, reverse);
         let Some(last) = keys.last() else {
             self.exhausted = true;
             return;
         };
-        self.warm(&keys);
+        fetched(&keys);
         if reverse {
             self.high = Bound::Excluded(Arc::from(last.as_slice()));
             self.back.extend(keys);
@@ -119,10 +121,15 @@ impl Iter {
 
     /// The next key claimed by one end: its own buffer, a new chunk, or what the other end
     /// fetched but has not produced.
-    fn next_key(&mut self, reverse: bool) -> Option<IndexKey> {
+    fn next_key(
+        &mut self,
+        db: &Db,
+        reverse: bool,
+        fetched: impl FnOnce(&[IndexKey]),
+    ) -> Option<IndexKey> {
         let own_empty = if reverse { self.back.is_empty() } else { self.front.is_empty() };
         if own_empty {
-            self.refill(reverse);
+            self.refill(db, reverse, fetched);
         }
         if reverse {
             self.back.pop_front().or_else(|| self.front.pop_back())
@@ -130,10 +137,38 @@ impl Iter {
             self.front.pop_front().or_else(|| self.back.pop_back())
         }
     }
+}
+
+/// Start loading the index entries of `keys`, then their records' lines, into the cache:
+/// prefetches only, issued back to back so their misses overlap instead of costing one dependent
+/// miss per item. Nothing is read from the medium here (a prefetch meets no fault): each item is
+/// looked up and read, verified, when produced (a key may change meanwhile).
+fn warm(db: &Db, keys: &[IndexKey]) {
+    let inner = &db.inner;
+    for key in keys {
+        inner.index.prefetch(key);
+    }
+    let _reader = inner.epochs.enter();
+    for key in keys {
+        if let Some(location) = inner.index.get(key) {
+            let len = u64::from(location.len);
+            inner.medium.prefetch(location.offset, len.min(WARM_RECORD_BYTES));
+            if len > WARM_RECORD_BYTES {
+                inner.medium.prefetch(location.offset + len - 8, 8);
+            }
+        }
+    }
+}
+
+impl Iter {
+    pub(crate) fn new(db: Db, low: Bound<Arc<[u8]>>, high: Bound<Arc<[u8]>>) -> Self {
+        Self { db, cursor: Cursor::new(low, high), buf: Vec::new() }
+    }
 
     fn next_item(&mut self, reverse: bool) -> Option<Result<(Value, Value)>> {
         loop {
-            let key = self.next_key(reverse)?;
+            let db = &self.db;
+            let key = self.cursor.next_key(db, reverse, |keys| warm(db, keys))?;
             match self.db.inner.read(&key, &mut self.buf, "iterate") {
                 Ok(true) => {
                     let key = Value::copy_from_slice(&key);
@@ -156,6 +191,41 @@ impl Iterator for Iter {
 
 impl DoubleEndedIterator for Iter {
     fn next_back(&mut self) -> Option<Self::Item> {
+        self.next_item(true)
+    }
+}
+
+impl Keys {
+    pub(crate) fn new(db: Db, low: Bound<Arc<[u8]>>, high: Bound<Arc<[u8]>>) -> Self {
+        Self { db, cursor: Cursor::new(low, high) }
+    }
+
+    fn next_item(&mut self, reverse: bool) -> Option<Value> {
+        loop {
+            let db = &self.db;
+            let key = self.cursor.next_key(db, reverse, |keys| {
+                for key in keys {
+                    db.inner.index.prefetch(key);
+                }
+            })?;
+            // A key removed since its chunk was fetched is skipped, as `Iter` skips it.
+            if db.inner.index.get(&key).is_some() {
+                return Some(Value::copy_from_slice(&key));
+            }
+        }
+    }
+}
+
+impl Iterator for Keys {
+    type Item = Value;
+
+    fn next(&mut self) -> Option<Value> {
+        self.next_item(false)
+    }
+}
+
+impl DoubleEndedIterator for Keys {
+    fn next_back(&mut self) -> Option<Value> {
         self.next_item(true)
     }
 }
@@ -228,5 +298,32 @@ mod tests {
         assert_eq!(rest.len(), 8);
         assert!(!rest.iter().any(|(key, _)| *key == k(5)));
         assert!(rest.contains(&(k(6), b"changed".to_vec())));
+    }
+
+    #[test]
+    fn keys_list_a_range_both_ways_without_reading_values_and_skip_removed_keys() {
+        let (sim, db) = sim_db(1 << 20, small_options());
+        for i in 0..150u32 {
+            db.put(k(i), i.to_le_bytes()).unwrap();
+        }
+        let listed = |items: &mut dyn Iterator<Item = crate::Value>| -> Vec<Vec<u8>> {
+            items.map(|key| key.to_vec()).collect()
+        };
+        let all: Vec<Vec<u8>> = (0..150).map(k).collect();
+        assert_eq!(listed(&mut db.keys(k(5)..k(120)).unwrap()), all[5..120]);
+        let mut down = db.keys(..=k(40)).unwrap().rev();
+        assert_eq!(listed(&mut down), all[..=40].iter().rev().cloned().collect::<Vec<_>>());
+        let mut keys = db.keys::<Vec<u8>, _>(..).unwrap();
+        assert_eq!(keys.next().unwrap().to_vec(), k(0));
+        assert_eq!(keys.next_back().unwrap().to_vec(), k(149));
+        db.remove(k(1)).unwrap();
+        db.remove(k(148)).unwrap();
+        let rest = listed(&mut keys);
+        assert_eq!(rest, [&all[2..148], &all[149..149]].concat());
+        // Values are never read: with poison over the whole log every value read fails, and the
+        // keys are still listed.
+        sim.inject_poison(0, 1 << 20).unwrap();
+        assert!(db.iter().all(|item| item.is_err()));
+        assert_eq!(listed(&mut db.keys::<Vec<u8>, _>(..).unwrap()).len(), 148);
     }
 }

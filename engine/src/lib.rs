@@ -39,7 +39,7 @@ pub use batch::{Batch, BatchOp};
 pub use compact::CompactionSummary;
 pub use db::Db;
 pub use error::{Error, Result};
-pub use iter::Iter;
+pub use iter::{Iter, Keys};
 pub use options::{Durability, Mode, Options, ProgressHook};
 pub use policy::{DomainPolicy, EngineFallback, HaltHook, HaltReport, Policy, UserFallback};
 pub use stats::Stats;
