@@ -64,25 +64,37 @@ const ORDER_BYTES_PER_KEY: usize = 32 + 16;
 const BULK_PARALLEL_MIN: usize = 1 << 16;
 
 impl Index {
-    /// Build from `(key, location)` pairs sorted by key without duplicates (the recovered
-    /// entries): the ordered set is bulk-built while the point table is filled, on several
-    /// threads for large indexes.
+    /// Build from `(key, location)` pairs sorted by key without duplicates (see
+    /// [`Index::bulk_load_by`]).
     pub fn bulk_load(entries: impl IntoIterator<Item = (Arc<[u8]>, Location)>) -> Self {
         let entries: Vec<(Arc<[u8]>, Location)> = entries.into_iter().collect();
-        let keys: Vec<IndexKey> =
-            entries.iter().map(|(key, _)| IndexKey::from(Arc::clone(key))).collect();
+        Self::bulk_load_by(&entries, |(key, location)| Some((&key[..], *location)))
+    }
+
+    /// Build from the entries `entry` picks from `items` (recovery's entries: `None` skips an
+    /// item, e.g. a tombstone), whose keys are sorted ascending without duplicates. Nothing is
+    /// allocated per key beyond the index's own copy (short keys are held inline by both
+    /// structures): the key order is bulk-built on one thread while the point table is filled
+    /// on the others, for large indexes.
+    pub fn bulk_load_by<T, F>(items: &[T], entry: F) -> Self
+    where
+        T: Sync,
+        F: Fn(&T) -> Option<(&[u8], Location)> + Sync,
+    {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        let key_bytes = keys.iter().map(|key| key.len()).sum();
-        let count = keys.len();
-        let ((points, writer), order) = if threads <= 1 || entries.len() < BULK_PARALLEL_MIN {
-            (PointTable::build(&entries, 1, BULK_PARALLEL_MIN), KeyOrder::from_sorted(keys))
+        let keys = || items.iter().filter_map(|item| entry(item).map(|(key, _)| key));
+        let ((points, writer), (order, key_bytes)) = if threads <= 1
+            || items.len() < BULK_PARALLEL_MIN
+        {
+            (PointTable::build(items, &entry, 1, BULK_PARALLEL_MIN), KeyOrder::from_sorted(keys()))
         } else {
             std::thread::scope(|scope| {
-                let order = scope.spawn(move || KeyOrder::from_sorted(keys));
-                let points = PointTable::build(&entries, threads, BULK_PARALLEL_MIN);
+                let order = scope.spawn(|| KeyOrder::from_sorted(keys()));
+                let points = PointTable::build(items, &entry, threads, BULK_PARALLEL_MIN);
                 (points, order.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         };
+        let count = writer.live();
         Self {
             points,
             write: Mutex::new(WriteSide { points: writer, order }),

@@ -146,13 +146,18 @@ fn prefix(key: &[u8]) -> u64 {
 }
 
 impl KeyOrder {
-    /// From keys sorted ascending without duplicates (recovery's bulk load).
-    pub(crate) fn from_sorted(keys: Vec<IndexKey>) -> Self {
-        debug_assert!(
-            keys.windows(2).all(|w| w[0].as_slice() < w[1].as_slice()),
-            "bulk load keys must be sorted"
-        );
-        Self { sorted: keys.into_iter().map(OrderKey::new).collect(), pending: Vec::new() }
+    /// From keys sorted ascending without duplicates (recovery's bulk load), with the sum of
+    /// their lengths. `BTreeSet::from_iter` bulk-builds the tree (its sort finds one ascending
+    /// run); each key is made an `IndexKey` once, straight from the caller's bytes.
+    pub(crate) fn from_sorted<'k>(keys: impl Iterator<Item = &'k [u8]>) -> (Self, usize) {
+        let mut key_bytes = 0;
+        let sorted: BTreeSet<OrderKey> = keys
+            .map(|key| {
+                key_bytes += key.len();
+                OrderKey::new(IndexKey::from(key))
+            })
+            .collect();
+        (Self { sorted, pending: Vec::new() }, key_bytes)
     }
 
     /// Add `key`, which is not live. O(1) unless the pending run is due for a merge.
@@ -271,7 +276,8 @@ mod tests {
     /// pending run, ranges both ways, across merges by insertion and by rebuild.
     #[test]
     fn matches_a_btreeset_across_merges_and_removes() {
-        let mut order = KeyOrder::from_sorted(vec![IndexKey::from(&b"m"[..])]);
+        let (mut order, bytes) = KeyOrder::from_sorted([&b"m"[..]].into_iter());
+        assert_eq!(bytes, 1);
         let mut model: BTreeSet<Vec<u8>> = BTreeSet::from([key(b"m")]);
         let mut x = 7u64;
         for round in 0..6u32 {

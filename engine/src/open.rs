@@ -283,15 +283,19 @@ pub(crate) fn open_medium(
         }
     }
     let index_started = std::time::Instant::now();
-    let index =
-        Index::bulk_load(entries.into_iter().filter(|e| e.kind == RecordKind::Put).map(|e| {
-            let location =
-                Location { offset: e.offset, len: e.len, segment_seq: e.segment_seq, lsn: e.lsn.0 };
-            if let Some(id) = geometry.segment_of(e.offset) {
-                space.add_live(id.0, u64::from(e.len));
-            }
-            (e.key, location)
-        }));
+    for e in entries.iter().filter(|e| e.kind == RecordKind::Put) {
+        if let Some(id) = geometry.segment_of(e.offset) {
+            space.add_live(id.0, u64::from(e.len));
+        }
+    }
+    // Straight from recovery's entries (short keys inline there and in the index: no
+    // allocation per key); tombstones and the clear marker are not indexed.
+    let index = Index::bulk_load_by(&entries, |e| {
+        let location =
+            Location { offset: e.offset, len: e.len, segment_seq: e.segment_seq, lsn: e.lsn.0 };
+        (e.kind == RecordKind::Put).then_some((&e.key[..], location))
+    });
+    drop(entries);
     report.index_duration = index_started.elapsed();
     let set_uuid = superblock.set_uuid;
     let writer = if options.read_only || latch.is_tripped() {
@@ -528,7 +532,7 @@ impl Inner {
             .entries()
             .into_iter()
             .map(|(key, l)| IndexEntry {
-                key,
+                key: key.into(),
                 kind: RecordKind::Put,
                 lsn: Lsn(l.lsn),
                 offset: l.offset,

@@ -24,6 +24,6 @@ pub use format::{
 };
 pub use pool::CreateParams;
 pub use scan::{
-    Damage, DamageKind, IndexEntry, Progress, Recovered, RecoveryReport, Repairer, ScanOptions,
-    SegmentInfo, SegmentStatus, recover,
+    Damage, DamageKind, EntryKey, IndexEntry, Progress, Recovered, RecoveryReport, Repairer,
+    ScanOptions, SegmentInfo, SegmentStatus, recover,
 };

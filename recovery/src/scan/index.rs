@@ -16,8 +16,8 @@ use crate::format::{Lsn, RecordKind};
 /// One key's newest version as recovery found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
-    /// The key (shared: the engine's index keeps this allocation).
-    pub key: Arc<[u8]>,
+    /// The key (inline up to 16 bytes, else shared).
+    pub key: EntryKey,
     /// Put or Delete (a tombstone).
     pub kind: RecordKind,
     /// Its LSN.
@@ -55,7 +55,7 @@ impl Part {
         self.prefix_min = self.prefix_min.min(p);
         self.prefix_max = self.prefix_max.max(p);
         self.clears += usize::from(record.kind == RecordKind::Clear);
-        self.entries.push((p, Walked { key: WalkKey::new(key), record }));
+        self.entries.push((p, Walked { key: EntryKey::from(key), record }));
     }
 
     /// Entries held.
@@ -101,61 +101,93 @@ pub(crate) struct Located {
     pub(crate) segment_seq: u64,
 }
 
-/// Keys up to this many bytes are kept inline while the index is sorted.
+/// Keys up to this many bytes are kept inline (in the walk, the sort and the entries).
 const INLINE_KEY_BYTES: usize = 16;
 
-/// A key as the walk keeps it: a short one inline (no allocation per record), a longer one
-/// shared. The kept keys are shared once sorted, so their allocations are made in key order
-/// (the engine's index build then reads them in memory order).
-#[derive(Clone, Debug)]
-enum WalkKey {
+/// A recovered key: a short one inline (no allocation per record, from the walk to the engine's
+/// index build, which copies it into its own inline slots), a longer one shared.
+#[derive(Clone)]
+pub struct EntryKey(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
     Inline { len: u8, bytes: [u8; INLINE_KEY_BYTES] },
     Shared(Arc<[u8]>),
 }
 
-impl WalkKey {
-    fn new(key: &[u8]) -> Self {
+impl EntryKey {
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            KeyRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyRepr::Shared(key) => key,
+        }
+    }
+}
+
+impl From<&[u8]> for EntryKey {
+    fn from(key: &[u8]) -> Self {
         if key.len() > INLINE_KEY_BYTES {
-            return WalkKey::Shared(key.into());
+            return EntryKey(KeyRepr::Shared(key.into()));
         }
         let mut bytes = [0u8; INLINE_KEY_BYTES];
         bytes[..key.len()].copy_from_slice(key);
-        WalkKey::Inline { len: key.len() as u8, bytes }
+        EntryKey(KeyRepr::Inline { len: key.len() as u8, bytes })
     }
+}
 
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            WalkKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            WalkKey::Shared(key) => key,
-        }
+impl From<Arc<[u8]>> for EntryKey {
+    /// Keeps the allocation of a long key; a short one is copied inline.
+    fn from(key: Arc<[u8]>) -> Self {
+        if key.len() > INLINE_KEY_BYTES { EntryKey(KeyRepr::Shared(key)) } else { (&*key).into() }
     }
+}
 
-    /// Make the key shared (allocated) if it is not yet.
-    fn share(&mut self) {
-        if let WalkKey::Inline { .. } = self {
-            *self = WalkKey::Shared(Arc::from(self.as_bytes()));
-        }
+impl std::ops::Deref for EntryKey {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
     }
+}
 
-    fn into_shared(self) -> Arc<[u8]> {
-        match self {
-            WalkKey::Inline { .. } => Arc::from(self.as_bytes()),
-            WalkKey::Shared(key) => key,
-        }
+impl PartialEq for EntryKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for EntryKey {}
+
+impl PartialOrd for EntryKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EntryKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for EntryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_bytes().fmt(f)
     }
 }
 
 /// One entry while the index is sorted.
 #[derive(Clone, Debug)]
 struct Walked {
-    key: WalkKey,
+    key: EntryKey,
     record: Located,
 }
 
 impl Walked {
     fn into_entry(self) -> IndexEntry {
         let Located { kind, lsn, offset, len, segment_seq } = self.record;
-        IndexEntry { key: self.key.into_shared(), kind, lsn, offset, len, segment_seq }
+        IndexEntry { key: self.key, kind, lsn, offset, len, segment_seq }
     }
 }
 
@@ -267,10 +299,6 @@ fn sort_bucket(bucket: &mut [Keyed], level: Option<Buckets>, cleared: Lsn) -> us
             bucket.swap(live, at);
             live += 1;
         }
-    }
-    // Kept keys are allocated here, in key order, on the sorting threads.
-    for (_, entry) in &mut bucket[..live] {
-        entry.key.share();
     }
     live
 }
@@ -495,7 +523,7 @@ mod tests {
                     1 => format!("user:{n}").into_bytes(),
                     _ => [&b"tenant-0001/"[..], &n.to_le_bytes()[..(n % 9) as usize]].concat(),
                 };
-                entries.push(IndexEntry { key: key.into(), ..entry("", i + 1, i * 8) });
+                entries.push(IndexEntry { key: key[..].into(), ..entry("", i + 1, i * 8) });
             }
             let cleared = entries.len() as u64 / 3;
             let clear = IndexEntry { kind: RecordKind::Clear, ..entry("", cleared, 7) };

@@ -16,7 +16,7 @@ mod snapshot;
 mod superblock;
 
 pub use damage::{Damage, DamageKind};
-pub use index::IndexEntry;
+pub use index::{EntryKey, IndexEntry};
 pub use options::{Progress, Repairer, ScanOptions, ShutdownEvidence};
 pub use recover::recover;
 pub use recovered::{Recovered, SegmentInfo, SegmentStatus};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use mcstore_pmem::{Domain, ErrorRegister, Medium};
 
-use super::index::IndexEntry;
+use super::index::{EntryKey, IndexEntry};
 use crate::error::Result;
 use crate::format::checksum::hash64;
 use crate::format::{
@@ -156,7 +156,7 @@ impl IndexSnapshot {
             let offset = cursor.u64()?;
             let segment_seq = cursor.u64()?;
             let lsn = Lsn(cursor.u64()?);
-            let key: std::sync::Arc<[u8]> = cursor.take(key_len)?.into();
+            let key = EntryKey::from(cursor.take(key_len)?);
             if entries.last().is_some_and(|last| last.key >= key) {
                 return Err("the snapshot's keys are not strictly ascending".into());
             }
