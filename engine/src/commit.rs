@@ -819,56 +819,8 @@ mod tests {
 
     use crate::db::Db;
     use crate::options::Durability;
-    use crate::test_support::{reopen, sim_db, small_options};
+    use crate::test_support::{Forwarding, reopen, sim_db, small_options};
     use crate::{Batch, Error};
-
-    /// A `SimMedium` that records the engine's flushes and write-throughs.
-    struct Recording {
-        sim: Arc<SimMedium>,
-        flushes: parking_lot::Mutex<Vec<(u64, u64)>>,
-        through: parking_lot::Mutex<Vec<(u64, u64)>>,
-    }
-
-    impl Medium for Recording {
-        fn len(&self) -> u64 {
-            self.sim.len()
-        }
-        fn member(&self) -> MemberId {
-            self.sim.member()
-        }
-        fn write(&self, offset: u64, data: &[u8]) -> mcstore_pmem::Result<()> {
-            self.sim.write(offset, data)
-        }
-        fn write_through(&self, offset: u64, data: &[u8]) -> mcstore_pmem::Result<()> {
-            self.through.lock().push((offset, data.len() as u64));
-            self.sim.write_through(offset, data)
-        }
-        fn writes_through(&self) -> bool {
-            true
-        }
-        fn store_u64(&self, offset: u64, value: u64) -> mcstore_pmem::Result<()> {
-            self.sim.store_u64(offset, value)
-        }
-        fn flush(&self, offset: u64, len: u64) -> mcstore_pmem::Result<()> {
-            self.flushes.lock().push((offset, len));
-            self.sim.flush(offset, len)
-        }
-        fn fence(&self, site: mcstore_pmem::FenceSite) -> mcstore_pmem::Result<()> {
-            self.sim.fence(site)
-        }
-        fn read(
-            &self,
-            offset: u64,
-            dst: &mut [u8],
-            register: &mut mcstore_pmem::ErrorRegister,
-            domain: mcstore_pmem::Domain,
-        ) -> mcstore_pmem::Result<()> {
-            self.sim.read(offset, dst, register, domain)
-        }
-        fn grow(&self, new_len: u64) -> mcstore_pmem::Result<()> {
-            self.sim.grow(new_len)
-        }
-    }
 
     /// Large values go through `write_through`, and no group flush covers their whole lines
     /// again; what the group does flush (headers, keys, edge lines, small records) is enough:
@@ -876,11 +828,7 @@ mod tests {
     #[test]
     fn written_through_lines_are_not_flushed_again_and_writes_are_durable_at_ack() {
         let sim = Arc::new(SimMedium::new(1 << 20));
-        let recording = Arc::new(Recording {
-            sim: sim.clone(),
-            flushes: Default::default(),
-            through: Default::default(),
-        });
+        let recording = Forwarding::new(sim.clone(), true);
         let db = Db::create_on(recording.clone(), small_options()).unwrap();
         let value = |i: u8, len: usize| (0..len).map(|j| (j as u8) ^ i).collect::<Vec<u8>>();
         let mut written: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();

@@ -1,8 +1,10 @@
-//! Helpers shared by the unit tests: small pools on a `SimMedium` or in /dev/shm.
+//! Helpers shared by the unit tests: small pools on a `SimMedium` or in /dev/shm, and
+//! `Forwarding`, a `SimMedium` behind a medium that records what the engine asks of it.
 
 use std::sync::Arc;
 
-use mcstore_pmem::{Medium, SimMedium};
+use mcstore_pmem::{Domain, ErrorRegister, FenceSite, Medium, MemberId, SimMedium};
+use parking_lot::Mutex;
 
 use crate::db::Db;
 use crate::options::Options;
@@ -32,4 +34,77 @@ pub(crate) fn reopen(sim: &Arc<SimMedium>, options: Options) -> Db {
 /// A temporary directory on tmpfs for mapped pools.
 pub(crate) fn shm_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("mcstore-engine-").tempdir_in("/dev/shm").expect("tempdir")
+}
+
+/// A `SimMedium` behind a forwarding medium that records the engine's flushes and
+/// write-throughs, and reports the bad-block list the test sets (as a replica set reports its
+/// quarantine), so what the engine does with the medium is visible.
+pub(crate) struct Forwarding {
+    /// The medium every call goes to.
+    pub(crate) sim: Arc<SimMedium>,
+    /// What `writes_through` answers (the engine then writes large values through).
+    pub(crate) writes_through: bool,
+    /// Every `flush(offset, len)`, in order.
+    pub(crate) flushes: Mutex<Vec<(u64, u64)>>,
+    /// Every `write_through(offset, data)` as `(offset, data.len())`, in order.
+    pub(crate) through: Mutex<Vec<(u64, u64)>>,
+    /// What `bad_blocks` reports.
+    pub(crate) bad: Mutex<Vec<(u64, u64)>>,
+}
+
+impl Forwarding {
+    /// Forward to `sim`; `writes_through` is what the medium says of write-through.
+    pub(crate) fn new(sim: Arc<SimMedium>, writes_through: bool) -> Arc<Self> {
+        Arc::new(Self {
+            sim,
+            writes_through,
+            flushes: Mutex::default(),
+            through: Mutex::default(),
+            bad: Mutex::default(),
+        })
+    }
+}
+
+impl Medium for Forwarding {
+    fn len(&self) -> u64 {
+        self.sim.len()
+    }
+    fn member(&self) -> MemberId {
+        self.sim.member()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> mcstore_pmem::Result<()> {
+        self.sim.write(offset, data)
+    }
+    fn write_through(&self, offset: u64, data: &[u8]) -> mcstore_pmem::Result<()> {
+        self.through.lock().push((offset, data.len() as u64));
+        self.sim.write_through(offset, data)
+    }
+    fn writes_through(&self) -> bool {
+        self.writes_through
+    }
+    fn store_u64(&self, offset: u64, value: u64) -> mcstore_pmem::Result<()> {
+        self.sim.store_u64(offset, value)
+    }
+    fn flush(&self, offset: u64, len: u64) -> mcstore_pmem::Result<()> {
+        self.flushes.lock().push((offset, len));
+        self.sim.flush(offset, len)
+    }
+    fn fence(&self, site: FenceSite) -> mcstore_pmem::Result<()> {
+        self.sim.fence(site)
+    }
+    fn read(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        register: &mut ErrorRegister,
+        domain: Domain,
+    ) -> mcstore_pmem::Result<()> {
+        self.sim.read(offset, dst, register, domain)
+    }
+    fn grow(&self, new_len: u64) -> mcstore_pmem::Result<()> {
+        self.sim.grow(new_len)
+    }
+    fn bad_blocks(&self) -> Vec<(u64, u64)> {
+        self.bad.lock().clone()
+    }
 }

@@ -389,7 +389,7 @@ mod tests {
     use mcstore_recovery::format::{Geometry, SegmentId};
 
     use crate::db::Db;
-    use crate::test_support::{sim_db, small_options};
+    use crate::test_support::{Forwarding, sim_db, small_options};
 
     /// The workload: puts that roll segments, overwrites and removes.
     fn op(i: u32) -> (Vec<u8>, Option<Vec<u8>>) {
@@ -404,49 +404,6 @@ mod tests {
         match op(i) {
             (key, Some(value)) => db.put(key, value),
             (key, None) => db.remove(key).map(drop),
-        }
-    }
-
-    /// A `SimMedium` that reports a bad-block list the test sets (as a replica set reports its
-    /// quarantine), so the allocator's choices are visible.
-    struct Reported {
-        sim: Arc<SimMedium>,
-        bad: parking_lot::Mutex<Vec<(u64, u64)>>,
-    }
-
-    impl Medium for Reported {
-        fn len(&self) -> u64 {
-            self.sim.len()
-        }
-        fn member(&self) -> MemberId {
-            self.sim.member()
-        }
-        fn write(&self, offset: u64, data: &[u8]) -> mcstore_pmem::Result<()> {
-            self.sim.write(offset, data)
-        }
-        fn store_u64(&self, offset: u64, value: u64) -> mcstore_pmem::Result<()> {
-            self.sim.store_u64(offset, value)
-        }
-        fn flush(&self, offset: u64, len: u64) -> mcstore_pmem::Result<()> {
-            self.sim.flush(offset, len)
-        }
-        fn fence(&self, site: mcstore_pmem::FenceSite) -> mcstore_pmem::Result<()> {
-            self.sim.fence(site)
-        }
-        fn read(
-            &self,
-            offset: u64,
-            dst: &mut [u8],
-            register: &mut mcstore_pmem::ErrorRegister,
-            domain: mcstore_pmem::Domain,
-        ) -> mcstore_pmem::Result<()> {
-            self.sim.read(offset, dst, register, domain)
-        }
-        fn grow(&self, new_len: u64) -> mcstore_pmem::Result<()> {
-            self.sim.grow(new_len)
-        }
-        fn bad_blocks(&self) -> Vec<(u64, u64)> {
-            self.bad.lock().clone()
         }
     }
 
@@ -485,7 +442,7 @@ mod tests {
     fn segments_overlapping_bad_ranges_are_never_written() {
         const LEN: u64 = crate::test_support::SEGMENT * 10;
         let sim = Arc::new(SimMedium::new(LEN));
-        let reported = Arc::new(Reported { sim: sim.clone(), bad: Default::default() });
+        let reported = Forwarding::new(sim.clone(), false);
         Db::create_on(reported.clone(), small_options()).unwrap().close().unwrap();
         let g = Geometry::for_pool(LEN, crate::test_support::SEGMENT).unwrap();
         reported.bad.lock().push((g.data_start(SegmentId(3)) + 5000, 100));
