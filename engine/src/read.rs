@@ -7,9 +7,9 @@
 //! for, read with a clean register.
 
 use mcstore_pmem::{Domain, ErrorRegister, Fault, Medium, PoolSet, RetryOutcome};
-use mcstore_recovery::format::record::verify_record_parts;
+use mcstore_recovery::format::record::RecordVerifier;
 use mcstore_recovery::format::{
-    RECORD_HEADER_BYTES, RecordContext, RecordKind, Uuid, decode_header, decode_record,
+    RECORD_HEADER_BYTES, RecordContext, RecordKind, Uuid, decode_record,
 };
 
 use crate::error::{Error, Result};
@@ -32,6 +32,10 @@ const SMALL_RECORD_BYTES: usize = 512;
 /// Header and key bytes read into a stack buffer on the large-record path (longer keys use a
 /// heap buffer).
 const HEAD_STACK_BYTES: usize = RECORD_HEADER_BYTES + 224;
+/// A large record's value is copied and hashed in chunks of this many bytes: each chunk is
+/// hashed right after its copy, while it is still in L1/L2, instead of a second pass over a
+/// value that no longer fits the cache (measured: `docs/performance.md`, "Large values").
+const VALUE_CHUNK_BYTES: usize = 32 << 10;
 
 /// Read the record at `location` into `buf` and verify it is a put of `key`. On success `buf`
 /// holds exactly the value. `buf` is resized, never zero-filled beyond what it grows by, so a
@@ -43,9 +47,10 @@ pub(crate) fn read_value_into(
     location: Location,
     buf: &mut Vec<u8>,
 ) -> Result<std::result::Result<(), BadRead>> {
+    let ctx = context(set_uuid, location);
     let len = location.len as usize;
     if len > SMALL_RECORD_BYTES {
-        return read_large_into(medium, set_uuid, key, location, buf);
+        return read_large_into(medium, &ctx, key, location, buf);
     }
     let mut scratch = [0u8; SMALL_RECORD_BYTES];
     let record = &mut scratch[..len];
@@ -56,7 +61,6 @@ pub(crate) fn read_value_into(
     if let Some(fault) = fault_of(medium, &register, location) {
         return Ok(Err(BadRead::Media(fault)));
     }
-    let ctx = context(set_uuid, location);
     match decode_record(record, &ctx) {
         Ok(decoded) => match check_put_of(key, decoded.key, decoded.kind, location) {
             Ok(()) => {
@@ -71,10 +75,11 @@ pub(crate) fn read_value_into(
 }
 
 /// The large-record path of [`read_value_into`]: header and key into a small buffer, the value
-/// straight into `buf`, the padding into a word; then one checksum over the three parts.
+/// and its padding straight into `buf`, chunk by chunk, each chunk hashed right after its copy;
+/// the padding is cut off once the checksum verified.
 fn read_large_into(
     medium: &dyn Medium,
-    set_uuid: &Uuid,
+    ctx: &RecordContext,
     key: &[u8],
     location: Location,
     buf: &mut Vec<u8>,
@@ -106,12 +111,13 @@ fn read_large_into(
         return Ok(Err(BadRead::Media(fault)));
     }
     // The header says how the body splits into value and padding; a header that does not fit
-    // the indexed length is corrupt (checked again, with the checksum, below).
-    let value_len = match decode_header(head) {
-        Ok(header)
-            if header.encoded_len() == len as u64 && header.value_len as usize <= body_len =>
+    // the indexed length is corrupt (the checksum is checked below).
+    let mut verifier = match RecordVerifier::new(head, ctx) {
+        Ok(verifier)
+            if verifier.header().encoded_len() == len as u64
+                && verifier.header().value_len as usize <= body_len =>
         {
-            header.value_len as usize
+            verifier
         }
         Ok(_) => {
             return Ok(Err(BadRead::Corrupt {
@@ -122,22 +128,23 @@ fn read_large_into(
         }
         Err(error) => return Ok(Err(corrupt(location, error))),
     };
-    let mut padding = [0u8; 8];
-    let padding = &mut padding[..(body_len - value_len).min(8)];
-    resize_for_overwrite(buf, value_len);
-    let value_at = location.offset + head_len as u64;
-    medium
-        .read(value_at, buf, &mut register, Domain::User)
-        .and_then(|()| {
-            medium.read(value_at + value_len as u64, padding, &mut register, Domain::User)
-        })
-        .map_err(|error| Error::pmem("reading a record value", error))?;
+    let value_len = verifier.header().value_len as usize;
+    resize_for_overwrite(buf, body_len);
+    let body_at = location.offset + head_len as u64;
+    for (i, chunk) in buf.chunks_mut(VALUE_CHUNK_BYTES).enumerate() {
+        medium
+            .read(body_at + (i * VALUE_CHUNK_BYTES) as u64, chunk, &mut register, Domain::User)
+            .map_err(|error| Error::pmem("reading a record value", error))?;
+        verifier.update(chunk);
+    }
     if let Some(fault) = fault_of(medium, &register, location) {
         return Ok(Err(BadRead::Media(fault)));
     }
-    let ctx = context(set_uuid, location);
-    match verify_record_parts(head, buf, padding, &ctx) {
-        Ok(header) => Ok(check_put_of(key, &head[RECORD_HEADER_BYTES..], header.kind, location)),
+    match verifier.finish() {
+        Ok(header) => {
+            buf.truncate(value_len);
+            Ok(check_put_of(key, &head[RECORD_HEADER_BYTES..], header.kind, location))
+        }
         Err(error) => Ok(Err(corrupt(location, error))),
     }
 }

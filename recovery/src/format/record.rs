@@ -5,7 +5,7 @@
 //! key, value, padding) XOR a mix of (offset, segment sequence, set uuid).
 
 use super::bytes::{put_u32, put_u64, u32_at, u64_at};
-use super::checksum::{context_mix, hash64};
+use super::checksum::{Hash64Stream, context_mix, hash64};
 use super::error::FormatError;
 use super::ids::{Lsn, Uuid};
 use crate::limits::KEY_BYTES_MAX;
@@ -150,7 +150,7 @@ pub fn encode_record_head(
     let len = encoded_len(key.len(), value.len()) as usize;
     write_head(out, kind, lsn, key, value.len());
     let padding = len - (out.len() - start) - value.len();
-    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    let mut hasher = Hash64Stream::new();
     hasher.update(&out[start + OFF_LSN..]);
     hasher.update(value);
     hasher.update(&[0u8; 8][..padding]);
@@ -254,38 +254,67 @@ pub(crate) fn verify_decoded<'a>(
     }
 }
 
-/// Verify a record read in parts, without joining them: `head` is its header and key (exactly
-/// `RECORD_HEADER_BYTES + key_len` bytes), `value` its value and `padding` the zero padding that
-/// ends it. The checksum is computed over the parts in order, so a large value is hashed where
-/// it was copied (the caller's buffer) instead of being moved there after verification. Same
-/// acceptance as [`decode_record`] over the joined bytes; returns the decoded header.
-pub fn verify_record_parts(
-    head: &[u8],
-    value: &[u8],
-    padding: &[u8],
-    ctx: &RecordContext,
-) -> Result<RecordHeader, FormatError> {
-    let header = decode_header(head)?;
-    let joined = (head.len() + value.len() + padding.len()) as u64;
-    if head.len() != RECORD_HEADER_BYTES + header.key_len as usize
-        || value.len() != header.value_len as usize
-        || joined != header.encoded_len()
-    {
-        return Err(FormatError::Truncated {
-            what: "record parts",
-            needed: header.encoded_len(),
-            got: joined,
-        });
+/// A record verified as it is read: start with its head (header and key), feed the rest of its
+/// bytes (value, then padding) in pieces of any size as they arrive, then [`finish`]. A reader
+/// hashes each piece right after copying it, while it is still in cache, instead of hashing the
+/// whole value again afterwards. Accepts exactly what [`decode_record`] accepts over the joined
+/// bytes. Allocation-free.
+///
+/// [`finish`]: RecordVerifier::finish
+#[derive(Clone)]
+pub struct RecordVerifier {
+    header: RecordHeader,
+    hasher: Hash64Stream,
+    mix: u64,
+    /// Bytes fed so far, the head included.
+    fed: u64,
+}
+
+impl RecordVerifier {
+    /// Start verifying the record whose head is `head` (exactly `RECORD_HEADER_BYTES + key_len`
+    /// bytes; its header is decoded and checked structurally) as living at `ctx`.
+    pub fn new(head: &[u8], ctx: &RecordContext) -> Result<Self, FormatError> {
+        let header = decode_header(head)?;
+        if head.len() != RECORD_HEADER_BYTES + header.key_len as usize {
+            return Err(FormatError::Truncated {
+                what: "record head",
+                needed: (RECORD_HEADER_BYTES + header.key_len as usize) as u64,
+                got: head.len() as u64,
+            });
+        }
+        let mut hasher = Hash64Stream::new();
+        hasher.update(&head[OFF_LSN..]);
+        let mix = context_mix(ctx.offset, ctx.segment_seq, &ctx.set_uuid.0);
+        Ok(RecordVerifier { header, hasher, mix, fed: head.len() as u64 })
     }
-    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
-    hasher.update(&head[OFF_LSN..]);
-    hasher.update(value);
-    hasher.update(padding);
-    let sum = hasher.digest() ^ context_mix(ctx.offset, ctx.segment_seq, &ctx.set_uuid.0);
-    if sum != header.checksum {
-        return Err(FormatError::BadChecksum { what: "record" });
+
+    /// The decoded header (not yet verified against the payload).
+    pub fn header(&self) -> &RecordHeader {
+        &self.header
     }
-    Ok(header)
+
+    /// Feed the next bytes of the record after its head (value, then padding).
+    #[inline]
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.fed += bytes.len() as u64;
+    }
+
+    /// The verdict: `Ok(header)` when exactly the record's length was fed and the checksum over
+    /// it, at its context, matches the stored one.
+    pub fn finish(&self) -> Result<RecordHeader, FormatError> {
+        if self.fed != self.header.encoded_len() {
+            return Err(FormatError::Truncated {
+                what: "record parts",
+                needed: self.header.encoded_len(),
+                got: self.fed,
+            });
+        }
+        if self.hasher.digest() ^ self.mix != self.header.checksum {
+            return Err(FormatError::BadChecksum { what: "record" });
+        }
+        Ok(self.header)
+    }
 }
 
 #[cfg(test)]
@@ -398,33 +427,74 @@ mod tests {
         assert!(matches!(decode_header(&rec), Err(FormatError::InvalidField { .. })));
     }
 
+    /// Verify `rec` through a [`RecordVerifier`]: head, then the rest in pieces of `piece`.
+    fn verify_streamed(
+        rec: &[u8],
+        head_len: usize,
+        piece: usize,
+        ctx: &RecordContext,
+    ) -> Result<RecordHeader, FormatError> {
+        let (head, rest) = rec.split_at(head_len.min(rec.len()));
+        let mut verifier = RecordVerifier::new(head, ctx)?;
+        for chunk in rest.chunks(piece.max(1)) {
+            verifier.update(chunk);
+        }
+        verifier.finish()
+    }
+
     #[test]
-    fn parts_verify_exactly_like_the_joined_record() {
+    fn streamed_verification_accepts_exactly_the_joined_record() {
         for (key, value) in
             [(&b"k"[..], &[7u8; 5000][..]), (b"user:0042", &[0x11; 100][..]), (b"", b"")]
         {
             let rec = encode(RecordKind::Put, 9, key, value, &ctx());
             let head_end = RECORD_HEADER_BYTES + key.len();
             let value_end = head_end + value.len();
-            let (head, rest) = rec.split_at(head_end);
-            let (val, pad) = rest.split_at(value.len());
-            let header = verify_record_parts(head, val, pad, &ctx()).unwrap();
-            assert_eq!(
-                (header.kind, header.lsn, header.value_len as usize),
-                (RecordKind::Put, Lsn(9), value.len())
-            );
+            for piece in [1, 7, 64, 4096, rec.len()] {
+                let header = verify_streamed(&rec, head_end, piece, &ctx()).unwrap();
+                assert_eq!(
+                    (header.kind, header.lsn, header.value_len as usize),
+                    (RecordKind::Put, Lsn(9), value.len())
+                );
+            }
             for at in [8, head_end - 1, value_end.saturating_sub(1), rec.len() - 1] {
                 let mut bad = rec.clone();
                 bad[at] ^= 0x20;
-                let (head, rest) = bad.split_at(head_end);
-                let (val, pad) = rest.split_at(value.len());
-                assert!(verify_record_parts(head, val, pad, &ctx()).is_err(), "flip at {at}");
+                assert!(verify_streamed(&bad, head_end, 64, &ctx()).is_err(), "flip at {at}");
             }
             let moved = RecordContext { offset: ctx().offset + 8, ..ctx() };
-            assert!(verify_record_parts(head, val, pad, &moved).is_err());
-            // Parts that do not split where the header says are refused.
-            if !val.is_empty() {
-                assert!(verify_record_parts(head, &val[1..], pad, &ctx()).is_err());
+            assert!(verify_streamed(&rec, head_end, 64, &moved).is_err());
+            // A head that does not end where the header says, or too few or too many bytes
+            // fed after it, is refused.
+            let mut longer = rec.clone();
+            longer.push(0);
+            assert!(RecordVerifier::new(&rec[..head_end - 1], &ctx()).is_err());
+            assert!(RecordVerifier::new(&longer[..head_end + 1], &ctx()).is_err());
+            assert!(verify_streamed(&rec[..rec.len() - 1], head_end, 64, &ctx()).is_err());
+            assert!(verify_streamed(&longer, head_end, 64, &ctx()).is_err());
+        }
+    }
+
+    proptest! {
+        /// Streamed verification, in pieces of any size, decides as `decode_record` does over
+        /// the joined bytes, for intact and for mutated records.
+        #[test]
+        fn streamed_verification_agrees_with_decode(
+            key in proptest::collection::vec(any::<u8>(), 0..40),
+            value in proptest::collection::vec(any::<u8>(), 0..3000),
+            at in any::<prop::sample::Index>(), byte in any::<u8>(), piece in 1usize..700) {
+            let mut rec = encode(RecordKind::Put, 3, &key, &value, &ctx());
+            let i = at.index(rec.len());
+            rec[i] ^= byte;
+            let head_len = RECORD_HEADER_BYTES + key.len();
+            let whole = decode_record(&rec, &ctx()).map(|r| (r.kind, r.lsn, r.value.len()));
+            let streamed = verify_streamed(&rec, head_len, piece, &ctx())
+                .map(|h| (h.kind, h.lsn, h.value_len as usize));
+            // A flip in the key length moves the head's end: both refuse, maybe differently.
+            prop_assert_eq!(whole.is_ok(), streamed.is_ok());
+            prop_assert_eq!(whole.is_ok(), byte == 0);
+            if let (Ok(w), Ok(s)) = (whole, streamed) {
+                prop_assert_eq!(w, s);
             }
         }
     }
