@@ -10,20 +10,7 @@ use mcstore::recovery::format::{Geometry, SegmentId};
 use mcstore::{Db, EngineFallback, Error, Policy, UserFallback};
 use mcstore_testkit::pools::{SEGMENT_BYTES, as_medium, reopen, sim_db, small_options};
 
-use crate::support::{child_role, run_child, shm_dir};
-
-/// The offset of the only occurrence of `needle` in `haystack`.
-fn find_unique(haystack: &[u8], needle: &[u8]) -> u64 {
-    let mut hits = haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle);
-    let (at, _) = hits.next().expect("the pattern is in the pool");
-    assert!(hits.next().is_none(), "the pattern occurs twice");
-    at as u64
-}
-
-/// A value no other key's bytes contain: `len` bytes counting up from `seed`.
-fn distinct_value(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_add((i % 199) as u8).wrapping_mul(3) ^ 0x5A).collect()
-}
+use crate::support::{MemberPair, child_role, distinct_value, find_unique, run_child, shm_dir};
 
 fn expect_media_error(result: mcstore::Result<impl std::fmt::Debug>, key: &[u8], at: (u64, u64)) {
     match result {
@@ -279,25 +266,8 @@ fn a_quarantined_range_is_never_written_also_after_reopen() {
 fn a_poisoned_replica_page_met_by_a_write_is_healed_not_made_stale() {
     let len = SEGMENT_BYTES * 6;
     let dir = shm_dir();
-    let mapped = |i: u8| {
-        let map = MapOptions::new().mode(ModeRequest::ForcedPmem).member(MemberId(i));
-        Arc::new(MappedMedium::create(&dir.path().join(format!("m{i}")), len, &map).expect("map"))
-    };
-    let sims: Vec<Arc<SimMedium>> =
-        (0..2).map(|i| Arc::new(SimMedium::with_member(len, MemberId(i)))).collect();
-    let maps = [mapped(0), mapped(1)];
-    type Poison<'a> = Box<dyn Fn(u64) + 'a>;
-    let cases: [(Vec<Arc<dyn Medium>>, Poison<'_>); 2] = [
-        (
-            sims.iter().map(as_medium).collect(),
-            Box::new(|at| sims[1].inject_poison(at, 64).expect("inject")),
-        ),
-        (
-            maps.iter().map(|m| m.clone() as Arc<dyn Medium>).collect(),
-            Box::new(|at| maps[1].inject_poison(at, 4096).expect("inject")),
-        ),
-    ];
-    for (members, poison) in cases {
+    for pair in MemberPair::both_kinds(len, dir.path(), "m") {
+        let members = pair.members();
         let replica = members[1].clone();
         let db = Db::create_on_replicas(members, small_options()).expect("create");
         db.put("first", distinct_value(1, 3000)).expect("put");
@@ -306,7 +276,7 @@ fn a_poisoned_replica_page_met_by_a_write_is_healed_not_made_stale() {
         replica.read(0, &mut image, &mut register, Domain::Engine).expect("read");
         let at = find_unique(&image, &distinct_value(1, 3000));
         // The page after the first value: the next puts land there.
-        poison((at / 4096 + 1) * 4096);
+        pair.poison(1, (at / 4096 + 1) * 4096);
         for i in 2..6u8 {
             db.put(format!("key{i}"), distinct_value(i, 3000)).expect("put");
         }
@@ -320,8 +290,8 @@ fn a_poisoned_replica_page_met_by_a_write_is_healed_not_made_stale() {
             let got = alone.get(format!("key{i}")).expect("get");
             assert_eq!(got.as_deref(), Some(&distinct_value(i, 3000)[..]));
         }
+        assert!(!pair.is_poisoned(1), "the replica's page was healed");
     }
-    assert!(sims[1].poisoned_ranges().is_empty() && maps[1].poisoned_ranges().is_empty());
 }
 
 /// Issue [4]: poison the store does not know about on the PRIMARY, in pages of free segments,
@@ -335,25 +305,8 @@ fn a_poisoned_primary_page_met_by_a_write_is_healed_from_the_replica() {
     let len = SEGMENT_BYTES * SEGMENTS;
     let g = Geometry::for_pool(len, SEGMENT_BYTES).expect("geometry");
     let dir = shm_dir();
-    let mapped = |i: u8| {
-        let map = MapOptions::new().mode(ModeRequest::ForcedPmem).member(MemberId(i));
-        Arc::new(MappedMedium::create(&dir.path().join(format!("p{i}")), len, &map).expect("map"))
-    };
-    let sims: Vec<Arc<SimMedium>> =
-        (0..2).map(|i| Arc::new(SimMedium::with_member(len, MemberId(i)))).collect();
-    let maps = [mapped(0), mapped(1)];
-    type Poison<'a> = Box<dyn Fn(u64) + 'a>;
-    let cases: [(Vec<Arc<dyn Medium>>, Poison<'_>); 2] = [
-        (
-            sims.iter().map(as_medium).collect(),
-            Box::new(|at| sims[0].inject_poison(at, 64).expect("inject")),
-        ),
-        (
-            maps.iter().map(|m| m.clone() as Arc<dyn Medium>).collect(),
-            Box::new(|at| maps[0].inject_poison(at, 4096).expect("inject")),
-        ),
-    ];
-    for (members, poison) in cases {
+    for pair in MemberPair::both_kinds(len, dir.path(), "p") {
+        let members = pair.members();
         let db = Db::create_on_replicas(members.clone(), small_options()).expect("create");
         db.put("first", distinct_value(1, 3000)).expect("put");
         let primary = &members[0];
@@ -363,7 +316,7 @@ fn a_poisoned_primary_page_met_by_a_write_is_healed_from_the_replica() {
         let used = g.segment_of(find_unique(&image, &distinct_value(1, 3000))).expect("segment");
         // A page in the middle of every other (free) segment.
         for s in (0..g.segment_count(len)).filter(|&s| SegmentId(s) != used) {
-            poison(g.data_start(SegmentId(s)) + 8192);
+            pair.poison(0, g.data_start(SegmentId(s)) + 8192);
         }
         for i in 0..60u8 {
             db.put(format!("key{i}"), distinct_value(i, 3000)).expect("put over primary poison");

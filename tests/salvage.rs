@@ -12,18 +12,7 @@ use mcstore_testkit::pools::{
     SEGMENT_BYTES, as_medium, image_medium, reopen, sim_db, small_options,
 };
 
-/// The offset of the only occurrence of `needle` in `haystack`.
-fn find_unique(haystack: &[u8], needle: &[u8]) -> u64 {
-    let mut hits = haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle);
-    let (at, _) = hits.next().expect("the pattern is in the pool");
-    assert!(hits.next().is_none(), "the pattern occurs twice");
-    at as u64
-}
-
-/// A value no other key's bytes contain: `len` bytes counting up from `seed`.
-fn distinct_value(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_add((i % 199) as u8).wrapping_mul(3) ^ 0x5A).collect()
-}
+use crate::support::{distinct_value, find_unique};
 
 fn fail_options() -> Options {
     small_options().policy(Policy::default().engine(true, EngineFallback::Fail))

@@ -1,10 +1,15 @@
-//! Helpers the suite's modules share: temporary directories on tmpfs, and re-executing this
-//! test binary as a child for tests that must watch a process die.
+//! Helpers the suite's modules share: temporary directories on tmpfs, re-executing this test
+//! binary as a child for tests that must watch a process die, values whose bytes are found again
+//! in a pool image, and two-member pools on both media kinds with a way to poison a member.
 //!
 //! INVARIANT: a child is always this binary running exactly one named test with a role
 //! variable set; the parent never forks inside the multi-threaded harness.
 
+use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Arc;
+
+use mcstore::pmem::{MapOptions, MappedMedium, Medium, MemberId, ModeRequest, SimMedium};
 
 /// Environment variable that tells a re-executed test it is the child.
 pub const CHILD_ROLE: &str = "MCSTORE_IT_CHILD_ROLE";
@@ -31,4 +36,64 @@ pub fn run_child(name: &str, role: &str, envs: &[(&str, &std::path::Path)]) -> O
         command.env(key, value);
     }
     command.output().expect("the child runs")
+}
+
+/// The offset of the only occurrence of `needle` in `haystack`.
+pub fn find_unique(haystack: &[u8], needle: &[u8]) -> u64 {
+    let mut hits = haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle);
+    let (at, _) = hits.next().expect("the pattern is in the pool");
+    assert!(hits.next().is_none(), "the pattern occurs twice");
+    at as u64
+}
+
+/// A value no other key's bytes contain: `len` bytes counting up from `seed`.
+pub fn distinct_value(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| seed.wrapping_add((i % 199) as u8).wrapping_mul(3) ^ 0x5A).collect()
+}
+
+/// A primary and one replica of `len` bytes of one media kind.
+pub enum MemberPair {
+    /// `SimMedium`s (members 0 and 1); poison covers 64 bytes.
+    Sim([Arc<SimMedium>; 2]),
+    /// `MappedMedium`s in a /dev/shm directory, mapped `ForcedPmem`; poison is real emulated
+    /// poison (a page; a load or store there raises SIGBUS).
+    Mapped([Arc<MappedMedium>; 2]),
+}
+
+impl MemberPair {
+    /// Both kinds: a `SimMedium` pair, and a mapped pair in `dir` (files `NAME0`, `NAME1`).
+    pub fn both_kinds(len: u64, dir: &Path, name: &str) -> [MemberPair; 2] {
+        let sim = |i: u8| Arc::new(SimMedium::with_member(len, MemberId(i)));
+        let mapped = |i: u8| {
+            let map = MapOptions::new().mode(ModeRequest::ForcedPmem).member(MemberId(i));
+            let path = dir.join(format!("{name}{i}"));
+            Arc::new(MappedMedium::create(&path, len, &map).expect("map a member"))
+        };
+        [MemberPair::Sim([sim(0), sim(1)]), MemberPair::Mapped([mapped(0), mapped(1)])]
+    }
+
+    /// The two members, primary first.
+    pub fn members(&self) -> Vec<Arc<dyn Medium>> {
+        match self {
+            MemberPair::Sim(pair) => pair.iter().map(|m| m.clone() as Arc<dyn Medium>).collect(),
+            MemberPair::Mapped(pair) => pair.iter().map(|m| m.clone() as Arc<dyn Medium>).collect(),
+        }
+    }
+
+    /// Poison member `member` (0: primary) at `at`: 64 bytes on a sim, the page on a mapping.
+    pub fn poison(&self, member: usize, at: u64) {
+        match self {
+            MemberPair::Sim(pair) => pair[member].inject_poison(at, 64),
+            MemberPair::Mapped(pair) => pair[member].inject_poison(at, 4096),
+        }
+        .expect("inject poison");
+    }
+
+    /// Whether member `member` still has poisoned ranges.
+    pub fn is_poisoned(&self, member: usize) -> bool {
+        match self {
+            MemberPair::Sim(pair) => !pair[member].poisoned_ranges().is_empty(),
+            MemberPair::Mapped(pair) => !pair[member].poisoned_ranges().is_empty(),
+        }
+    }
 }
