@@ -17,9 +17,14 @@ pub fn test_options() -> Options {
 
 /// A fresh store on a `SimMedium` of 16 MiB, and the medium.
 pub fn sim_db() -> (Arc<SimMedium>, Db) {
+    sim_db_with(test_options())
+}
+
+/// A fresh store with `options` on a `SimMedium` of 16 MiB, and the medium.
+pub fn sim_db_with(options: Options) -> (Arc<SimMedium>, Db) {
     let sim = Arc::new(SimMedium::new(16 << 20));
     let medium: Arc<dyn Medium> = sim.clone();
-    let db = Db::create_on(medium, test_options()).expect("create a store on a SimMedium");
+    let db = Db::create_on(medium, options).expect("create a store on a SimMedium");
     (sim, db)
 }
 

@@ -1,5 +1,6 @@
 //! The server's integration tests, one binary: an in-process server on an ephemeral port,
-//! driven by the `redis` crate, raw sockets, and the real `redis-cli` / `redis-benchmark`.
+//! driven by the `redis` crate, raw sockets, and the real `redis-cli` / `redis-benchmark`; the
+//! Halt policy in a re-executed child.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers outside #[test] functions fail the test by panicking"
@@ -8,6 +9,7 @@
 mod binary;
 mod cli;
 mod commands;
+mod halt;
 mod harness;
 mod protocol;
 mod store;
