@@ -137,7 +137,14 @@ fn handshake_and_admin_commands_answer() {
     let count: i64 = cmd("COMMAND").arg("COUNT").query(c).unwrap();
     let all: Vec<Value> = cmd("COMMAND").query(c).unwrap();
     assert_eq!(all.len() as i64, count);
-    let _: Value = cmd("COMMAND").arg("DOCS").query(c).unwrap();
+    type Docs = std::collections::HashMap<String, std::collections::HashMap<String, String>>;
+    let docs: Docs = cmd("COMMAND").arg("DOCS").query(c).unwrap();
+    assert_eq!(docs.len() as i64, count);
+    assert_eq!((docs["get"]["group"].as_str(), docs["get"]["since"].as_str()), ("string", "1.0.0"));
+    assert!(docs.values().all(|d| !d["summary"].is_empty() && d.len() == 3), "{docs:?}");
+    let named: Docs = cmd("COMMAND").arg("DOCS").arg("SET").arg("nosuch").query(c).unwrap();
+    assert_eq!(named.keys().collect::<Vec<_>>(), ["set"]);
+    assert_eq!(named["set"]["group"], "string");
     let info: String = cmd("INFO").query(c).unwrap();
     for section in ["# Server", "# Clients", "# Persistence", "# Keyspace", "appendfsync:always"] {
         assert!(info.contains(section), "{section} missing from {info}");

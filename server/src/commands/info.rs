@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mcstore_engine::Durability;
 
 use crate::commands::connection::REDIS_VERSION;
-use crate::commands::{COMMANDS, Spec, lookup};
+use crate::commands::{COMMANDS, Spec, docs, lookup};
 use crate::glob;
 use crate::reply::Reply;
 use crate::resp::Args;
@@ -230,8 +230,21 @@ fn command(args: &[Vec<u8>]) -> Reply {
         b"info" => {
             Reply::Array(names().map(|n| lookup(&n).map_or(Reply::NilArray, describe)).collect())
         }
-        // No documentation is served: an empty map is what clients handle as "none known".
-        b"docs" => Reply::Map(vec![]),
+        // Every command, or the named ones that exist (unknown names are left out, as Redis
+        // does): name -> {summary, since, group}.
+        b"docs" => {
+            let entry = |name: String| {
+                let doc = docs::lookup(&name)?;
+                let fields = [("summary", doc.summary), ("since", doc.since), ("group", doc.group)];
+                let map = fields.map(|(k, v)| (Reply::text(k), Reply::text(v)));
+                Some((Reply::text(name), Reply::Map(map.into())))
+            };
+            Reply::Map(if args.len() > 1 {
+                names().filter_map(entry).collect()
+            } else {
+                COMMANDS.iter().filter_map(|spec| entry(spec.name.to_string())).collect()
+            })
+        }
         _ => Reply::err(format!(
             "unknown subcommand '{}'. Try COMMAND HELP.",
             String::from_utf8_lossy(sub)

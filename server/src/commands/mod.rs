@@ -2,6 +2,7 @@
 //! session checks before running anything) and the modules that run each group.
 
 pub mod connection;
+pub mod docs;
 pub mod info;
 pub mod keyspace;
 pub mod multi;
