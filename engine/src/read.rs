@@ -1,6 +1,7 @@
-//! The read path: one machine-check-safe copy of a whole record, verified, then the commit
-//! barrier's check — clean register and good checksum → the value; otherwise re-look-up once,
-//! then the User policy (`docs/policy.md`).
+//! The read path: the record copied through the machine-check-safe copy (a small one whole; a
+//! large one head first, then its value in chunks hashed as they land), verified, then the
+//! commit barrier's check — clean register and good checksum → the value; otherwise re-look-up
+//! once, then the User policy (`docs/policy.md`).
 //!
 //! INVARIANT: bytes are returned only from a record whose checksum (over header, key, value,
 //! its own offset, segment sequence and set uuid) verified and whose key equals the key asked
