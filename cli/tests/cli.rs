@@ -269,8 +269,6 @@ fn a_badblocks_entry_is_poison_that_check_reports_and_clear_removes() {
 /// it and only then removes the sidecar entry; the segment is then good and is reclaimed. The
 /// report says so (reclaimed, not pinned; exit 0), the list is empty and the next check clean.
 #[test]
-#[ignore = "needs engine/src/writer.rs LogWriter::reclaim to release a quarantined segment whose \
-            bad range was repaired (reported to the coordinator); until then it reports pinned"]
 fn salvage_over_a_listed_bad_header_page_reclaims_the_segment_and_says_so() {
     let dir = shm();
     let (path, _) = pool_with_victim(dir.path());

@@ -186,7 +186,7 @@ impl Inner {
         let writer = st.writer.as_ref()?;
         let open = writer.open_segment().map(|s| s.id.0);
         let limit = pass.limit(writer.capacity());
-        // A segment overlapping a bad range is used for good: cleaning it would free nothing.
+        // A segment overlapping a listed bad range stays used: cleaning it would free nothing.
         let quarantined = writer.quarantined_segments();
         let reclaims = Counters::get(&self.counters.segments_reclaimed);
         st.space

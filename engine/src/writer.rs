@@ -6,7 +6,8 @@
 //! grown segments are recorded in the superblock before one is opened; `OutOfSpace` is decided
 //! before anything is written and does not latch. A failed persist trips the latch. A segment
 //! overlapping a range the medium reports bad (its bad-block list; a replica set's quarantine)
-//! is never opened, appended to or reclaimed: it stays used for good.
+//! is never opened, appended to or reclaimed while the medium lists it; a repair that drops the
+//! listing (a salvage) releases it.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -101,8 +102,11 @@ pub(crate) struct LogWriter {
     next_lsn: u64,
     max_len: u64,
     rolls: u64,
-    /// Segments overlapping a bad range: permanently used (see [`Self::quarantine_bad_segments`]).
+    /// Segments overlapping a range the medium lists as bad: never written while listed (see
+    /// [`Self::quarantine_bad_segments`]).
     quarantined: BTreeSet<u32>,
+    /// The quarantined segments that were free when quarantined (free again once healed).
+    quarantined_free: BTreeSet<u32>,
     /// The open segment overlaps a bad range: no more appends to it (the next write rolls).
     open_sealed: bool,
 }
@@ -132,6 +136,7 @@ impl LogWriter {
             max_len: start.max_len,
             rolls: 0,
             quarantined: BTreeSet::new(),
+            quarantined_free: BTreeSet::new(),
             open_sealed: false,
         };
         writer.quarantine_bad_segments();
@@ -156,21 +161,32 @@ impl LogWriter {
         bad
     }
 
-    /// Move every segment overlapping a bad range out of the free set for good, and seal the
-    /// open segment if it overlaps one. Called at open, before every roll and after growth, so
-    /// a range quarantined at runtime is honoured from the next roll on.
+    /// Move every segment overlapping a bad range out of the free set, and seal the open
+    /// segment if it overlaps one. Called at open, before every roll and after growth, so a
+    /// range quarantined at runtime is honoured from the next roll on. The set follows the
+    /// medium's list: a segment whose bad ranges were all repaired since (a salvage zeroes them
+    /// through `Medium::repair`, which drops their entries) leaves it, and goes back to the free
+    /// set if it was free when it was quarantined.
     fn quarantine_bad_segments(&mut self) {
         let bad = self.bad_segments();
-        if bad.is_empty() {
+        if bad.is_empty() && self.quarantined.is_empty() {
             return;
         }
         for &id in &bad {
-            self.free.remove(&id);
+            if self.free.remove(&id) {
+                self.quarantined_free.insert(id);
+            }
+        }
+        let healed: Vec<u32> = self.quarantined.difference(&bad).copied().collect();
+        for id in healed {
+            if self.quarantined_free.remove(&id) {
+                self.free.insert(id);
+            }
         }
         if self.open.is_some_and(|open| bad.contains(&open.id.0)) {
             self.open_sealed = true;
         }
-        self.quarantined.extend(bad);
+        self.quarantined = bad;
     }
 
     /// Segments never written again because they overlap a bad range.
@@ -363,7 +379,7 @@ impl LogWriter {
         assert!(self.open.is_none_or(|open| open.id != id), "the open segment is never reclaimed");
         self.quarantine_bad_segments();
         if self.quarantined.contains(&id.0) {
-            // Permanently used: nothing is written there (its tail line may be the bad range).
+            // Used while listed: nothing is written there (its tail line may be the bad range).
             return Ok(());
         }
         if let Err(error) = pool::reclaim_segment(self.medium.as_ref(), &self.geometry, id) {
