@@ -318,7 +318,7 @@ pub(crate) fn user_fallback(
 mod tests {
     use mcstore_pmem::{Domain, ErrorRegister, Medium};
 
-    use super::SMALL_RECORD_BYTES;
+    use super::{SMALL_RECORD_BYTES, VALUE_CHUNK_BYTES};
     use crate::error::Error;
     use crate::test_support::{sim_db, small_options};
 
@@ -350,29 +350,55 @@ mod tests {
         assert!(!db.get_into("absent", &mut out).unwrap());
     }
 
-    /// A flipped bit anywhere in a large record (header, key, value, padding) is never returned:
-    /// the read fails with the key (User policy: Fail).
+    /// A flipped bit anywhere in a large record (header, key, value in any chunk, padding) is
+    /// never returned: the read fails with the key (User policy: Fail).
     #[test]
     fn a_flipped_bit_in_a_large_record_fails_the_read() {
         let (sim, db) = sim_db(4 << 20, small_options());
+        // Two chunks: the largest value a test segment (64 KiB) holds.
+        let big = 60_000;
+        assert!(big > VALUE_CHUNK_BYTES);
         db.put("big", vec![3u8; 3001]).unwrap();
+        db.put("bigger", vec![6u8; big]).unwrap();
         db.put("other", vec![4u8; 3001]).unwrap();
-        let location = db.inner.index.get(b"big").unwrap();
-        let len = u64::from(location.len);
-        for at in [8, 20, 33, len / 2, len - 1] {
-            let mut byte = [0u8];
-            let mut register = ErrorRegister::deferred();
-            sim.read(location.offset + at, &mut byte, &mut register, Domain::Engine).unwrap();
-            sim.write(location.offset + at, &[byte[0] ^ 0x08]).unwrap();
-            let mut out = Vec::new();
-            match db.get_into("big", &mut out) {
-                Err(Error::Corrupt { key, .. }) => assert_eq!(key.as_deref(), Some(&b"big"[..])),
-                other => panic!("flip at {at}: expected Corrupt, got {other:?}"),
+        for (key, value) in [(&b"big"[..], vec![3u8; 3001]), (b"bigger", vec![6u8; big])] {
+            let location = db.inner.index.get(key).unwrap();
+            let len = u64::from(location.len);
+            let chunk = VALUE_CHUNK_BYTES as u64;
+            for at in [8, 20, 33, len / 2, chunk + 50, len - 1].into_iter().filter(|&at| at < len) {
+                let mut byte = [0u8];
+                let mut register = ErrorRegister::deferred();
+                sim.read(location.offset + at, &mut byte, &mut register, Domain::Engine).unwrap();
+                sim.write(location.offset + at, &[byte[0] ^ 0x08]).unwrap();
+                let mut out = Vec::new();
+                match db.get_into(key, &mut out) {
+                    Err(Error::Corrupt { key: named, .. }) => {
+                        assert_eq!(named.as_deref(), Some(key))
+                    }
+                    other => panic!("flip at {at}: expected Corrupt, got {other:?}"),
+                }
+                sim.write(location.offset + at, &byte).unwrap();
+                assert_eq!(db.get(key).unwrap().unwrap(), value);
             }
-            sim.write(location.offset + at, &byte).unwrap();
-            assert_eq!(db.get("big").unwrap().unwrap(), vec![3u8; 3001]);
         }
         assert_eq!(db.get("other").unwrap().unwrap(), vec![4u8; 3001]);
+    }
+
+    /// Poison in the last chunk of a value longer than one chunk is a media error naming the key.
+    #[test]
+    fn poison_in_a_later_chunk_is_a_media_error() {
+        let (sim, db) = sim_db(4 << 20, small_options());
+        db.put("big", vec![5u8; VALUE_CHUNK_BYTES + 20_077]).unwrap();
+        let location = db.inner.index.get(b"big").unwrap();
+        let line = (location.offset + u64::from(location.len) - 10) & !63;
+        sim.inject_poison(line, 64).unwrap();
+        let mut out = Vec::new();
+        match db.get_into("big", &mut out) {
+            Err(Error::Media { offset, key, .. }) => {
+                assert_eq!((offset, key.as_deref()), (line, Some(&b"big"[..])));
+            }
+            other => panic!("expected Error::Media, got {other:?}"),
+        }
     }
 
     /// Poison in a large record's value is a media error naming the key.
