@@ -499,6 +499,22 @@ mod tests {
             db.inner.commit.lock().writer.as_ref().unwrap().quarantined_segments().clone();
         assert_eq!(quarantined, [3, runtime, open].into_iter().collect());
         check(&db, 119);
+        // The ranges are repaired (a repair drops their entries): the segments leave the
+        // quarantine; the free ones (3, the runtime one) are free again at once, the sealed open
+        // one once compaction has moved its records — each is free now or written since.
+        reported.bad.lock().clear();
+        churn(&db, 120..200);
+        let st = db.inner.commit.lock();
+        let writer = st.writer.as_ref().unwrap();
+        assert!(writer.quarantined_segments().is_empty(), "{:?}", writer.quarantined_segments());
+        for (id, bytes) in [(3, &three), (runtime, &before), (open, &sealed)] {
+            let reused = writer.open_segment().is_some_and(|s| s.id.0 == id)
+                || writer.free.contains(&id)
+                || segment_bytes(&sim, &db, id) != *bytes;
+            assert!(reused, "segment {id} is neither free nor written again");
+        }
+        drop(st);
+        check(&db, 199);
     }
 
     /// A pool with no free segment and no room to grow keeps a reserve in its last segment that
