@@ -125,6 +125,17 @@ impl Db {
         Ok(Keys::new(self.clone(), own(range.start_bound()), own(range.end_bound())))
     }
 
+    /// The keys starting with `prefix`, without their values (as [`Db::keys`]).
+    pub fn keys_with_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<Keys> {
+        self.inner.latch.check()?;
+        let prefix = prefix.as_ref();
+        let high = match prefix_successor(prefix) {
+            Some(end) => Bound::Excluded(Arc::from(end)),
+            None => Bound::Unbounded,
+        };
+        Ok(Keys::new(self.clone(), Bound::Included(Arc::from(prefix)), high))
+    }
+
     /// Iterate over the keys starting with `prefix`.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         let prefix = prefix.as_ref();

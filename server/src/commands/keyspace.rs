@@ -7,7 +7,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
 
-use mcstore_engine::{Durability, Error, Value};
+use mcstore_engine::Durability;
 
 use crate::commands::strings::{NOT_INTEGER, parse_integer};
 use crate::glob;
@@ -19,7 +19,7 @@ use crate::shared::Shared;
 /// Run the keyspace command `name`.
 pub fn run(shared: &Shared, name: &str, args: &Args) -> Reply {
     let outcome = match name {
-        "keys" => Ok(keys(shared, &args[1])),
+        "keys" => keys(shared, &args[1]),
         "scan" => scan(shared, &args[1..]),
         "randomkey" => randomkey(shared),
         "flushdb" | "flushall" => flush(shared, &args[1..]),
@@ -29,24 +29,17 @@ pub fn run(shared: &Shared, name: &str, args: &Args) -> Reply {
     outcome.unwrap_or_else(|error| error)
 }
 
-/// The key an iterator item names: its key, or for a value that could not be read, the key its
-/// error names (the key still exists; only its value is lost).
-fn item_key(item: Result<(Value, Value), Error>) -> Option<Vec<u8>> {
-    match item {
-        Ok((key, _)) => Some(key.to_vec()),
-        Err(error) => error.key().map(<[u8]>::to_vec),
-    }
-}
+// KEYS, SCAN and RANDOMKEY list keys from the index alone (`Db::keys`): no value is read, so a
+// key whose value is lost to poison is still listed, and listing costs no medium access.
 
-fn keys(shared: &Shared, pattern: &[u8]) -> Reply {
+fn keys(shared: &Shared, pattern: &[u8]) -> Result<Reply, Reply> {
     let found = shared
         .db
-        .prefix(glob::literal_prefix(pattern))
-        .filter_map(item_key)
+        .keys_with_prefix(glob::literal_prefix(pattern))?
         .filter(|key| glob::matches(pattern, key))
-        .map(Reply::Bulk)
+        .map(|key| Reply::Bulk(key.to_vec()))
         .collect();
-    Reply::Array(found)
+    Ok(Reply::Array(found))
 }
 
 fn count_arg(text: &[u8]) -> Result<usize, Reply> {
@@ -81,7 +74,8 @@ fn scan(shared: &Shared, args: &[Vec<u8>]) -> Result<Reply, Reply> {
     let mut examined = 0;
     let mut last = None;
     let mut found = Vec::new();
-    for key in shared.db.range::<Vec<u8>, _>((start, Bound::Unbounded)).filter_map(item_key) {
+    for key in shared.db.keys::<Vec<u8>, _>((start, Bound::Unbounded))? {
+        let key = key.to_vec();
         examined += 1;
         let wanted = strings_only && pattern.as_ref().is_none_or(|p| glob::matches(p, &key));
         if wanted {
@@ -103,10 +97,12 @@ fn randomkey(shared: &Shared) -> Result<Reply, Reply> {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(shared.db.len() as u64);
     let start = hasher.finish().to_be_bytes().to_vec();
-    let after = shared.db.range::<Vec<u8>, _>((Bound::Included(start), Bound::Unbounded));
-    let key =
-        after.filter_map(item_key).next().or_else(|| shared.db.iter().filter_map(item_key).next());
-    Ok(key.map_or(Reply::Nil, Reply::Bulk))
+    let mut after = shared.db.keys::<Vec<u8>, _>((Bound::Included(start), Bound::Unbounded))?;
+    let key = match after.next() {
+        Some(key) => Some(key),
+        None => shared.db.keys::<Vec<u8>, _>(..)?.next(),
+    };
+    Ok(key.map_or(Reply::Nil, |key| Reply::Bulk(key.to_vec())))
 }
 
 fn flush(shared: &Shared, args: &[Vec<u8>]) -> Result<Reply, Reply> {
