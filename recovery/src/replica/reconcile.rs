@@ -5,7 +5,8 @@
 //!
 //! INVARIANT: only bytes that read clean on the primary and verify (header checksum, tail check)
 //! are copied; a segment the primary cannot vouch for is left alone for the scan to repair from
-//! the replica. PERSIST: a member's data is fenced before its header and tail lines, so a crash
+//! the replica; a primary superblock slot that reads clean but does not decode is healed from the
+//! replica first when the replica's slot holds a newer generation. PERSIST: a member's data is fenced before its header and tail lines, so a crash
 //! mid-reconcile leaves lines that still differ and the next open redoes the segment.
 
 use mcstore_pmem::{Domain, ErrorRegister, Medium, MemberId, read_u64};
@@ -46,6 +47,7 @@ pub(super) fn reconcile_member(set: &ReplicaSet, member: MemberId) -> Result<Rec
     let mut done = Reconciled { superblocks: false, segments: 0 };
     let primary = set.poolset.medium(MemberId(0)).clone();
     let target = set.poolset.medium(member).clone();
+    heal_primary_slots(set, primary.as_ref(), target.as_ref());
     let outcome = reconcile_superblocks(set, primary.as_ref(), target.as_ref(), member)
         .and_then(|rewritten| {
             done.superblocks = rewritten;
@@ -76,6 +78,35 @@ fn write_healing(
             target.write(offset, bytes)
         }
         other => other,
+    }
+}
+
+/// Heal each superblock slot of the primary that reads clean but does not decode, when
+/// `target`'s copy of that slot decodes to a newer generation than any the primary holds. Such a
+/// slot lost its bytes (poison cleared without its data, a stray store) or tore in an update the
+/// replica received whole; either way the primary's older slot must not become the reference
+/// (it would roll back `highest_segment_seq`, and the scan would then reject segments issued
+/// after it as never issued, with no good copy left once the replica was rewritten from it).
+/// The heal goes through `PoolSet::heal` (whole pages, re-encoded for the primary, re-read and
+/// verified); a slot it cannot heal is left as it was.
+fn heal_primary_slots(set: &ReplicaSet, primary: &dyn Medium, target: &dyn Medium) {
+    let newest = read_superblock(primary).map_or(0, |sb| sb.generation);
+    for (slot, &offset) in SUPERBLOCK_SLOT_OFFSETS.iter().enumerate() {
+        let len = SUPERBLOCK_BYTES as u64;
+        // A poisoned slot is the scan's to repair; a slot that decodes is the reference.
+        let Some(mine) = read_clean(primary, offset, len) else { continue };
+        if Superblock::decode(&mine, slot).is_ok() {
+            continue;
+        }
+        let newer = |bytes: &[u8]| {
+            Superblock::decode(bytes, slot)
+                .is_ok_and(|sb| sb.set_uuid == set.set_uuid && sb.generation > newest)
+        };
+        if read_clean(target, offset, len).is_some_and(|theirs| newer(&theirs)) {
+            // Not healed (no source verifies, the repair failed): the reference stays the
+            // primary's valid slot, as before.
+            let _ = set.poolset.heal(MemberId(0), offset, len, &newer);
+        }
     }
 }
 
@@ -161,8 +192,9 @@ fn reconcile_segments(
 mod tests {
     use mcstore_pmem::{Domain, ErrorRegister, Medium, read_u64};
 
-    use crate::format::SegmentId;
-    use crate::replica::set::tests::{dyns, fill, given, params, sims};
+    use crate::format::{SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentId, Superblock};
+    use crate::replica::set::read_superblock;
+    use crate::replica::set::tests::{dyns, fill, given, params, read, sims};
     use crate::replica::{OpenSetOptions, ReplicaSet};
     use crate::scan::ScanOptions;
 
@@ -193,5 +225,33 @@ mod tests {
         assert!(rec.damage.is_empty(), "{:?}", rec.damage);
         assert_eq!((rec.report.damage_found, rec.report.damage_repaired), (1, 1));
         assert_eq!(word(sims[0].as_ref()), 0, "the primary was not healed");
+    }
+
+    #[test]
+    fn a_lost_newest_superblock_slot_of_the_primary_is_healed_from_the_replica() {
+        let sims = sims(2);
+        let set = ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+        // Two segments opened: the newest superblock records `highest_segment_seq` 2, the
+        // older slot 1.
+        fill(&set, 3);
+        drop(set);
+        let newest = read_superblock(sims[0].as_ref()).unwrap();
+        let slot = newest.slot();
+        let at = SUPERBLOCK_SLOT_OFFSETS[slot];
+        // Lost bytes over the newest slot's first line (they read clean: poison cleared
+        // without its data).
+        sims[0].write(at, &[0xa5; 64]).unwrap();
+        assert!(read_superblock(sims[0].as_ref()).unwrap().generation < newest.generation);
+
+        let (set, _) = ReplicaSet::open(given(&sims), OpenSetOptions::default()).unwrap();
+        let (bytes, clean) = read(sims[0].as_ref(), at, SUPERBLOCK_BYTES);
+        assert!(clean);
+        let healed = Superblock::decode(&bytes, slot).unwrap();
+        assert_eq!((healed.generation, healed.member_index), (newest.generation, 0));
+        assert_eq!(healed.pool_uuid, newest.pool_uuid, "re-encoded for the primary");
+        let rec = set.recover(ScanOptions::default()).unwrap();
+        assert!(rec.damage.is_empty(), "{:?}", rec.damage);
+        assert_eq!(rec.superblock.highest_segment_seq, 2);
+        assert_eq!(rec.entries.len(), 5);
     }
 }
