@@ -384,37 +384,27 @@ mod tests {
         assert_eq!(db.get("other").unwrap().unwrap(), vec![4u8; 3001]);
     }
 
-    /// Poison in the last chunk of a value longer than one chunk is a media error naming the key.
+    /// Poison in a large record's value — in its only chunk, or in the last chunk of a value
+    /// longer than one — is a media error naming the key.
     #[test]
-    fn poison_in_a_later_chunk_is_a_media_error() {
-        let (sim, db) = sim_db(4 << 20, small_options());
-        db.put("big", vec![5u8; VALUE_CHUNK_BYTES + 20_077]).unwrap();
-        let location = db.inner.index.get(b"big").unwrap();
-        let line = (location.offset + u64::from(location.len) - 10) & !63;
-        sim.inject_poison(line, 64).unwrap();
-        let mut out = Vec::new();
-        match db.get_into("big", &mut out) {
-            Err(Error::Media { offset, key, .. }) => {
-                assert_eq!((offset, key.as_deref()), (line, Some(&b"big"[..])));
+    fn poison_in_a_large_value_is_a_media_error_in_any_chunk() {
+        let last_line = |offset: u64, len: u32| (offset + u64::from(len) - 10) & !63;
+        let early_line = |offset: u64, _: u32| (offset + 4096) & !63;
+        let cases: [(usize, &dyn Fn(u64, u32) -> u64); 2] =
+            [(9000, &early_line), (VALUE_CHUNK_BYTES + 20_077, &last_line)];
+        for (len, poisoned_line) in cases {
+            let (sim, db) = sim_db(4 << 20, small_options());
+            db.put("big", vec![5u8; len]).unwrap();
+            let location = db.inner.index.get(b"big").unwrap();
+            let line = poisoned_line(location.offset, location.len);
+            sim.inject_poison(line, 64).unwrap();
+            let mut out = Vec::new();
+            match db.get_into("big", &mut out) {
+                Err(Error::Media { offset, key, .. }) => {
+                    assert_eq!((offset, key.as_deref()), (line, Some(&b"big"[..])), "{len} B");
+                }
+                other => panic!("{len} B: expected Error::Media, got {other:?}"),
             }
-            other => panic!("expected Error::Media, got {other:?}"),
-        }
-    }
-
-    /// Poison in a large record's value is a media error naming the key.
-    #[test]
-    fn poison_in_a_large_value_is_a_media_error() {
-        let (sim, db) = sim_db(4 << 20, small_options());
-        db.put("big", vec![5u8; 9000]).unwrap();
-        let location = db.inner.index.get(b"big").unwrap();
-        let line = (location.offset + 4096) & !63;
-        sim.inject_poison(line, 64).unwrap();
-        let mut out = Vec::new();
-        match db.get_into("big", &mut out) {
-            Err(Error::Media { offset, key, .. }) => {
-                assert_eq!((offset, key.as_deref()), (line, Some(&b"big"[..])));
-            }
-            other => panic!("expected Error::Media, got {other:?}"),
         }
     }
 }
