@@ -388,15 +388,16 @@ mod tests {
     /// longer than one — is a media error naming the key.
     #[test]
     fn poison_in_a_large_value_is_a_media_error_in_any_chunk() {
-        let last_line = |offset: u64, len: u32| (offset + u64::from(len) - 10) & !63;
-        let early_line = |offset: u64, _: u32| (offset + 4096) & !63;
-        let cases: [(usize, &dyn Fn(u64, u32) -> u64); 2] =
-            [(9000, &early_line), (VALUE_CHUNK_BYTES + 20_077, &last_line)];
-        for (len, poisoned_line) in cases {
+        // (value length, whether the poisoned line is the value's last one)
+        for (len, at_end) in [(9000, false), (VALUE_CHUNK_BYTES + 20_077, true)] {
             let (sim, db) = sim_db(4 << 20, small_options());
             db.put("big", vec![5u8; len]).unwrap();
             let location = db.inner.index.get(b"big").unwrap();
-            let line = poisoned_line(location.offset, location.len);
+            let line = if at_end {
+                (location.offset + u64::from(location.len) - 10) & !63
+            } else {
+                (location.offset + 4096) & !63
+            };
             sim.inject_poison(line, 64).unwrap();
             let mut out = Vec::new();
             match db.get_into("big", &mut out) {
