@@ -11,7 +11,6 @@ use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::ops::Bound;
-use std::sync::Arc;
 
 /// The pending run is merged once it holds at least this many keys and at least as many as the
 /// tree (a geometric schedule: each key is moved by a rebuild O(1) times on average).
@@ -28,73 +27,13 @@ pub(crate) struct KeyOrder {
     pending: Vec<OrderKey>,
 }
 
-/// A live key as the key order holds it and hands it out: up to `INLINE_BYTES` bytes in place
-/// (no allocation, and copying it out of the tree reads only the tree's own nodes), longer keys
-/// shared.
-#[derive(Clone)]
-pub struct IndexKey(KeyRepr);
+/// A live key as the key order holds it and hands it out: recovery's key type, so short keys
+/// (up to `EntryKey::INLINE_BYTES`) are held in place — no allocation, and copying one out of
+/// the tree reads only the tree's own nodes — and longer keys are shared.
+pub use mcstore_recovery::EntryKey as IndexKey;
 
-#[derive(Clone)]
-enum KeyRepr {
-    Inline { len: u8, bytes: [u8; INLINE_BYTES] },
-    Shared(Arc<[u8]>),
-}
-
-/// Keys up to this many bytes are held in place.
-const INLINE_BYTES: usize = 22;
-
-impl IndexKey {
-    /// The key's bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        match &self.0 {
-            KeyRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            KeyRepr::Shared(key) => key,
-        }
-    }
-}
-
-impl From<&[u8]> for IndexKey {
-    fn from(key: &[u8]) -> Self {
-        if key.len() <= INLINE_BYTES {
-            let mut bytes = [0u8; INLINE_BYTES];
-            bytes[..key.len()].copy_from_slice(key);
-            Self(KeyRepr::Inline { len: key.len() as u8, bytes })
-        } else {
-            Self(KeyRepr::Shared(Arc::from(key)))
-        }
-    }
-}
-
-impl From<Arc<[u8]>> for IndexKey {
-    fn from(key: Arc<[u8]>) -> Self {
-        if key.len() <= INLINE_BYTES { Self::from(&*key) } else { Self(KeyRepr::Shared(key)) }
-    }
-}
-
-impl std::ops::Deref for IndexKey {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl PartialEq for IndexKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for IndexKey {}
-
-impl std::fmt::Debug for IndexKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.as_slice().fmt(f)
-    }
-}
-
-/// A key with its 8-byte [`prefix`] beside it: most comparisons end on the prefixes without
-/// touching the key's bytes.
+/// A key with its 8-byte [prefix](IndexKey::prefix) beside it: most comparisons end on the
+/// prefixes without touching the key's bytes.
 ///
 /// INVARIANT: its order is exactly the byte order of `key` (prefixes first agree with it
 /// wherever they differ), so `Borrow<[u8]>` is lawful and ranges take `&[u8]` bounds.
@@ -106,7 +45,7 @@ struct OrderKey {
 
 impl OrderKey {
     fn new(key: IndexKey) -> Self {
-        Self { prefix: prefix(&key), key }
+        Self { prefix: key.prefix(), key }
     }
 }
 
@@ -134,15 +73,6 @@ impl Borrow<[u8]> for OrderKey {
     fn borrow(&self) -> &[u8] {
         self.key.as_slice()
     }
-}
-
-/// The first 8 bytes of `key`, zero-padded, big-endian: comparing these first agrees with the
-/// lexicographic order wherever they differ, and saves a pointer chase per comparison.
-fn prefix(key: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = key.len().min(8);
-    bytes[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(bytes)
 }
 
 impl KeyOrder {
@@ -257,19 +187,6 @@ mod tests {
 
     fn all(order: &mut KeyOrder) -> Vec<Vec<u8>> {
         owned(order.range(Bound::Unbounded, Bound::Unbounded, usize::MAX, false))
-    }
-
-    #[test]
-    fn prefix_order_agrees_with_byte_order() {
-        let keys: [&[u8]; 8] =
-            [b"", b"\0", b"a", b"a\0", b"a\0\x01", b"ab", b"abcdefgh", b"abcdefgh\0"];
-        for a in keys {
-            for b in keys {
-                if prefix(a) != prefix(b) {
-                    assert_eq!(prefix(a).cmp(&prefix(b)), a.cmp(b), "{a:?} {b:?}");
-                }
-            }
-        }
     }
 
     /// Against a `BTreeSet` model: inserts of new keys, removes from the tree and from the

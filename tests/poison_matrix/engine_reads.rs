@@ -12,7 +12,8 @@ use std::ops::Range;
 use mcstore::Db;
 use mcstore_testkit::matrix::{Backend, Cell, PolicyCase, ReadSite};
 
-use super::rig::{Rig, distinct, find_unique, is_fail_for};
+use super::rig::{Rig, distinct, is_fail_for};
+use crate::support::find_unique;
 
 const ROUNDS: u32 = 20;
 const KEYS: u32 = 16;

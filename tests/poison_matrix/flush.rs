@@ -15,7 +15,8 @@ use mcstore::Durability;
 use mcstore::recovery::format::record::encoded_len;
 use mcstore_testkit::matrix::{Backend, Cell};
 
-use super::rig::{Rig, distinct, find_unique};
+use super::rig::{Rig, distinct};
+use crate::support::find_unique;
 
 const KEYS: u8 = 8;
 

@@ -18,7 +18,8 @@ use mcstore::{Db, Error};
 use mcstore_testkit::matrix::{Backend, Cell, Member, PolicyCase, ReadSite};
 use mcstore_testkit::pools::SEGMENT_BYTES;
 
-use super::rig::{Rig, distinct, find_unique};
+use super::rig::{Rig, distinct};
+use crate::support::find_unique;
 
 const KEYS: u8 = 12;
 

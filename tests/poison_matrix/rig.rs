@@ -247,14 +247,6 @@ impl Rig {
     }
 }
 
-/// The offset of the only occurrence of `needle` in `haystack`.
-pub fn find_unique(haystack: &[u8], needle: &[u8]) -> u64 {
-    let mut hits = haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle);
-    let (at, _) = hits.next().expect("the pattern is in the pool");
-    assert!(hits.next().is_none(), "the pattern occurs twice");
-    at as u64
-}
-
 /// `len` bytes no other key or value of the cell contains: consecutive bytes step by
 /// `2 * seed + 1`, so patterns of different seeds (< 128) share no window longer than two bytes.
 pub fn distinct(seed: u8, len: usize) -> Vec<u8> {

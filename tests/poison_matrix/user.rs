@@ -11,7 +11,8 @@ use std::ops::Range;
 use mcstore::{Db, Result};
 use mcstore_testkit::matrix::{Backend, Cell, Member, PolicyCase, ReadSite};
 
-use super::rig::{Rig, distinct, find_unique, is_fail_for};
+use super::rig::{Rig, distinct, is_fail_for};
+use crate::support::find_unique;
 
 const FILLERS: u8 = 10;
 

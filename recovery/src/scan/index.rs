@@ -9,14 +9,14 @@
 //! order (a random pass over ~100 MB costs a cache and TLB miss per entry).
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
+use super::key::EntryKey;
 use crate::format::{Lsn, RecordKind};
 
 /// One key's newest version as recovery found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
-    /// The key (inline up to 16 bytes, else shared).
+    /// The key (in place up to [`EntryKey::INLINE_BYTES`], else shared).
     pub key: EntryKey,
     /// Put or Delete (a tombstone).
     pub kind: RecordKind,
@@ -30,7 +30,7 @@ pub struct IndexEntry {
     pub segment_seq: u64,
 }
 
-/// The entries of one walked range, in log order, each beside its key's [`prefix`], with the
+/// The entries of one walked range, in log order, each beside its key's [`EntryKey::prefix`], with the
 /// range of those prefixes.
 #[derive(Debug)]
 pub(crate) struct Part {
@@ -49,13 +49,14 @@ impl Part {
     }
 
     /// Append the entry of a verified record (its key is at hand: the prefix is taken now, not
-    /// in a later pass; a short key is copied inline, not allocated).
+    /// in a later pass; a short key is copied in place, not allocated).
     pub(crate) fn push(&mut self, key: &[u8], record: Located) {
-        let p = prefix(key);
+        let key = EntryKey::from(key);
+        let p = key.prefix();
         self.prefix_min = self.prefix_min.min(p);
         self.prefix_max = self.prefix_max.max(p);
         self.clears += usize::from(record.kind == RecordKind::Clear);
-        self.entries.push((p, Walked { key: EntryKey::from(key), record }));
+        self.entries.push((p, Walked { key, record }));
     }
 
     /// Entries held.
@@ -101,82 +102,6 @@ pub(crate) struct Located {
     pub(crate) segment_seq: u64,
 }
 
-/// Keys up to this many bytes are kept inline (in the walk, the sort and the entries).
-const INLINE_KEY_BYTES: usize = 16;
-
-/// A recovered key: a short one inline (no allocation per record, from the walk to the engine's
-/// index build, which copies it into its own inline slots), a longer one shared.
-#[derive(Clone)]
-pub struct EntryKey(KeyRepr);
-
-#[derive(Clone)]
-enum KeyRepr {
-    Inline { len: u8, bytes: [u8; INLINE_KEY_BYTES] },
-    Shared(Arc<[u8]>),
-}
-
-impl EntryKey {
-    /// The key's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            KeyRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            KeyRepr::Shared(key) => key,
-        }
-    }
-}
-
-impl From<&[u8]> for EntryKey {
-    fn from(key: &[u8]) -> Self {
-        if key.len() > INLINE_KEY_BYTES {
-            return EntryKey(KeyRepr::Shared(key.into()));
-        }
-        let mut bytes = [0u8; INLINE_KEY_BYTES];
-        bytes[..key.len()].copy_from_slice(key);
-        EntryKey(KeyRepr::Inline { len: key.len() as u8, bytes })
-    }
-}
-
-impl From<Arc<[u8]>> for EntryKey {
-    /// Keeps the allocation of a long key; a short one is copied inline.
-    fn from(key: Arc<[u8]>) -> Self {
-        if key.len() > INLINE_KEY_BYTES { EntryKey(KeyRepr::Shared(key)) } else { (&*key).into() }
-    }
-}
-
-impl std::ops::Deref for EntryKey {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl PartialEq for EntryKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for EntryKey {}
-
-impl PartialOrd for EntryKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for EntryKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl std::fmt::Debug for EntryKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.as_bytes().fmt(f)
-    }
-}
-
 /// One entry while the index is sorted.
 #[derive(Clone, Debug)]
 struct Walked {
@@ -196,19 +121,11 @@ impl Walked {
 fn newest_first(a: &Walked, b: &Walked) -> Ordering {
     let (x, y) = (&a.record, &b.record);
     a.key
-        .as_bytes()
-        .cmp(b.key.as_bytes())
+        .as_slice()
+        .cmp(b.key.as_slice())
         .then(y.lsn.cmp(&x.lsn))
         .then(y.segment_seq.cmp(&x.segment_seq))
         .then(y.offset.cmp(&x.offset))
-}
-
-/// The first 8 bytes of `key`, big-endian, zero-padded: ordered like the keys whenever they differ.
-fn prefix(key: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    let n = key.len().min(8);
-    word[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(word)
 }
 
 /// An entry with its prefix beside it, so most comparisons read neither the key nor its bytes.
@@ -285,7 +202,7 @@ fn sort_bucket(bucket: &mut [Keyed], level: Option<Buckets>, cleared: Lsn) -> us
     for at in 0..bucket.len() {
         let first_of_key = kept == 0 || {
             let (last, this) = (&bucket[kept - 1], &bucket[at]);
-            last.0 != this.0 || last.1.key.as_bytes() != this.1.key.as_bytes()
+            last.0 != this.0 || last.1.key.as_slice() != this.1.key.as_slice()
         };
         if first_of_key {
             bucket.swap(kept, at);

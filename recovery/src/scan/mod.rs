@@ -6,6 +6,7 @@
 mod committed;
 mod damage;
 mod index;
+mod key;
 mod options;
 mod records;
 mod recover;
@@ -16,7 +17,8 @@ mod snapshot;
 mod superblock;
 
 pub use damage::{Damage, DamageKind};
-pub use index::{EntryKey, IndexEntry};
+pub use index::IndexEntry;
+pub use key::EntryKey;
 pub use options::{Progress, Repairer, ScanOptions, ShutdownEvidence};
 pub use recover::recover;
 pub use recovered::{Recovered, SegmentInfo, SegmentStatus};

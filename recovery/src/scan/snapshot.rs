@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use mcstore_pmem::{Domain, ErrorRegister, Medium};
 
-use super::index::{EntryKey, IndexEntry};
+use super::index::IndexEntry;
+use super::key::EntryKey;
 use crate::error::Result;
 use crate::format::checksum::hash64;
 use crate::format::{
