@@ -44,9 +44,16 @@ const ENCODE_BUFFER_KEEP_BYTES: usize = 4 << 20;
 /// leader's flush).
 const LINE_BYTES: u64 = mcstore_pmem::mcsafe::STREAM_LINE_BYTES as u64;
 
+/// A spare slot is kept for reuse only while its buffers stay this small (in elements): a
+/// large batch's slot is freed after use.
+const SPARE_SLOT_KEEP: usize = 256;
+
 std::thread_local! {
     /// Each writer thread's encoding buffer, reused across writes (no allocation per put).
     static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each writer thread's last slot, once no one else holds it: the next write reuses it and
+    /// its buffers, so a put allocates nothing for its slot.
+    static SPARE_SLOT: std::cell::RefCell<Option<Arc<Slot>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// What indexing one slot does. Keys are ranges of the slot's `keys` (one allocation per slot,
@@ -83,7 +90,7 @@ impl KeyRange {
 }
 
 /// One writer's reserved records: a contiguous run of the open segment's data area.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Slot {
     /// Data-area offset of its first byte.
     start: u64,
@@ -115,6 +122,45 @@ pub(crate) struct Slot {
 struct CopyGuard<'a> {
     slot: &'a Slot,
     inner: &'a Inner,
+}
+
+impl Slot {
+    /// A slot filled by `fill`: this thread's spare (flags clear, buffers emptied with their
+    /// capacity kept) or a new one.
+    fn take(fill: impl FnOnce(&mut Self)) -> Arc<Self> {
+        if let Some(mut slot) = SPARE_SLOT.with_borrow_mut(Option::take)
+            && let Some(spare) = Arc::get_mut(&mut slot)
+        {
+            spare.keys.clear();
+            spare.ops.clear();
+            spare.key_hashes.clear();
+            spare.through.clear();
+            *spare.copied.get_mut() = false;
+            *spare.durable.get_mut() = false;
+            *spare.indexed.get_mut() = false;
+            fill(spare);
+            return slot;
+        }
+        let mut slot = Self::default();
+        fill(&mut slot);
+        Arc::new(slot)
+    }
+
+    /// Keep `slot` as this thread's spare if no one else holds it any more (its writer is done
+    /// with it: indexed, so out of the pending queue; no leader's snapshot still holds it) and
+    /// its buffers are small.
+    fn recycle(mut slot: Arc<Self>) {
+        let small = |len: usize| len <= SPARE_SLOT_KEEP;
+        let keep = Arc::get_mut(&mut slot).is_some_and(|s| {
+            small(s.keys.capacity() / 16)
+                && small(s.ops.capacity())
+                && small(s.key_hashes.capacity())
+                && small(s.through.capacity())
+        });
+        if keep {
+            SPARE_SLOT.with_borrow_mut(|spare| *spare = Some(slot));
+        }
+    }
 }
 
 impl Drop for CopyGuard<'_> {
@@ -278,12 +324,18 @@ impl Inner {
     /// Run one write. Under the commit lock: wait until no pending write touches `keys`, let
     /// `decide` read and choose the records (nothing is written if it fails or chooses none),
     /// reserve them. Then copy them into the log and complete them at `durability`.
-    pub(crate) fn submit<'a, T>(
+    ///
+    /// `decide` returns its records as any slice owner: a `Vec`, or an array for a fixed
+    /// count (a put's one record is then not allocated).
+    pub(crate) fn submit<'a, T, R>(
         &self,
         durability: Durability,
         keys: Keys<'_>,
-        decide: impl FnOnce(&Self, &QueueState) -> Result<(T, Vec<PendingRecord<'a>>)>,
-    ) -> Result<T> {
+        decide: impl FnOnce(&Self, &QueueState) -> Result<(T, R)>,
+    ) -> Result<T>
+    where
+        R: AsRef<[PendingRecord<'a>]>,
+    {
         self.latch.check()?;
         let mut st = self.commit.state.lock();
         if st.writer.is_none() {
@@ -295,10 +347,11 @@ impl Inner {
         }
         self.latch.check()?;
         let (out, records) = decide(self, &st)?;
+        let records = records.as_ref();
         if records.is_empty() {
             return Ok(out);
         }
-        let (slot, reservation) = self.reserve(&mut st, &records, durability)?;
+        let (slot, reservation) = self.reserve(&mut st, records, durability)?;
         // A lone `Immediate` writer (no other slot pending, no leader) claims the leadership
         // now, under the lock, and persists its own slot right after copying it: no second
         // trip through the lock to become the leader. Later writers find a leader persisting
@@ -309,7 +362,7 @@ impl Inner {
         .then(|| PersistClaim::take(&self.commit));
         drop(st);
         let unwinding = CopyGuard { slot: &slot, inner: self };
-        self.copy(&slot, &reservation, &records)?;
+        self.copy(&slot, &reservation, records)?;
         drop(unwinding);
         Counters::add(&self.counters.records_written, records.len() as u64);
         if let Some(claim) = claim {
@@ -318,6 +371,7 @@ impl Inner {
         if !slot.indexed.load(Ordering::Acquire) {
             self.complete(&slot)?;
         }
+        Slot::recycle(slot);
         Ok(out)
     }
 
@@ -356,57 +410,48 @@ impl Inner {
         let segment = reservation.segment;
         st.space.use_bytes(segment.id.0, total);
         let data_start = self.geometry.data_start(segment.id);
-        let mut pos = data_start + reservation.start;
-        let mut ops = Vec::with_capacity(records.len());
-        let mut key_hashes = Vec::with_capacity(records.len());
-        let mut keys = Vec::with_capacity(records.iter().map(|r| r.key.len()).sum());
         let write_through = records.iter().any(|r| r.value.len() >= DIRECT_VALUE_BYTES_MIN)
             && self.medium.writes_through();
-        let mut through = Vec::new();
-        for (i, record) in records.iter().enumerate() {
-            // Checked above: every record's length fits u32.
-            let len = record.encoded_len() as u32;
-            let location = Location {
-                offset: pos,
-                len,
-                segment_seq: segment.seq,
-                lsn: record.lsn.unwrap_or(reservation.first_lsn + i as u64),
-            };
-            st.space.note_lsn(segment.id.0, location.lsn);
-            if write_through && record.value.len() >= DIRECT_VALUE_BYTES_MIN {
-                let value_at = pos + (RECORD_HEADER_BYTES + record.key.len()) as u64;
-                let first = value_at.next_multiple_of(LINE_BYTES);
-                let last = (value_at + record.value.len() as u64) / LINE_BYTES * LINE_BYTES;
-                if last > first {
-                    through.push((first, last));
+        let space = &mut st.space;
+        let slot = Slot::take(|slot| {
+            slot.start = reservation.start;
+            slot.end = reservation.start + total;
+            slot.immediate = durability == Durability::Immediate;
+            slot.write_through = write_through;
+            let mut pos = data_start + reservation.start;
+            for (i, record) in records.iter().enumerate() {
+                // Checked above: every record's length fits u32.
+                let len = record.encoded_len() as u32;
+                let location = Location {
+                    offset: pos,
+                    len,
+                    segment_seq: segment.seq,
+                    lsn: record.lsn.unwrap_or(reservation.first_lsn + i as u64),
+                };
+                space.note_lsn(segment.id.0, location.lsn);
+                if write_through && record.value.len() >= DIRECT_VALUE_BYTES_MIN {
+                    let value_at = pos + (RECORD_HEADER_BYTES + record.key.len()) as u64;
+                    let first = value_at.next_multiple_of(LINE_BYTES);
+                    let last = (value_at + record.value.len() as u64) / LINE_BYTES * LINE_BYTES;
+                    if last > first {
+                        slot.through.push((first, last));
+                    }
                 }
+                pos += u64::from(len);
+                slot.key_hashes.push(key_hash(record.key));
+                let keys = &mut slot.keys;
+                slot.ops.push(match (record.kind, record.moved, record.lsn) {
+                    (RecordKind::Put, Some(from), _) => {
+                        IndexOp::Move(KeyRange::push(keys, record.key), from, location)
+                    }
+                    (_, _, Some(_)) => IndexOp::Keep,
+                    (RecordKind::Put, None, None) => {
+                        IndexOp::Put(KeyRange::push(keys, record.key), location)
+                    }
+                    (RecordKind::Clear, _, None) => IndexOp::Clear,
+                    _ => IndexOp::Delete(KeyRange::push(keys, record.key)),
+                });
             }
-            pos += u64::from(len);
-            key_hashes.push(key_hash(record.key));
-            ops.push(match (record.kind, record.moved, record.lsn) {
-                (RecordKind::Put, Some(from), _) => {
-                    IndexOp::Move(KeyRange::push(&mut keys, record.key), from, location)
-                }
-                (_, _, Some(_)) => IndexOp::Keep,
-                (RecordKind::Put, None, None) => {
-                    IndexOp::Put(KeyRange::push(&mut keys, record.key), location)
-                }
-                (RecordKind::Clear, _, None) => IndexOp::Clear,
-                _ => IndexOp::Delete(KeyRange::push(&mut keys, record.key)),
-            });
-        }
-        let slot = Arc::new(Slot {
-            start: reservation.start,
-            end: reservation.start + total,
-            immediate: durability == Durability::Immediate,
-            copied: AtomicBool::new(false),
-            durable: AtomicBool::new(false),
-            indexed: AtomicBool::new(false),
-            keys,
-            ops,
-            key_hashes,
-            write_through,
-            through,
         });
         st.pending.push_back(Arc::clone(&slot));
         st.unpersisted.push_back(slot.end);

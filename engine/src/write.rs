@@ -34,7 +34,7 @@ impl Db {
         self.inner.index.prefetch(key);
         self.inner.submit(durability, Keys::None, |inner, st| {
             inner.check_record(st.log(), key, value)?;
-            Ok(((), vec![PendingRecord::put(key, value)]))
+            Ok(((), [PendingRecord::put(key, value)]))
         })
     }
 
