@@ -34,9 +34,10 @@ const SMALL_RECORD_BYTES: usize = 512;
 /// heap buffer).
 const HEAD_STACK_BYTES: usize = RECORD_HEADER_BYTES + 224;
 /// A large record's value is copied and hashed in chunks of this many bytes: each chunk is
-/// hashed right after its copy, while it is still in L1/L2, instead of a second pass over a
-/// value that no longer fits the cache (measured: `docs/performance.md`, "Large values").
-const VALUE_CHUNK_BYTES: usize = 32 << 10;
+/// hashed right after its copy, while it is still in L1 (half its 32 KiB), instead of a second
+/// pass over a value that no longer fits the cache (measured: `docs/performance.md`, "Large
+/// values").
+const VALUE_CHUNK_BYTES: usize = 16 << 10;
 
 /// Read the record at `location` into `buf` and verify it is a put of `key`. On success `buf`
 /// holds exactly the value. `buf` is resized, never zero-filled beyond what it grows by, so a
