@@ -44,9 +44,13 @@ const ENCODE_BUFFER_KEEP_BYTES: usize = 4 << 20;
 /// leader's flush).
 const LINE_BYTES: u64 = mcstore_pmem::mcsafe::STREAM_LINE_BYTES as u64;
 
-/// A spare slot is kept for reuse only while its buffers stay this small (in elements): a
-/// large batch's slot is freed after use.
-const SPARE_SLOT_KEEP: usize = 256;
+/// A spare slot is kept for reuse only while its buffers stay this small (bytes): a batch of a
+/// few thousand small records keeps its slot, a larger one's is freed after use.
+const SPARE_SLOT_KEEP_BYTES: usize = 256 << 10;
+
+/// Indexing a slot of several records prefetches the point-table slot of the record this many
+/// places ahead, so a batch's index misses overlap instead of following each other.
+const APPLY_AHEAD: usize = 8;
 
 std::thread_local! {
     /// Each writer thread's encoding buffer, reused across writes (no allocation per put).
@@ -67,6 +71,16 @@ enum IndexOp {
     Keep,
     Delete(KeyRange),
     Clear,
+}
+
+impl IndexOp {
+    /// The key it changes, if one.
+    fn key(&self) -> Option<KeyRange> {
+        match self {
+            IndexOp::Put(key, _) | IndexOp::Move(key, _, _) | IndexOp::Delete(key) => Some(*key),
+            IndexOp::Keep | IndexOp::Clear => None,
+        }
+    }
 }
 
 /// A key's bytes within its slot's `keys`.
@@ -150,12 +164,12 @@ impl Slot {
     /// with it: indexed, so out of the pending queue; no leader's snapshot still holds it) and
     /// its buffers are small.
     fn recycle(mut slot: Arc<Self>) {
-        let small = |len: usize| len <= SPARE_SLOT_KEEP;
         let keep = Arc::get_mut(&mut slot).is_some_and(|s| {
-            small(s.keys.capacity() / 16)
-                && small(s.ops.capacity())
-                && small(s.key_hashes.capacity())
-                && small(s.through.capacity())
+            let bytes = s.keys.capacity()
+                + s.ops.capacity() * std::mem::size_of::<IndexOp>()
+                + s.key_hashes.capacity() * std::mem::size_of::<u64>()
+                + s.through.capacity() * std::mem::size_of::<(u64, u64)>();
+            bytes <= SPARE_SLOT_KEEP_BYTES
         });
         if keep {
             SPARE_SLOT.with_borrow_mut(|spare| *spare = Some(slot));
@@ -751,7 +765,10 @@ impl Inner {
                 break;
             }
             let Some(front) = st.pending.pop_front() else { break };
-            for op in &front.ops {
+            for (i, op) in front.ops.iter().enumerate() {
+                if let Some(key) = front.ops.get(i + APPLY_AHEAD).and_then(IndexOp::key) {
+                    self.index.prefetch(key.of(&front.keys));
+                }
                 self.apply(&mut st.space, &front.keys, op);
             }
             front.indexed.store(true, Ordering::Release);
@@ -902,6 +919,37 @@ mod tests {
                 assert!(at + n <= first || at >= last, "flush [{at}, +{n}) over [{first}, {last})");
             }
         }
+    }
+
+    /// A writer thread's next write reuses its last slot (no allocation), and nothing of the
+    /// earlier write carries over into it: keys, index changes, hashes, flags.
+    #[test]
+    fn a_writer_reuses_its_slot_and_nothing_carries_over() {
+        use std::sync::atomic::Ordering;
+
+        use super::SPARE_SLOT;
+
+        let (sim, db) = sim_db(1 << 20, small_options());
+        db.apply_batch(Batch::default().put("a", vec![1u8; 3000]).put("bb", "2").remove("zz"))
+            .unwrap();
+        let first = SPARE_SLOT.with_borrow(|spare| spare.as_ref().map(Arc::as_ptr));
+        assert!(first.is_some(), "the batch's slot is kept");
+        db.put_with("c", "3", Durability::None).unwrap();
+        db.put("d", "4").unwrap();
+        SPARE_SLOT.with_borrow(|spare| {
+            let slot = spare.as_ref().expect("the put's slot is kept");
+            assert_eq!(Some(Arc::as_ptr(slot)), first);
+            assert_eq!(slot.keys, b"d");
+            assert_eq!((slot.ops.len(), slot.key_hashes.len()), (1, 1));
+            assert!(slot.through.is_empty() && slot.immediate);
+            assert!(slot.copied.load(Ordering::Relaxed) && slot.durable.load(Ordering::Relaxed));
+        });
+        drop(db);
+        let db = reopen(&sim, small_options());
+        assert_eq!(db.get("a").unwrap().unwrap(), vec![1u8; 3000]);
+        assert_eq!(db.get("c").unwrap().unwrap(), b"3");
+        assert_eq!(db.get("d").unwrap().unwrap(), b"4");
+        assert_eq!(db.len(), 4);
     }
 
     /// Writes whose slots wait in the open segment (`None` durability: copied and visible, no
