@@ -10,6 +10,7 @@
 
 mod background;
 pub mod batch;
+mod close;
 mod commit;
 pub mod compact;
 pub mod db;
