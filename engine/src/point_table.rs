@@ -328,12 +328,22 @@ pub(crate) struct PointTable {
     hint: [AtomicUsize; 2],
 }
 
-/// The writer's side: live and used slot counts. Only one exists per table, behind the index's
-/// write mutex.
-#[derive(Debug)]
+/// The writer's side: live and used slot counts, and the current table. Only one exists per
+/// table, behind the index's write mutex.
+///
+/// INVARIANT: `table` is the table `PointTable::table` publishes (only the writer publishes
+/// one, and it replaces both together), so a write reaches it without the `ArcSwap` load and
+/// guard a reader pays.
 pub(crate) struct Writer {
     live: usize,
     used: usize,
+    table: Arc<Table>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("live", &self.live).field("used", &self.used).finish()
+    }
 }
 
 impl Writer {
@@ -388,8 +398,9 @@ impl PointTable {
                     .sum()
             })
         };
-        let writer = Writer { live, used: live };
-        let points = Self { table: ArcSwap::from_pointee(table), hasher, hint: Default::default() };
+        let table = Arc::new(table);
+        let writer = Writer { live, used: live, table: Arc::clone(&table) };
+        let points = Self { table: ArcSwap::new(table), hasher, hint: Default::default() };
         points.note_hint();
         (points, writer)
     }
@@ -411,6 +422,15 @@ impl PointTable {
         mcstore_pmem::hint::prefetch_address(slot as *const u8);
     }
 
+    /// Publish `table` as the current one, to readers and to `writer`, and record it for
+    /// `prefetch`.
+    fn publish(&self, writer: &mut Writer, table: Table) {
+        let table = Arc::new(table);
+        self.table.store(Arc::clone(&table));
+        writer.table = table;
+        self.note_hint();
+    }
+
     /// Record the current table for `prefetch` (writer only, after publishing a table).
     fn note_hint(&self) {
         let table = self.table.load();
@@ -426,7 +446,8 @@ impl PointTable {
         location: Location,
     ) -> Option<Location> {
         let probe = Probe::new(&self.hasher, key);
-        let table = self.table.load();
+        debug_assert!(Arc::ptr_eq(&writer.table, &self.table.load()));
+        let table = &writer.table;
         let free = match table.find(&probe) {
             Ok((i, old)) => {
                 table.slots[i].write(None, location);
@@ -446,8 +467,7 @@ impl PointTable {
             table.copy_live_into(&fresh);
             fresh.place_unpublished(&probe, location);
             writer.used = writer.live;
-            self.table.store(Arc::new(fresh));
-            self.note_hint();
+            self.publish(writer, fresh);
         }
         None
     }
@@ -455,7 +475,8 @@ impl PointTable {
     /// Forget `key`; its location if it was present.
     pub(crate) fn remove(&self, writer: &mut Writer, key: &[u8]) -> Option<Location> {
         let probe = Probe::new(&self.hasher, key);
-        let table = self.table.load();
+        debug_assert!(Arc::ptr_eq(&writer.table, &self.table.load()));
+        let table = &writer.table;
         let (i, old) = table.find(&probe).ok()?;
         table.slots[i].delete();
         writer.live -= 1;
@@ -464,8 +485,7 @@ impl PointTable {
 
     /// Forget every key.
     pub(crate) fn clear(&self, writer: &mut Writer) {
-        self.table.store(Arc::new(Table::with_capacity(MIN_CAPACITY)));
-        self.note_hint();
+        self.publish(writer, Table::with_capacity(MIN_CAPACITY));
         writer.live = 0;
         writer.used = 0;
     }
