@@ -44,7 +44,7 @@ impl Db {
         self.inner.submit(self.durability, Keys::One(key), |inner, st| {
             inner.check_record(st.log(), key, value)?;
             let old = inner.read_value(key, "insert")?;
-            Ok((old, vec![PendingRecord::put(key, value)]))
+            Ok((old, [PendingRecord::put(key, value)]))
         })
     }
 
@@ -150,7 +150,7 @@ impl Db {
     /// Remove every key, atomically: one `Clear` record (not a tombstone per key). Readers see
     /// the store before or after it, never half-cleared; after a crash it is whole or absent.
     pub fn clear(&self) -> Result<()> {
-        self.inner.submit(self.durability, Keys::All, |_, _| Ok(((), vec![PendingRecord::clear()])))
+        self.inner.submit(self.durability, Keys::All, |_, _| Ok(((), [PendingRecord::clear()])))
     }
 }
 
