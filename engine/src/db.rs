@@ -108,6 +108,18 @@ impl Db {
         Ok(self.inner.index.get(key.as_ref()).is_some())
     }
 
+    /// The version of `key`: the LSN of its current record, `None` while it is absent. Every write
+    /// of a key (put, remove, a clear) gives it a new version, so one version seen at two times
+    /// means the key was not written in between — except for an absent key, which may have been
+    /// written and removed again meanwhile. Reads the index only (no media access). For
+    /// optimistic checks across calls (the server's WATCH); within one transaction use
+    /// [`Transaction::version`](crate::Transaction::version).
+    pub fn version(&self, key: impl AsRef<[u8]>) -> Result<Option<u64>> {
+        self.inner.latch.check()?;
+        Counters::add(&self.inner.counters.reads, 1);
+        Ok(self.inner.index.get(key.as_ref()).map(|location| location.lsn))
+    }
+
     /// Iterate over the keys in `range`, ascending (or descending with `.rev()`). Each item is a
     /// committed version; keys written during the iteration may or may not appear.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {

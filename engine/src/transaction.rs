@@ -36,16 +36,32 @@ impl Transaction<'_> {
         }
         let mut buf = Vec::new();
         let lsn = self.db.inner.read_versioned(key, &mut buf, "transaction")?;
+        self.record_read(key, lsn)?;
+        Ok(lsn.map(|_| Value::from(buf)))
+    }
+
+    /// The version of `key` in the store ([`Db::version`]; this transaction's own writes do not
+    /// change it), recorded as a read: the transaction commits only if it is still the key's
+    /// version then. A check such as "unchanged since version `v`" made here therefore holds up
+    /// to the commit.
+    pub fn version(&mut self, key: impl AsRef<[u8]>) -> Result<Option<u64>> {
+        let key = key.as_ref();
+        let lsn = self.db.version(key)?;
+        self.record_read(key, lsn)?;
+        Ok(lsn)
+    }
+
+    /// Remember that `key` was seen at `lsn`; a second read that saw another version can never
+    /// commit, so it retries now.
+    fn record_read(&mut self, key: &[u8], lsn: Option<u64>) -> Result<()> {
         match self.reads.get(key) {
-            // A second read that sees another version can never commit: retry now.
-            Some(seen) if *seen != lsn => {
-                return Err(Error::Conflict { attempts: 0 });
-            }
-            _ => {
+            Some(seen) if *seen != lsn => Err(Error::Conflict { attempts: 0 }),
+            Some(_) => Ok(()),
+            None => {
                 self.reads.insert(key.to_vec(), lsn);
+                Ok(())
             }
         }
-        Ok(lsn.map(|_| Value::from(buf)))
     }
 
     /// Set `key` to `value` when the transaction commits.
@@ -170,5 +186,53 @@ mod tests {
         });
         assert!(matches!(aborted, Err(crate::Error::InvalidOptions { .. })));
         assert_eq!(db.get("x").unwrap().unwrap(), b"2");
+    }
+
+    /// Every write gives a key a new version; a transaction that checks a version commits only
+    /// if it still holds at the commit (a write between the check and the commit reruns it).
+    #[test]
+    fn versions_change_with_every_write_and_hold_to_the_commit() {
+        let (_sim, db) = sim_db(1 << 20, small_options());
+        assert_eq!(db.version("k").unwrap(), None);
+        db.put("k", "1").unwrap();
+        let v1 = db.version("k").unwrap().unwrap();
+        db.put("k", "1").unwrap();
+        let v2 = db.version("k").unwrap().unwrap();
+        assert!(v2 > v1, "the same value written again is a new version");
+        db.remove("k").unwrap();
+        assert_eq!(db.version("k").unwrap(), None);
+        db.put("k", "2").unwrap();
+        let watched = db.version("k").unwrap();
+        let mut attempts = 0;
+        let committed = db
+            .transaction(|tx| {
+                attempts += 1;
+                if tx.version("k")? != watched {
+                    return Ok(false);
+                }
+                tx.put("k", "mine");
+                if attempts == 1 {
+                    // Another writer, after the check and before the commit.
+                    db.put("k", "theirs").unwrap();
+                }
+                Ok(true)
+            })
+            .unwrap();
+        assert!(!committed, "the rerun saw the other writer's version");
+        assert_eq!(attempts, 2);
+        assert_eq!(db.get("k").unwrap().unwrap(), b"theirs");
+        let watched = db.version("k").unwrap();
+        let committed = db
+            .transaction(|tx| {
+                let unchanged = tx.version("k")? == watched;
+                if unchanged {
+                    tx.put("k", "mine");
+                }
+                Ok(unchanged)
+            })
+            .unwrap();
+        assert!(committed);
+        assert_eq!(db.get("k").unwrap().unwrap(), b"mine");
+        assert_ne!(db.version("k").unwrap(), watched);
     }
 }

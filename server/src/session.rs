@@ -1,6 +1,6 @@
-//! `Session`: one connection's state (protocol version, authentication, name, the MULTI
-//! queue) and `Session::execute`, which checks a command (known, arity, authenticated,
-//! allowed in MULTI) before running or queueing it.
+//! `Session`: one connection's state (protocol version, authentication, name, the MULTI queue,
+//! the watched keys) and `Session::execute`, which checks a command (known, arity,
+//! authenticated, allowed in MULTI) before running or queueing it.
 //!
 //! INVARIANT: nothing runs before its checks pass; in MULTI, a command refused at queue time
 //! marks the transaction so its EXEC runs nothing (`EXECABORT`), as in Redis.
@@ -41,6 +41,9 @@ pub struct Session {
     pub lib_ver: Option<Vec<u8>>,
     /// The open MULTI, if any.
     pub multi: Option<Multi>,
+    /// WATCHed keys with the version each had when watched (`None`: absent); EXEC runs nothing
+    /// if one of them has another version by its commit.
+    pub watched: Vec<(Vec<u8>, Option<u64>)>,
     /// QUIT was received: close after the reply.
     pub closing: bool,
 }
@@ -57,6 +60,7 @@ impl Session {
             lib_name: None,
             lib_ver: None,
             multi: None,
+            watched: Vec::new(),
             closing: false,
         }
     }

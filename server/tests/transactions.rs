@@ -1,4 +1,5 @@
-//! MULTI / EXEC / DISCARD: queueing, aborts, and atomicity under concurrent readers.
+//! MULTI / EXEC / DISCARD / WATCH: queueing, aborts, atomicity under concurrent readers, and
+//! optimistic locking.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +47,6 @@ fn multi_queues_and_exec_runs_or_aborts() {
     assert_eq!(c.get::<_, i64>("a").unwrap(), 3);
     assert_eq!(code(&cmd("EXEC").query::<Value>(&mut c).unwrap_err()), "ERR");
     assert_eq!(code(&cmd("DISCARD").query::<Value>(&mut c).unwrap_err()), "ERR");
-    assert!(cmd("WATCH").arg("a").query::<String>(&mut c).is_err(), "WATCH is not supported");
     assert_eq!(cmd("UNWATCH").query::<String>(&mut c).unwrap(), "OK");
     let empty: Vec<Value> = redis::pipe().atomic().query(&mut c).unwrap();
     assert!(empty.is_empty());
@@ -103,4 +103,85 @@ fn exec_is_atomic_for_concurrent_readers() {
     let mut c = server.client();
     assert_eq!(c.get::<_, i64>("x").unwrap(), 300, "no increment lost");
     assert_eq!(c.get::<_, i64>("y").unwrap(), 300);
+}
+
+/// EXEC after WATCH runs only if no watched key was written since: by another client, or by a
+/// plain write the batch path would otherwise take; UNWATCH, DISCARD and EXEC forget the keys.
+#[test]
+fn watch_aborts_exec_when_a_watched_key_changed() {
+    let (_sim, db) = sim_db();
+    let server = TestServer::start(db);
+    let mut c = server.client();
+    let mut other = server.client();
+    let () = c.set("a", 1).unwrap();
+    let exec_set = |c: &mut redis::Connection, value: i64| -> Value {
+        let _: String = cmd("MULTI").query(c).unwrap();
+        let _: String = cmd("SET").arg("a").arg(value).query(c).unwrap();
+        cmd("EXEC").query(c).unwrap()
+    };
+
+    // Another client's write to a watched key: EXEC runs nothing, replies null.
+    let _: String = cmd("WATCH").arg("a").arg("absent").query(&mut c).unwrap();
+    let () = other.set("a", 5).unwrap();
+    assert_eq!(exec_set(&mut c, 100), Value::Nil);
+    assert_eq!(c.get::<_, i64>("a").unwrap(), 5);
+    // EXEC forgot the watch: the same transaction now runs.
+    assert_eq!(exec_set(&mut c, 100), Value::Array(vec![Value::Okay]));
+    // A key absent when watched and created since.
+    let _: String = cmd("WATCH").arg("absent").query(&mut c).unwrap();
+    let () = other.set("absent", "now").unwrap();
+    assert_eq!(exec_set(&mut c, 200), Value::Nil);
+    assert_eq!(c.get::<_, i64>("a").unwrap(), 100);
+    // Writing the same value again is a change too.
+    let _: String = cmd("WATCH").arg("a").query(&mut c).unwrap();
+    let () = other.set("a", 100).unwrap();
+    assert_eq!(exec_set(&mut c, 300), Value::Nil);
+    // No change: EXEC runs (a read-modify-write under a watch).
+    let _: String = cmd("WATCH").arg("a").query(&mut c).unwrap();
+    let _: String = cmd("MULTI").query(&mut c).unwrap();
+    let _: String = cmd("INCR").arg("a").query(&mut c).unwrap();
+    assert_eq!(cmd("EXEC").query::<Value>(&mut c).unwrap(), Value::Array(vec![Value::Int(101)]));
+    // UNWATCH and DISCARD forget the keys.
+    let _: String = cmd("WATCH").arg("a").query(&mut c).unwrap();
+    assert_eq!(cmd("UNWATCH").query::<String>(&mut c).unwrap(), "OK");
+    let () = other.set("a", 7).unwrap();
+    assert_eq!(exec_set(&mut c, 8), Value::Array(vec![Value::Okay]));
+    let _: String = cmd("WATCH").arg("a").query(&mut c).unwrap();
+    let _: String = cmd("MULTI").query(&mut c).unwrap();
+    assert_eq!(cmd("DISCARD").query::<String>(&mut c).unwrap(), "OK");
+    let () = other.set("a", 9).unwrap();
+    assert_eq!(exec_set(&mut c, 10), Value::Array(vec![Value::Okay]));
+    assert_eq!(c.get::<_, i64>("a").unwrap(), 10);
+    // WATCH inside MULTI is refused; the MULTI stays open.
+    let _: String = cmd("MULTI").query(&mut c).unwrap();
+    assert_eq!(code(&cmd("WATCH").arg("a").query::<Value>(&mut c).unwrap_err()), "ERR");
+    assert_eq!(cmd("DISCARD").query::<String>(&mut c).unwrap(), "OK");
+}
+
+/// The classic optimistic increment (redis-rs's `transaction` helper: WATCH, GET, MULTI, SET,
+/// EXEC, retried on a null reply) from two clients at once loses no increment.
+#[test]
+fn watched_read_modify_writes_from_two_clients_lose_nothing() {
+    let (_sim, db) = sim_db();
+    let server = Arc::new(TestServer::start(db));
+    const EACH: i64 = 40;
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            std::thread::spawn(move || {
+                let mut c = server.client();
+                for _ in 0..EACH {
+                    let () = redis::transaction(&mut c, &["counter"], |c, pipe| {
+                        let now: Option<i64> = c.get("counter")?;
+                        pipe.set("counter", now.unwrap_or(0) + 1).ignore().query(c)
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(server.client().get::<_, i64>("counter").unwrap(), 2 * EACH);
 }

@@ -25,6 +25,7 @@ pub fn run(session: &mut Session, shared: &Shared, name: &str, args: &Args) -> R
         },
         "reset" => {
             session.multi = None;
+            session.watched.clear();
             session.resp = 2;
             session.name = None;
             session.authenticated = shared.config.requirepass.is_none();

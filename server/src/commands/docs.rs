@@ -71,8 +71,10 @@ pub fn lookup(name: &str) -> Option<Doc> {
         "multi" => doc(T, "1.2.0", "Starts a transaction."),
         "exec" => doc(T, "1.2.0", "Runs the queued commands atomically."),
         "discard" => doc(T, "2.0.0", "Drops the queued commands."),
-        "watch" => doc(T, "2.2.0", "Refused: optimistic locking is not supported."),
-        "unwatch" => doc(T, "2.2.0", "Forgets watched keys (there are none)."),
+        "watch" => {
+            doc(T, "2.2.0", "Monitors changes to keys to determine the execution of a transaction.")
+        }
+        "unwatch" => doc(T, "2.2.0", "Forgets about all watched keys of a transaction."),
         _ => None,
     }
 }
