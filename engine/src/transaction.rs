@@ -51,6 +51,16 @@ impl Transaction<'_> {
         Ok(lsn)
     }
 
+    /// Whether `key` exists as this transaction sees it (its own writes first), without reading
+    /// the value (so a value lost to a media error does not fail it); recorded as a read.
+    pub fn contains_key(&mut self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        if let Some(write) = self.writes.get(key) {
+            return Ok(write.is_some());
+        }
+        Ok(self.version(key)?.is_some())
+    }
+
     /// Remember that `key` was seen at `lsn`; a second read that saw another version can never
     /// commit, so it retries now.
     fn record_read(&mut self, key: &[u8], lsn: Option<u64>) -> Result<()> {
@@ -234,5 +244,30 @@ mod tests {
         assert!(committed);
         assert_eq!(db.get("k").unwrap().unwrap(), b"mine");
         assert_ne!(db.version("k").unwrap(), watched);
+    }
+
+    /// `contains_key` sees the transaction's own writes first and reads no value: a key whose
+    /// value is lost to poison is still found (and can be removed), where `get` fails.
+    #[test]
+    fn contains_key_sees_own_writes_and_reads_no_value() {
+        let (sim, db) = sim_db(1 << 20, small_options());
+        db.put("lost", vec![7u8; 300]).unwrap();
+        let location = db.inner.index.get(b"lost").unwrap();
+        sim.inject_poison((location.offset + 128) & !63, 64).unwrap();
+        assert!(db.get("lost").is_err());
+        let seen = db
+            .transaction(|tx| {
+                let before = (tx.contains_key("lost")?, tx.contains_key("new")?);
+                tx.put("new", "1");
+                tx.remove("lost");
+                let after = (tx.contains_key("lost")?, tx.contains_key("new")?);
+                assert!(tx.get("new").is_ok(), "an own write needs no read");
+                Ok((before, after))
+            })
+            .unwrap();
+        assert_eq!(seen, ((true, false), (false, true)));
+        assert_eq!(db.version("lost").unwrap(), None);
+        assert!(db.version("new").unwrap().is_some());
+        assert!(db.transaction(|tx| tx.get("x-missing")).unwrap().is_none());
     }
 }

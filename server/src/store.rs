@@ -43,6 +43,24 @@ pub trait Store {
     fn put_all_absent(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<bool>;
     /// Read-modify-write `key` atomically; the closure's reply.
     fn update(&mut self, key: &[u8], modify: &mut Modify<'_>) -> Result<Reply>;
+    /// Remove every key (DEL k1 k2 …) at one point in time; how many existed (a key named twice
+    /// counts once).
+    fn delete_all(&mut self, keys: &[Vec<u8>]) -> Result<usize> {
+        let mut removed = 0;
+        for key in keys {
+            removed += usize::from(self.delete(key)?);
+        }
+        Ok(removed)
+    }
+    /// How many of `keys` exist (EXISTS k1 k2 …: a key named twice counts twice), at one point
+    /// in time.
+    fn count_existing(&mut self, keys: &[Vec<u8>]) -> Result<usize> {
+        let mut present = 0;
+        for key in keys {
+            present += usize::from(self.contains(key)?);
+        }
+        Ok(present)
+    }
 }
 
 /// Commands run directly on the store, each atomic on its own.
@@ -86,6 +104,20 @@ impl Store for DbStore<'_> {
         self.0.transaction(|tx| TxStore::new(tx).put_all_absent(pairs))
     }
 
+    fn delete_all(&mut self, keys: &[Vec<u8>]) -> Result<usize> {
+        match keys {
+            [key] => Ok(usize::from(self.0.delete(key)?)),
+            _ => self.0.transaction(|tx| TxStore::new(tx).delete_all(keys)),
+        }
+    }
+
+    fn count_existing(&mut self, keys: &[Vec<u8>]) -> Result<usize> {
+        match keys {
+            [key] => Ok(usize::from(self.0.contains_key(key)?)),
+            _ => self.0.transaction(|tx| TxStore::new(tx).count_existing(keys)),
+        }
+    }
+
     fn update(&mut self, key: &[u8], modify: &mut Modify<'_>) -> Result<Reply> {
         let mut current = self.0.get(key)?;
         for _ in 0..RMW_ATTEMPTS_MAX {
@@ -120,10 +152,20 @@ impl<'t, 'db> TxStore<'t, 'db> {
 
     fn read(&mut self, key: &[u8]) -> Result<Option<Value>> {
         let read = self.tx.get(key);
-        if matches!(read, Err(Error::Conflict { .. })) {
+        self.note_conflict(read)
+    }
+
+    /// Whether `key` exists, without reading its value.
+    fn exists(&mut self, key: &[u8]) -> Result<bool> {
+        let exists = self.tx.contains_key(key);
+        self.note_conflict(exists)
+    }
+
+    fn note_conflict<T>(&mut self, result: Result<T>) -> Result<T> {
+        if matches!(result, Err(Error::Conflict { .. })) {
             self.conflict = true;
         }
-        read
+        result
     }
 }
 
@@ -141,7 +183,7 @@ impl Store for TxStore<'_, '_> {
     }
 
     fn contains(&mut self, key: &[u8]) -> Result<bool> {
-        Ok(self.read(key)?.is_some())
+        self.exists(key)
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -150,7 +192,7 @@ impl Store for TxStore<'_, '_> {
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<bool> {
-        let existed = self.read(key)?.is_some();
+        let existed = self.exists(key)?;
         self.tx.remove(key);
         Ok(existed)
     }

@@ -185,3 +185,41 @@ fn watched_read_modify_writes_from_two_clients_lose_nothing() {
     }
     assert_eq!(server.client().get::<_, i64>("counter").unwrap(), 2 * EACH);
 }
+
+/// DEL and EXISTS of several keys act at one point in time: while another client sets and
+/// removes a pair of keys together, EXISTS of the pair sees both or neither, and DEL of the
+/// pair removes both or neither. A key named twice counts once for DEL and twice for EXISTS.
+#[test]
+fn del_and_exists_of_several_keys_are_atomic() {
+    let (_sim, db) = sim_db();
+    let server = Arc::new(TestServer::start(db));
+    let mut c = server.client();
+    let () = c.mset(&[("p", 1), ("q", 1)]).unwrap();
+    assert_eq!(cmd("EXISTS").arg("p").arg("p").arg("none").query::<i64>(&mut c).unwrap(), 2);
+    assert_eq!(cmd("DEL").arg("p").arg("p").arg("none").query::<i64>(&mut c).unwrap(), 1);
+    assert_eq!(cmd("DEL").arg("q").query::<i64>(&mut c).unwrap(), 1);
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (server, done) = (Arc::clone(&server), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut c = server.client();
+            let mut rounds = 0;
+            while !done.load(Ordering::Relaxed) || rounds < 50 {
+                let () = c.mset(&[("p", rounds), ("q", rounds)]).unwrap();
+                let removed: i64 = cmd("DEL").arg("p").arg("q").query(&mut c).unwrap();
+                assert!(removed == 0 || removed == 2, "DEL of the pair removed {removed}");
+                rounds += 1;
+            }
+        })
+    };
+    let mut seen = [0; 3];
+    for _ in 0..300 {
+        let present: i64 = cmd("EXISTS").arg("p").arg("q").query(&mut c).unwrap();
+        seen[usize::try_from(present).unwrap()] += 1;
+        let removed: i64 = cmd("DEL").arg("p").arg("q").query(&mut c).unwrap();
+        seen[usize::try_from(removed).unwrap()] += 1;
+    }
+    done.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(seen[1], 0, "half a pair seen: {seen:?}");
+}

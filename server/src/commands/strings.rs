@@ -187,19 +187,11 @@ fn mset(store: &mut dyn Store, pairs: &[Vec<u8>], only_absent: bool) -> Outcome 
 }
 
 fn del(store: &mut dyn Store, keys: &[Vec<u8>]) -> Outcome {
-    let mut removed = 0;
-    for key in keys {
-        removed += i64::from(store.delete(key)?);
-    }
-    Ok(Reply::Int(removed))
+    Ok(len_reply(store.delete_all(keys)?))
 }
 
 fn exists(store: &mut dyn Store, keys: &[Vec<u8>]) -> Outcome {
-    let mut present = 0;
-    for key in keys {
-        present += i64::from(store.contains(key)?);
-    }
-    Ok(Reply::Int(present))
+    Ok(len_reply(store.count_existing(keys)?))
 }
 
 fn len_reply(len: usize) -> Reply {
