@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod cursor;

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::clients::Client;
 use crate::commands::Kind;
 use crate::config::ServerConfig;
 use crate::errors::ServerError;
@@ -135,11 +136,17 @@ async fn connection(
     }
     let _ = stream.set_nodelay(true);
     let mut session = Some(Session::new(&shared, peer.to_string()));
+    let client = session.as_ref().map(|s| Arc::clone(s.registration.client()));
     let mut parser = Parser::new(shared.config.max_request_bytes);
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     // Bytes buffered beyond this without a complete command: the request is too large.
     let buffered_max = shared.config.max_request_bytes.saturating_add(2 * INLINE_BYTES_MAX);
     loop {
+        // A client killed while it was running commands or reading is closed before it runs
+        // anything more.
+        if client.as_ref().is_some_and(|client| client.is_killed()) {
+            return;
+        }
         let mut commands: Vec<Args> = Vec::new();
         let mut failure = None;
         while commands.len() < PIPELINE_COMMANDS_MAX {
@@ -206,6 +213,7 @@ async fn connection(
                 _ => return,
             },
             _ = stopped.changed() => return,
+            () = killed(client.as_deref()) => return,
         }
     }
 }
@@ -264,14 +272,27 @@ fn runs_inline(args: &Args) -> bool {
 /// Run a batch of commands in order; the session back and the replies, encoded.
 fn run_batch(shared: &Shared, mut session: Session, commands: Vec<Args>) -> (Session, Vec<u8>) {
     let mut out = Vec::new();
+    let mut last = Vec::new();
     for args in commands {
+        if let Some(name) = args.first() {
+            last.clone_from(name);
+        }
         let reply = session.execute(shared, args);
         reply.encode(session.resp, &mut out);
         if session.closing {
             break;
         }
     }
+    session.publish(&last);
     (session, out)
+}
+
+/// Resolves when `client` is killed (CLIENT KILL); never without a client.
+async fn killed(client: Option<&Client>) {
+    match client {
+        Some(client) => client.killed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves at the first SIGINT (Ctrl-C) or SIGTERM, after printing `"{who}: signal received,

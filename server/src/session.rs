@@ -7,6 +7,7 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::clients::{Registration, View};
 use crate::commands::{self, Kind, Spec, strings};
 use crate::reply::Reply;
 use crate::resp::Args;
@@ -44,15 +45,19 @@ pub struct Session {
     /// WATCHed keys with the version each had when watched (`None`: absent); EXEC runs nothing
     /// if one of them has another version by its commit.
     pub watched: Vec<(Vec<u8>, Option<u64>)>,
-    /// QUIT was received: close after the reply.
+    /// QUIT was received (or this client killed itself): close after the reply.
     pub closing: bool,
+    /// This connection in the server's registry (left when the session drops).
+    pub registration: Registration,
 }
 
 impl Session {
     /// A new connection's state.
     pub fn new(shared: &Shared, peer: String) -> Self {
+        let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         Self {
-            id: shared.next_client_id.fetch_add(1, Ordering::Relaxed),
+            id,
+            registration: shared.clients.register(id, peer.clone()),
             peer,
             resp: 2,
             authenticated: shared.config.requirepass.is_none(),
@@ -63,6 +68,26 @@ impl Session {
             watched: Vec::new(),
             closing: false,
         }
+    }
+
+    /// What CLIENT LIST shows of this session now, `last_command` its last command.
+    pub fn view(&self, last_command: &str) -> View {
+        View {
+            name: self.name.clone(),
+            lib_name: self.lib_name.clone(),
+            lib_ver: self.lib_ver.clone(),
+            resp: self.resp,
+            multi: self.multi.as_ref().map_or(-1, |m| i64::try_from(m.queued.len()).unwrap_or(0)),
+            last_command: last_command.to_string(),
+            last_active: std::time::Instant::now(),
+        }
+    }
+
+    /// Show other connections this session's state after a batch whose last command was
+    /// `last_command`.
+    pub fn publish(&self, last_command: &[u8]) {
+        let name = String::from_utf8_lossy(last_command).to_ascii_lowercase();
+        self.registration.client().publish(self.view(&name));
     }
 
     /// Check and run (or queue) one command; its reply.

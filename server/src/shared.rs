@@ -1,15 +1,17 @@
 //! `Shared`: what every connection of one server holds — the store handle, the configuration,
-//! the SCAN cursors and the server's counters.
+//! the SCAN cursors, the registry of open connections and the server's counters.
 //!
 //! INVARIANT: counters only grow (except `clients_connected`, which counts live connections);
 //! they are figures for INFO, read and written `Relaxed`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Instant;
 
 use mcstore_engine::Db;
 use parking_lot::Mutex;
 
+use crate::clients::Clients;
 use crate::config::ServerConfig;
 use crate::cursor::Cursors;
 
@@ -22,6 +24,8 @@ pub struct Shared {
     pub config: ServerConfig,
     /// Live SCAN cursors.
     pub cursors: Mutex<Cursors>,
+    /// Open connections (CLIENT LIST / KILL).
+    pub clients: Arc<Clients>,
     /// When the server started.
     pub started: Instant,
     /// Connections open now.
@@ -54,6 +58,7 @@ impl Shared {
             db,
             config,
             cursors: Mutex::new(Cursors::default()),
+            clients: Arc::default(),
             started: Instant::now(),
             clients_connected: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),

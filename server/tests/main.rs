@@ -8,6 +8,7 @@
 
 mod binary;
 mod cli;
+mod clients;
 mod commands;
 mod halt;
 mod harness;

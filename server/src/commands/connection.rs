@@ -1,8 +1,12 @@
-//! Connection-state commands: HELLO, AUTH, CLIENT, SELECT, RESET, QUIT.
+//! Connection-state commands: HELLO, AUTH, CLIENT (including LIST and KILL, over the server's
+//! registry of connections), SELECT, RESET, QUIT.
 //!
 //! INVARIANT: with a password configured, a session is authenticated only by AUTH or HELLO …
 //! AUTH with that password (user `default`); RESET drops the authentication again.
 
+use std::time::Instant;
+
+use crate::clients::{KillFilter, View};
 use crate::commands::strings::{NOT_INTEGER, parse_integer};
 use crate::reply::Reply;
 use crate::resp::Args;
@@ -17,7 +21,7 @@ pub fn run(session: &mut Session, shared: &Shared, name: &str, args: &Args) -> R
     let outcome = match name {
         "hello" => hello(session, shared, &args[1..]),
         "auth" => auth(session, shared, &args[1..]),
-        "client" => client(session, &args[1..]),
+        "client" => client(session, shared, &args[1..]),
         "select" => match parse_integer(&args[1]) {
             Some(0) => Ok(Reply::ok()),
             Some(_) => Err(Reply::err("DB index is out of range")),
@@ -137,24 +141,131 @@ fn hello(session: &mut Session, shared: &Shared, args: &[Vec<u8>]) -> Result<Rep
 
 /// The CLIENT INFO line of `session`.
 pub fn client_info(session: &Session) -> String {
+    let client = session.registration.client();
+    client_line(client.id, &client.peer, client.connected, &session.view("client|info"))
+}
+
+/// One client's line of CLIENT LIST / CLIENT INFO (Redis's fields that mean something here).
+fn client_line(id: u64, peer: &str, connected: Instant, view: &View) -> String {
     let text = |bytes: &Option<Vec<u8>>| {
         bytes.as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
     };
-    let multi = session.multi.as_ref().map_or(-1, |m| i64::try_from(m.queued.len()).unwrap_or(0));
+    let now = Instant::now();
     format!(
-        "id={} addr={} name={} db=0 multi={multi} resp={} lib-name={} lib-ver={}\n",
-        session.id,
-        session.peer,
-        text(&session.name),
-        session.resp,
-        text(&session.lib_name),
-        text(&session.lib_ver)
+        "id={id} addr={peer} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi={} \
+         cmd={} user=default resp={} lib-name={} lib-ver={}\n",
+        text(&view.name),
+        now.duration_since(connected).as_secs(),
+        now.duration_since(view.last_active).as_secs(),
+        view.multi,
+        view.last_command,
+        view.resp,
+        text(&view.lib_name),
+        text(&view.lib_ver)
     )
 }
 
-fn client(session: &mut Session, args: &[Vec<u8>]) -> Result<Reply, Reply> {
+/// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]: every connection is `normal`.
+fn client_list(session: &Session, shared: &Shared, args: &[Vec<u8>]) -> Result<Reply, Reply> {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut normal = true;
+    let mut rest = args;
+    while let [option, tail @ ..] = rest {
+        match (option.to_ascii_lowercase().as_slice(), tail) {
+            (b"type", [kind, more @ ..]) => {
+                normal = match kind.to_ascii_lowercase().as_slice() {
+                    b"normal" => true,
+                    b"master" | b"replica" | b"pubsub" => false,
+                    _ => {
+                        return Err(Reply::err(format!(
+                            "Unknown client type '{}'",
+                            String::from_utf8_lossy(kind)
+                        )));
+                    }
+                };
+                rest = more;
+            }
+            (b"id", [_, ..]) => {
+                let parsed: Option<Vec<u64>> = tail
+                    .iter()
+                    .map(|id| parse_integer(id).and_then(|i| u64::try_from(i).ok()))
+                    .collect();
+                ids = Some(parsed.ok_or_else(|| Reply::err("Invalid client ID"))?);
+                rest = &[];
+            }
+            _ => return Err(Reply::err("syntax error")),
+        }
+    }
+    // This session's own line is current, not what it published after its last batch.
+    session.publish(b"client|list");
+    let mut out = String::new();
+    for client in shared.clients.list() {
+        if normal && ids.as_ref().is_none_or(|ids| ids.contains(&client.id)) {
+            out.push_str(&client_line(client.id, &client.peer, client.connected, &client.view()));
+        }
+    }
+    Ok(Reply::Verbatim(out))
+}
+
+/// CLIENT KILL ip:port (the old form: OK, or an error if no such client) or CLIENT KILL with
+/// filters ID, ADDR, MAXAGE, USER, TYPE, SKIPME (the number killed). A client that kills itself
+/// gets its reply, then is closed.
+fn client_kill(session: &mut Session, shared: &Shared, args: &[Vec<u8>]) -> Result<Reply, Reply> {
+    if let [addr] = args {
+        let filter = KillFilter {
+            addr: Some(String::from_utf8_lossy(addr).into_owned()),
+            ..KillFilter::default()
+        };
+        let killed = shared.clients.kill(&filter);
+        if killed == 0 {
+            return Err(Reply::err("No such client"));
+        }
+        session.closing |= session.registration.client().is_killed();
+        return Ok(Reply::ok());
+    }
+    let mut filter = KillFilter { skip: Some(session.id), ..KillFilter::default() };
+    let mut nobody = false;
+    for pair in args.chunks(2) {
+        let [option, value] = pair else { return Err(Reply::err("syntax error")) };
+        let number = || parse_integer(value).and_then(|i| u64::try_from(i).ok());
+        match option.to_ascii_lowercase().as_slice() {
+            b"id" => {
+                filter.id =
+                    Some(number().ok_or_else(|| Reply::err("client-id should be greater than 0"))?)
+            }
+            b"addr" => filter.addr = Some(String::from_utf8_lossy(value).into_owned()),
+            b"maxage" => {
+                filter.max_age_seconds = Some(number().ok_or_else(|| Reply::err(NOT_INTEGER))?)
+            }
+            b"user" => nobody |= value.as_slice() != b"default",
+            b"type" => match value.to_ascii_lowercase().as_slice() {
+                b"normal" => {}
+                b"master" | b"replica" | b"slave" | b"pubsub" => nobody = true,
+                _ => {
+                    return Err(Reply::err(format!(
+                        "Unknown client type '{}'",
+                        String::from_utf8_lossy(value)
+                    )));
+                }
+            },
+            b"skipme" => match value.to_ascii_lowercase().as_slice() {
+                b"yes" => filter.skip = Some(session.id),
+                b"no" => filter.skip = None,
+                _ => return Err(Reply::err("syntax error")),
+            },
+            _ => return Err(Reply::err("syntax error")),
+        }
+    }
+    let killed = if nobody { 0 } else { shared.clients.kill(&filter) };
+    session.closing |= session.registration.client().is_killed();
+    Ok(Reply::Int(i64::try_from(killed).unwrap_or(i64::MAX)))
+}
+
+fn client(session: &mut Session, shared: &Shared, args: &[Vec<u8>]) -> Result<Reply, Reply> {
     let sub = args[0].to_ascii_lowercase();
     match (sub.as_slice(), &args[1..]) {
+        (b"list", options) => client_list(session, shared, options),
+        (b"kill", filters) if !filters.is_empty() => client_kill(session, shared, filters),
         (b"setname", [name]) => {
             if !valid_name(name) {
                 return Err(Reply::err(

@@ -64,7 +64,7 @@ pub fn lookup(name: &str) -> Option<Doc> {
         "command" => doc(V, "2.8.13", "Describes the server's commands."),
         "hello" => doc(C, "6.0.0", "Handshakes: protocol version, authentication, name."),
         "auth" => doc(C, "1.0.0", "Authenticates the connection."),
-        "client" => doc(C, "2.4.0", "Names and describes the connection."),
+        "client" => doc(C, "2.4.0", "Names, describes, lists and kills connections."),
         "select" => doc(C, "1.0.0", "Selects the database (only 0 exists)."),
         "reset" => doc(C, "6.2.0", "Resets the connection's state."),
         "quit" => doc(C, "1.0.0", "Closes the connection."),
