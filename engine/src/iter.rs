@@ -14,6 +14,8 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
 use crate::db::Db;
 use crate::error::Result;
 use crate::index::{IndexKey, Location};
@@ -27,6 +29,9 @@ pub struct Iter {
     cursor: Cursor,
     /// The value buffer reads reuse.
     buf: Vec<u8>,
+    /// Where small items' keys and values are copied: each is a slice of this block (one
+    /// allocation per block instead of two per item).
+    arena: BytesMut,
 }
 
 /// Iterator over the keys of a range, ascending (`.rev()` for descending): the index alone,
@@ -55,6 +60,14 @@ struct Cursor {
 /// Keys in the first chunk an end fetches: a short scan (`take(10)`) should not fetch and warm
 /// a whole `ITER_CHUNK_KEYS` chunk it will not use.
 const FIRST_CHUNK_KEYS: usize = 16;
+
+/// Bytes of each block small items are copied into.
+const ARENA_BLOCK_BYTES: usize = 16 << 10;
+
+/// Items (key and value) at most this long are copied into the block; larger ones get their own
+/// allocation, so a value kept from an iteration holds at most a block, never a large value's
+/// neighbours.
+const ARENA_ITEM_MAX: usize = 1 << 10;
 
 /// Bytes of a record's start a chunk's warm-up prefetches (its last line too, when longer): a
 /// large value is streamed by its own read, not pulled in ahead of time.
@@ -167,7 +180,7 @@ fn warm(db: &Db, keys: &[IndexKey]) {
 
 impl Iter {
     pub(crate) fn new(db: Db, low: Bound<Arc<[u8]>>, high: Bound<Arc<[u8]>>) -> Self {
-        Self { db, cursor: Cursor::new(low, high), buf: Vec::new() }
+        Self { db, cursor: Cursor::new(low, high), buf: Vec::new(), arena: BytesMut::new() }
     }
 
     fn next_item(&mut self, reverse: bool) -> Option<Result<(Value, Value)>> {
@@ -175,14 +188,28 @@ impl Iter {
             let db = &self.db;
             let key = self.cursor.next_key(db, reverse, |keys| warm(db, keys))?;
             match self.db.inner.read(&key, &mut self.buf, "iterate") {
-                Ok(true) => {
-                    let key = Value::copy_from_slice(&key);
-                    return Some(Ok((key, Value::copy_from_slice(&self.buf))));
-                }
+                Ok(true) => return Some(Ok(self.item(&key))),
                 Ok(false) => continue,
                 Err(error) => return Some(Err(error)),
             }
         }
+    }
+}
+
+impl Iter {
+    /// `key` and the value in `buf` as owned values: small ones slices of the current block.
+    fn item(&mut self, key: &[u8]) -> (Value, Value) {
+        let len = key.len() + self.buf.len();
+        if len > ARENA_ITEM_MAX {
+            return (Value::copy_from_slice(key), Value::copy_from_slice(&self.buf));
+        }
+        if self.arena.capacity() - self.arena.len() < len {
+            self.arena = BytesMut::with_capacity(ARENA_BLOCK_BYTES);
+        }
+        self.arena.extend_from_slice(key);
+        let key = Value::from_bytes(self.arena.split().freeze());
+        self.arena.extend_from_slice(&self.buf);
+        (key, Value::from_bytes(self.arena.split().freeze()))
     }
 }
 
@@ -335,5 +362,28 @@ mod tests {
         sim.inject_poison(0, 1 << 20).unwrap();
         assert!(db.iter().all(|item| item.is_err()));
         assert_eq!(listed(&mut db.keys::<Vec<u8>, _>(..).unwrap()).len(), 148);
+    }
+
+    /// Small items are slices of shared blocks, large ones their own: every item keeps its own
+    /// bytes, across blocks and after the iterator is gone, in both directions.
+    #[test]
+    fn items_of_every_size_keep_their_bytes_after_the_iterator() {
+        let (_sim, db) = sim_db(4 << 20, small_options());
+        let value = |i: u32| vec![(i % 251) as u8; (i as usize * 37) % 3000];
+        for i in 0..400u32 {
+            db.put(k(i), value(i)).unwrap();
+        }
+        let forward: Vec<(crate::Value, crate::Value)> =
+            db.iter().map(|item| item.unwrap()).collect();
+        let backward: Vec<(crate::Value, crate::Value)> =
+            db.iter().rev().map(|item| item.unwrap()).collect();
+        for (i, (key, got)) in forward.iter().enumerate() {
+            assert_eq!(key.as_slice(), k(i as u32).as_slice());
+            assert_eq!(got.as_slice(), value(i as u32).as_slice(), "item {i}");
+        }
+        for (j, (key, got)) in backward.iter().enumerate() {
+            let i = 399 - j as u32;
+            assert_eq!((key.as_slice(), got.as_slice()), (k(i).as_slice(), value(i).as_slice()));
+        }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! A `Value` is a `bytes::Bytes`: cloning it is a reference-count increment, never a copy, and it
 //! takes over a `Vec` or an `Arc<[u8]>` without copying (a `get` copies the record's value once,
-//! into its own buffer). Values handed out by the store are copies of verified record bytes; they
-//! never alias the medium.
+//! into its own buffer; an iterator copies small items into shared 16 KiB blocks, so a value
+//! kept from an iteration keeps its block alive). Values handed out by the store are copies of
+//! verified record bytes; they never alias the medium.
 
 use std::fmt;
 use std::ops::Deref;
@@ -19,6 +20,11 @@ impl Value {
     /// A value holding a copy of `bytes`.
     pub fn copy_from_slice(bytes: &[u8]) -> Self {
         Value(Bytes::copy_from_slice(bytes))
+    }
+
+    /// A value over `bytes` (no copy).
+    pub(crate) fn from_bytes(bytes: Bytes) -> Self {
+        Value(bytes)
     }
 
     /// The bytes.
