@@ -1,8 +1,9 @@
 //! `KeyOrder`: the ordered set of live keys behind the index, kept for ranges and iterators.
 //! New keys are appended unsorted to a pending run (O(1) per write: the hot write path pays no
-//! B-tree descent); the run is sorted and merged into the B-tree when a range is asked for, a key
-//! is removed, or the run has grown as large as the tree (so the merge work is amortized O(1)
-//! per key plus the run's sort).
+//! B-tree descent and no merge); the run is sorted and merged into the B-tree only when an
+//! ordered read (a range, an iterator's chunk, the shutdown snapshot) or the removal of a pending
+//! key needs it. So a write-only phase never sorts; the next ordered read pays for the keys
+//! written since the last one (a sort of the run, then a rebuild or key-by-key inserts).
 //!
 //! INVARIANT: `sorted` and `pending` are disjoint and together hold exactly the live keys; a key
 //! is inserted only when it is not live (the point map said so under the commit lock).
@@ -11,10 +12,6 @@ use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::ops::Bound;
-
-/// The pending run is merged once it holds at least this many keys and at least as many as the
-/// tree (a geometric schedule: each key is moved by a rebuild O(1) times on average).
-const PENDING_MERGE_MIN: usize = 1 << 16;
 
 /// A merge rebuilds the tree from one sorted sequence when the run is at least this fraction of
 /// the tree (1/`REBUILD_DIVISOR`); smaller runs are inserted key by key.
@@ -90,12 +87,9 @@ impl KeyOrder {
         (Self { sorted, pending: Vec::new() }, key_bytes)
     }
 
-    /// Add `key`, which is not live. O(1) unless the pending run is due for a merge.
+    /// Add `key`, which is not live. O(1) (amortized, the run's growth).
     pub(crate) fn insert_new(&mut self, key: &[u8]) {
         self.pending.push(OrderKey::new(IndexKey::from(key)));
-        if self.pending.len() >= PENDING_MERGE_MIN.max(self.sorted.len()) {
-            self.settle();
-        }
     }
 
     /// Forget `key` (live); whether it was present.
@@ -198,7 +192,7 @@ mod tests {
         let mut model: BTreeSet<Vec<u8>> = BTreeSet::from([key(b"m")]);
         let mut x = 7u64;
         for round in 0..6u32 {
-            for _ in 0..(1 << (round * 3)).min(3 * PENDING_MERGE_MIN) {
+            for _ in 0..(1 << (round * 3)).min(3 << 16) {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 // Short keys (held in place) and long ones (shared).
                 let mut k = key(&(x >> 40).to_be_bytes()[3..]);
@@ -228,15 +222,29 @@ mod tests {
         assert!(all(&mut order).is_empty());
     }
 
+    /// Inserts only append; an ordered read merges the run (a rebuild when it is large against
+    /// the tree, key by key when it is small), and so does removing a key still in the run.
     #[test]
-    fn a_large_pending_run_merges_on_insert() {
+    fn the_pending_run_merges_only_when_read_in_order_or_removed_from() {
         let mut order = KeyOrder::default();
-        for i in 0..PENDING_MERGE_MIN as u32 {
-            order.insert_new(&i.to_le_bytes());
+        for i in 0..100_000u32 {
+            order.insert_new(&i.to_be_bytes());
         }
-        assert!(order.pending.is_empty(), "the run reached the threshold and merged");
-        assert_eq!(order.sorted.len(), PENDING_MERGE_MIN);
-        order.insert_new(b"z");
-        assert_eq!(order.pending.len(), 1);
+        assert_eq!((order.pending.len(), order.sorted.len()), (100_000, 0), "writes never merge");
+        let first = order.range(Bound::Unbounded, Bound::Unbounded, 2, false);
+        assert_eq!(owned(first), vec![0u32.to_be_bytes().to_vec(), 1u32.to_be_bytes().to_vec()]);
+        assert_eq!((order.pending.len(), order.sorted.len()), (0, 100_000), "rebuilt");
+        order.insert_new(b"\xff late");
+        order.insert_new(b"\x00");
+        assert!(order.remove(&7u32.to_be_bytes()), "a tree key: no merge");
+        assert_eq!(order.pending.len(), 2);
+        assert!(order.remove(b"\xff late"), "a pending key: merged (key by key), then removed");
+        assert_eq!((order.pending.len(), order.sorted.len()), (0, 100_000));
+        let last = order.range(Bound::Unbounded, Bound::Unbounded, 1, true);
+        assert_eq!(owned(last), vec![99_999u32.to_be_bytes().to_vec()]);
+        assert_eq!(
+            owned(order.range(Bound::Unbounded, Bound::Unbounded, 1, false)),
+            vec![b"\x00".to_vec()]
+        );
     }
 }
