@@ -103,9 +103,7 @@ impl Db {
 
     /// Whether `key` is present (an index lookup; the value is not read).
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
-        self.inner.latch.check()?;
-        Counters::add(&self.inner.counters.reads, 1);
-        Ok(self.inner.index.get(key.as_ref()).is_some())
+        Ok(self.version(key)?.is_some())
     }
 
     /// The version of `key`: the LSN of its current record, `None` while it is absent. Every write

@@ -28,8 +28,6 @@ pub struct Multi {
 pub struct Session {
     /// The client id (CLIENT ID).
     pub id: u64,
-    /// The peer address, for CLIENT INFO.
-    pub peer: String,
     /// RESP version: 2, or 3 after HELLO 3.
     pub resp: u8,
     /// Whether the client authenticated (always true without a password).
@@ -57,8 +55,7 @@ impl Session {
         let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         Self {
             id,
-            registration: shared.clients.register(id, peer.clone()),
-            peer,
+            registration: shared.clients.register(id, peer),
             resp: 2,
             authenticated: shared.config.requirepass.is_none(),
             name: None,
