@@ -14,11 +14,16 @@ use mcstore::pmem::{MapOptions, MappedMedium, Medium, MemberId, ModeRequest, Sim
 /// Environment variable that tells a re-executed test it is the child.
 pub const CHILD_ROLE: &str = "MCSTORE_IT_CHILD_ROLE";
 
-/// A temporary directory on tmpfs for mapped pools.
+/// Environment variable naming the directory a child's [`shm_dir`]s are made in: its parent
+/// removes it after the child exits, so a child that aborts leaks no pool files.
+const CHILD_SHM_DIR: &str = "MCSTORE_IT_CHILD_SHM_DIR";
+
+/// A temporary directory on tmpfs for mapped pools (in a child, inside its parent's directory).
 pub fn shm_dir() -> tempfile::TempDir {
+    let parent = std::env::var_os(CHILD_SHM_DIR).unwrap_or_else(|| "/dev/shm".into());
     tempfile::Builder::new()
         .prefix("mcstore-it-")
-        .tempdir_in("/dev/shm")
+        .tempdir_in(parent)
         .expect("a temporary directory in /dev/shm")
 }
 
@@ -30,8 +35,12 @@ pub fn child_role() -> Option<String> {
 /// Run the test `name` (its full path in this binary) in a child with `role` and `envs`.
 pub fn run_child(name: &str, role: &str, envs: &[(&str, &std::path::Path)]) -> Output {
     let exe = std::env::current_exe().expect("the test binary's path");
+    let shm = shm_dir();
     let mut command = Command::new(exe);
-    command.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD_ROLE, role);
+    command
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE, role)
+        .env(CHILD_SHM_DIR, shm.path());
     for (key, value) in envs {
         command.env(key, value);
     }
