@@ -5,6 +5,7 @@
 
 mod committed;
 mod damage;
+mod fast_open;
 mod index;
 mod key;
 mod options;
@@ -12,9 +13,12 @@ mod records;
 mod recover;
 mod recovered;
 mod report;
+mod segment_table;
 mod segments;
 mod snapshot;
 mod superblock;
+mod tally;
+mod walk;
 
 pub use damage::{Damage, DamageKind};
 pub use index::IndexEntry;

@@ -1,32 +1,26 @@
-//! `recover`: the whole scan — superblock, segment classification, record walk in sequence
-//! order, bulk index build, report.
+//! `recover`: the whole scan, as a sequence of phases — the superblock chosen, the segment table
+//! read (`segment_table`), the fast open decided (`fast_open`), the records walked (`walk`), the
+//! index built or loaded, and what the store resumes from (open segment, next LSN and sequence).
 //!
 //! INVARIANT: reads only (through `Medium::read`, `Domain::Engine`) — scanning twice gives the
 //! same result; a repairer, if given, is the only thing that writes, and it writes good bytes.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use mcstore_pmem::Medium;
 
-use super::committed::{Job, WALK_THREADS_MAX, Walker, read_and_walk, walk_all};
-use super::damage::{Damage, DamageKind};
-use super::index::Part;
-use super::index::build;
-use super::options::{Progress, ScanOptions};
+use super::fast_open::fast_open;
+use super::options::ScanOptions;
 use super::recovered::{Recovered, SegmentInfo, SegmentStatus};
-use super::report::{OpenKind, RecoveryReport};
-use super::segments::{Class, classify};
-use super::snapshot::{IndexSnapshot, SegmentMark};
-use super::superblock::choose;
-use crate::error::Result;
-use crate::format::{
-    Geometry, Lsn, RECORD_HEADER_BYTES, SEGMENT_DATA_OFFSET, SUPERBLOCK_BYTES, SegmentId,
-    SegmentState, Superblock,
+use super::report::OpenKind;
+use super::segment_table::{
+    by_sequence, count_live, in_use_marks, list_duplicate_sequences, read_table,
 };
-
-/// Segments walked (in parallel) before their results are accounted and progress is reported.
-const WALK_BATCH_SEGMENTS: usize = 64;
+use super::superblock::choose;
+use super::tally::Tally;
+use super::walk::SegmentWalk;
+use crate::error::Result;
+use crate::format::{Geometry, Lsn, RECORD_HEADER_BYTES, SegmentId, SegmentState, Superblock};
 
 /// Read the pool on `medium` back. See the module docs and `docs/format.md`.
 pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
@@ -35,254 +29,48 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     let sb = chosen.superblock;
     let g = sb.geometry;
     let count = g.segment_count(medium.len());
-    let mut report = RecoveryReport {
-        clean_shutdown: sb.clean_shutdown,
-        superblock_generation: sb.generation,
-        superblock_slot: chosen.slot,
-        segments: count,
-        bytes_scanned: 2 * SUPERBLOCK_BYTES as u64,
-        mode: opts.mode.clone(),
-        read_only_reason: (sb.features.unknown_ro_compat() != 0).then(|| {
-            format!("unknown read-only-compatible features {:#x}", sb.features.unknown_ro_compat())
-        }),
-        ..RecoveryReport::default()
-    };
-    let mut damage = chosen.damage;
-    let mut found = damage.len() as u64 + chosen.repaired;
-    let mut repaired = chosen.repaired;
-    let progress = |report: &RecoveryReport, done: u32| {
-        if let Some(cb) = &opts.on_progress {
-            cb(Progress {
-                segments_done: done,
-                segments_total: count,
-                bytes_scanned: report.bytes_scanned,
-                records: report.records,
-            });
-        }
-    };
-    progress(&report, 0);
+    let mut tally = Tally::new(opts, &sb, chosen.slot, count, chosen.damage, chosen.repaired);
+    tally.progress(0);
 
-    let mut segments = Vec::with_capacity(count as usize);
-    // The superblock records how many segments the pool has (0: not recorded). A file holding
-    // fewer was truncated: damage, never a silently shorter log. Segments beyond the recorded
-    // count were never used (growth records them first): free, not read.
-    let recorded = if sb.segment_count == 0 { count } else { sb.segment_count };
-    if recorded > count {
-        let have = g.segment_offset(SegmentId(count));
-        let want = g.segment_offset(SegmentId(recorded));
-        damage.push(Damage {
-            kind: DamageKind::Truncated,
-            offset: have,
-            len: want - have,
-            segment: Some(SegmentId(count)),
-            detail: format!(
-                "the superblock records {recorded} segments, the medium ({} bytes) holds {count}",
-                medium.len()
-            ),
-        });
-        found += 1;
-    }
-    for id in (0..count).map(SegmentId) {
-        if id.0 >= recorded {
-            let info = SegmentInfo {
-                id,
-                status: SegmentStatus::Free,
-                seq: 0,
-                state: None,
-                tail: 0,
-                records: 0,
-                live_records: 0,
-                live_bytes: 0,
-            };
-            segments.push((info, Some(0)));
-            continue;
-        }
-        let classified = classify(medium, &g, &sb, id, opts)?;
-        report.bytes_scanned += SEGMENT_DATA_OFFSET;
-        found += classified.damage.len() as u64 + classified.repaired;
-        repaired += classified.repaired;
-        damage.extend(classified.damage);
-        let (status, seq, state, tail) = match classified.class {
-            Class::Free { torn_init } => {
-                report.torn_inits += u32::from(torn_init);
-                (SegmentStatus::Free, 0, None, Some(0))
-            }
-            Class::InUse { seq, state, tail: Some(tail) } => {
-                (SegmentStatus::InUse, seq, Some(state), Some(tail))
-            }
-            Class::InUse { seq, state, tail: None } => {
-                (SegmentStatus::Damaged, seq, Some(state), None)
-            }
-            Class::Damaged => (SegmentStatus::Damaged, 0, None, Some(0)),
-        };
-        let info = SegmentInfo {
-            id,
-            status,
-            seq,
-            state,
-            tail: tail.unwrap_or(0),
-            records: 0,
-            live_records: 0,
-            live_bytes: 0,
-        };
-        // A bad tail word leaves the committed length unknown: only a salvage walk reads it.
-        let walk_len = match tail {
-            Some(tail) => Some(tail),
-            None if opts.salvage => Some(g.data_capacity()),
-            None => None,
-        };
-        segments.push((info, walk_len));
-    }
+    // The segment table: every header and tail word, before any record is read.
+    let mut rows = read_table(medium, &sb, count, opts, &mut tally)?;
+    let by_seq = by_sequence(&rows);
+    list_duplicate_sequences(&by_seq, &rows, &g, &mut tally);
 
-    // Duplicate sequences: both are listed; both are still read (their records bind their own
-    // offsets, and LSNs order them).
-    let mut by_seq: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    for (i, (info, walk_len)) in segments.iter().enumerate() {
-        if info.seq != 0 && walk_len.is_some() {
-            by_seq.entry(info.seq).or_default().push(i);
-        }
-    }
-    for (seq, ids) in by_seq.iter().filter(|(_, ids)| ids.len() > 1) {
-        for &i in ids {
-            let id = segments[i].0.id;
-            found += 1;
-            damage.push(Damage {
-                kind: DamageKind::DuplicateSequence,
-                offset: g.segment_offset(id),
-                len: g.segment_size_bytes,
-                segment: Some(id),
-                detail: format!("sequence {seq} carried by {} segments", ids.len()),
-            });
-        }
-    }
-
-    let marks: Vec<SegmentMark> = segments
-        .iter()
-        .filter(|(info, _)| info.status == SegmentStatus::InUse)
-        .map(|(info, _)| SegmentMark { id: info.id, seq: info.seq, tail: info.tail })
-        .collect();
+    // The fast open (a snapshot is the index) or the full scan (every record walked).
+    let marks = in_use_marks(&rows);
     let bad_blocks = medium.bad_blocks().len();
-    let (snapshot, reason) = fast_open(opts, &sb, damage.is_empty(), bad_blocks, &marks, &g);
-    report.open_reason = reason;
-    // Every clean range's entries in one part (the sort orders them in place); a damaged
-    // range's apart, as its repair may replace them.
-    let sink = parking_lot::Mutex::new(Part::new());
-    let mut parts = Vec::new();
-    let mut walkers: Vec<Walker> = (0..WALK_THREADS_MAX).map(|_| Walker::new()).collect();
-    let mut loaded = None;
-    let mut max_lsn: Option<Lsn> = None;
-    let mut done = 0u32;
-    let walked: Vec<usize> = match snapshot {
-        Some(snapshot) => {
-            report.open_kind = OpenKind::Fast;
-            max_lsn = Some(snapshot.next_lsn);
-            loaded = Some(snapshot.entries);
+    let (snapshot, reason) = fast_open(opts, &sb, tally.damage.is_empty(), bad_blocks, &marks, &g);
+    tally.report.open_reason = reason;
+    // A loaded snapshot leaves nothing to walk.
+    let order: Vec<usize> = match &snapshot {
+        Some(_) => {
+            tally.report.open_kind = OpenKind::Fast;
             Vec::new()
         }
         None => by_seq.values().flatten().copied().collect(),
     };
-    // Walked in batches (several segments on several threads, then accounted in order), so
-    // progress is still reported as the scan goes.
-    let walk_started = Instant::now();
-    for batch in walked.chunks(WALK_BATCH_SEGMENTS) {
-        let jobs: Vec<(usize, Job)> = batch
-            .iter()
-            .filter_map(|&i| {
-                let (info, walk_len) = &segments[i];
-                let job = Job {
-                    start: g.data_start(info.id),
-                    len: (*walk_len)?,
-                    seq: info.seq,
-                    salvage_walk: info.status == SegmentStatus::Damaged,
-                };
-                Some((i, job))
-            })
-            .collect();
-        let plain: Vec<Job> = jobs.iter().map(|(_, job)| *job).collect();
-        let outcomes = walk_all(medium, &plain, &sb, &mut walkers, &sink)?;
-        for ((i, job), mut outcome) in jobs.into_iter().zip(outcomes) {
-            let info = &mut segments[i].0;
-            let first_damage = outcome.damage.len() as u64;
-            found += first_damage;
-            if first_damage > 0
-                && let Some(repairer) = &opts.repairer
-            {
-                let mut any_fixed = false;
-                for d in &outcome.damage {
-                    any_fixed |= repairer.repair(d.offset, d.len);
-                }
-                if any_fixed {
-                    let mut again = Part::new();
-                    outcome = read_and_walk(medium, &mut Vec::new(), &job, &sb, &mut again)?;
-                    outcome.entries = Some(again);
-                    repaired += first_damage.saturating_sub(outcome.damage.len() as u64);
-                }
-            }
-            report.bytes_scanned += job.len;
-            let records = outcome.records;
-            report.records += records;
-            info.records = records;
-            max_lsn = max_lsn.max(outcome.max_lsn);
-            for d in &mut outcome.damage {
-                d.segment = Some(info.id);
-            }
-            damage.extend(outcome.damage);
-            parts.extend(outcome.entries);
-            done += 1;
-            progress(&report, done);
-        }
-    }
 
-    report.walk_duration = walk_started.elapsed();
+    let walk_started = Instant::now();
+    let mut walk = SegmentWalk::new();
+    walk.run(medium, &sb, opts.repairer.as_deref(), &mut rows, &order, &mut tally)?;
+    tally.report.walk_duration = walk_started.elapsed();
     // A snapshot's entries are already the index (sorted, newest per key, puts only).
     let sort_started = Instant::now();
-    let entries = match loaded {
-        Some(entries) => entries,
-        None => {
-            drop(walkers);
-            parts.push(sink.into_inner());
-            build(parts)
-        }
+    let (entries, max_lsn) = match snapshot {
+        Some(snapshot) => (snapshot.entries, Some(snapshot.next_lsn)),
+        None => walk.into_index(),
     };
-    report.sort_duration = sort_started.elapsed();
-    for entry in &entries {
-        if let Some((info, _)) =
-            g.segment_of(entry.offset).and_then(|id| segments.get_mut(id.0 as usize))
-        {
-            info.live_records += 1;
-            info.live_bytes += u64::from(entry.len);
-        }
-    }
-    let segments: Vec<SegmentInfo> = segments.into_iter().map(|(info, _)| info).collect();
-    let newest = segments
-        .iter()
-        .filter(|s| s.status != SegmentStatus::Free && s.seq != 0)
-        .max_by_key(|s| s.seq);
-    let open_segment = newest
-        .filter(|s| {
-            s.status == SegmentStatus::InUse
-                && s.state == Some(SegmentState::Open)
-                && s.tail + RECORD_HEADER_BYTES as u64 <= g.data_capacity()
-        })
-        .map(|s| s.id);
+    tally.report.sort_duration = sort_started.elapsed();
+
+    // What the store resumes from.
+    count_live(&entries, &g, &mut rows);
+    let segments: Vec<SegmentInfo> = rows.into_iter().map(|row| row.info).collect();
+    let open_segment = open_segment(&segments, &g);
     let highest_seen = segments.iter().map(|s| s.seq).max().unwrap_or(0);
     let next_segment_seq = sb.highest_segment_seq.max(highest_seen) + 1;
-    let next_lsn = match report.open_kind {
-        // The snapshot's `next_lsn` is already above every LSN issued.
-        OpenKind::Fast => max_lsn.map_or(sb.next_lsn_floor, |lsn| lsn.max(sb.next_lsn_floor)),
-        OpenKind::Full => {
-            max_lsn.map_or(sb.next_lsn_floor, |lsn| lsn.next().max(sb.next_lsn_floor))
-        }
-    };
-
-    report.segments_in_use = segments.iter().filter(|s| s.seq != 0).count() as u32;
-    report.entries = entries.len() as u64;
-    report.damage_found = found;
-    report.damage_repaired = repaired;
-    report.lost_ranges = damage.iter().map(|d| (d.offset, d.len)).collect();
-    report.damage = damage.clone();
-    report.duration = started.elapsed();
-    progress(&report, count);
+    let next_lsn = next_lsn(tally.report.open_kind, max_lsn, &sb);
+    let (report, damage) = tally.finish(&segments, entries.len(), started);
     Ok(Recovered {
         superblock: sb,
         geometry: g,
@@ -296,70 +84,37 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     })
 }
 
-/// Decide between the fast open and the full verifying scan (`docs/format.md`, "Clean shutdown
-/// and the fast open"): the snapshot to load, if every condition holds, and the reason either
-/// way.
-fn fast_open(
-    opts: &ScanOptions,
-    sb: &Superblock,
-    headers_clean: bool,
-    bad_blocks: usize,
-    marks: &[SegmentMark],
-    g: &Geometry,
-) -> (Option<IndexSnapshot>, String) {
-    if !sb.clean_shutdown {
-        return (None, "unclean shutdown: the last opener did not close the pool".into());
-    }
-    let count = match (&opts.shutdown.unsafe_shutdown_count, sb.unsafe_shutdown_count) {
-        (None, _) => "no unsafe-shutdown count configured".to_string(),
-        (Some(Err(why)), _) => {
-            return (
-                None,
-                format!("clean shutdown, but the unsafe-shutdown count is unknown: {why}"),
-            );
+/// The segment appends resume in: the newest (by sequence) unless it is damaged, sealed or has
+/// no room for another record header.
+fn open_segment(segments: &[SegmentInfo], g: &Geometry) -> Option<SegmentId> {
+    let newest = segments
+        .iter()
+        .filter(|s| s.status != SegmentStatus::Free && s.seq != 0)
+        .max_by_key(|s| s.seq);
+    newest
+        .filter(|s| {
+            s.status == SegmentStatus::InUse
+                && s.state == Some(SegmentState::Open)
+                && s.tail + RECORD_HEADER_BYTES as u64 <= g.data_capacity()
+        })
+        .map(|s| s.id)
+}
+
+/// The next LSN to issue: above `max_lsn` (a walk's highest, or a snapshot's `next_lsn` as it
+/// is) and never below the superblock's floor.
+fn next_lsn(open_kind: OpenKind, max_lsn: Option<Lsn>, sb: &Superblock) -> Lsn {
+    match open_kind {
+        // The snapshot's `next_lsn` is already above every LSN issued.
+        OpenKind::Fast => max_lsn.map_or(sb.next_lsn_floor, |lsn| lsn.max(sb.next_lsn_floor)),
+        OpenKind::Full => {
+            max_lsn.map_or(sb.next_lsn_floor, |lsn| lsn.next().max(sb.next_lsn_floor))
         }
-        (Some(Ok(_)), None) => {
-            return (
-                None,
-                "clean shutdown, but no unsafe-shutdown count was recorded at it".into(),
-            );
-        }
-        (Some(Ok(now)), Some(then)) if *now != then => {
-            return (None, format!("the device's unsafe-shutdown count changed ({then} -> {now})"));
-        }
-        (Some(Ok(now)), Some(_)) => format!("unsafe-shutdown count unchanged ({now})"),
-    };
-    if !headers_clean {
-        return (None, "clean shutdown, but the superblock or segment headers show damage".into());
-    }
-    // Known bad blocks are media damage the platform reported: the full scan meets them (and
-    // repairs or reports them) before the store is used.
-    if bad_blocks > 0 {
-        return (None, format!("clean shutdown, but the medium lists {bad_blocks} bad range(s)"));
-    }
-    let bytes = match &opts.shutdown.snapshot {
-        None => return (None, "clean shutdown, but the pool has no index snapshot path".into()),
-        Some(Err(why)) => {
-            return (None, format!("clean shutdown, but no index snapshot: {why}"));
-        }
-        Some(Ok(bytes)) => bytes,
-    };
-    match IndexSnapshot::decode(bytes)
-        .and_then(|snapshot| snapshot.check_against(&sb.set_uuid, marks, g).map(|()| snapshot))
-    {
-        Ok(snapshot) => (
-            Some(snapshot),
-            format!(
-                "clean shutdown, {count}, the index snapshot matches every segment (records are \
-                 verified when read)"
-            ),
-        ),
-        Err(why) => (None, format!("clean shutdown, but the index snapshot is not usable: {why}")),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -368,7 +123,7 @@ mod tests {
 
     use super::*;
     use crate::format::{RecordKind, SegmentHeader, Superblock, Uuid};
-    use crate::scan::Repairer;
+    use crate::scan::{DamageKind, Progress, Repairer};
     use crate::testing::{Appender, new_pool};
 
     fn scan(medium: &dyn Medium) -> Recovered {
