@@ -8,7 +8,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::set::{MemberState, PoolSet};
+use super::member::MemberState;
+use super::set::PoolSet;
 use crate::error::Result;
 use crate::limits::PAGE_SIZE;
 use crate::medium::{Medium, MemberId};

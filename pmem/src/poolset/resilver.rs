@@ -8,7 +8,8 @@
 //! by the copy. The member becomes `InSync` only after a full comparison pass.
 
 use super::heal::HealOutcome;
-use super::set::{MemberState, PoolSet};
+use super::member::MemberState;
+use super::set::PoolSet;
 use crate::error::{Error, Result};
 use crate::limits::PAGE_SIZE;
 use crate::medium::{Medium, MemberId};
