@@ -68,31 +68,27 @@ impl Index {
     /// [`Index::bulk_load_by`]).
     pub fn bulk_load(entries: impl IntoIterator<Item = (Arc<[u8]>, Location)>) -> Self {
         let entries: Vec<(Arc<[u8]>, Location)> = entries.into_iter().collect();
-        Self::bulk_load_by(&entries, |(key, location)| Some((&key[..], *location)))
+        Self::bulk_load_by(entries, |(key, location)| Some((&key[..], *location)))
     }
 
     /// Build from the entries `entry` picks from `items` (recovery's entries: `None` skips an
     /// item, e.g. a tombstone), whose keys are sorted ascending without duplicates. Nothing is
     /// allocated per key beyond the index's own copy (short keys are held inline by both
-    /// structures): the key order is bulk-built on one thread while the point table is filled
-    /// on the others, for large indexes.
-    pub fn bulk_load_by<T, F>(items: &[T], entry: F) -> Self
+    /// structures). A large index's point table is filled on every core; its key order is then
+    /// built on a background thread, which owns `items` and drops them when done: point reads
+    /// and writes go ahead at once, the first ordered read or removal waits for the tree.
+    pub fn bulk_load_by<T, F>(items: Vec<T>, entry: F) -> Self
     where
-        T: Sync,
-        F: Fn(&T) -> Option<(&[u8], Location)> + Sync,
+        T: Send + Sync + 'static,
+        F: Fn(&T) -> Option<(&[u8], Location)> + Send + Sync + 'static,
     {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        let keys = || items.iter().filter_map(|item| entry(item).map(|(key, _)| key));
-        let ((points, writer), (order, key_bytes)) = if threads <= 1
-            || items.len() < BULK_PARALLEL_MIN
-        {
-            (PointTable::build(items, &entry, 1, BULK_PARALLEL_MIN), KeyOrder::from_sorted(keys()))
+        let (points, writer) = PointTable::build(&items, &entry, threads, BULK_PARALLEL_MIN);
+        let (order, key_bytes) = if items.len() < BULK_PARALLEL_MIN {
+            KeyOrder::from_sorted(items.iter().filter_map(|item| Some(entry(item)?.0)))
         } else {
-            std::thread::scope(|scope| {
-                let order = scope.spawn(|| KeyOrder::from_sorted(keys()));
-                let points = PointTable::build(items, &entry, threads, BULK_PARALLEL_MIN);
-                (points, order.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            })
+            let key_bytes = items.iter().filter_map(|item| Some(entry(item)?.0.len())).sum();
+            (KeyOrder::in_background(items, move |item| Some(entry(item)?.0)), key_bytes)
         };
         let count = writer.live();
         Self {
@@ -270,6 +266,32 @@ mod tests {
         }
         let first = index.keys_between(Bound::Unbounded, Bound::Unbounded, 3, false);
         assert_eq!(owned(&first), owned(&keys[..3]));
+    }
+
+    /// A large load's key order is built in the background: writes of new keys go ahead, a
+    /// removal of a recovered key and an ordered read see the whole tree plus the new keys, and
+    /// a cleared or dropped index is done with the build.
+    #[test]
+    fn a_background_key_order_serves_writes_at_once_and_reads_in_full() {
+        let n = BULK_PARALLEL_MIN as u64 * 2;
+        let key = |i: u64| Arc::<[u8]>::from(&(i * 2).to_be_bytes()[..]);
+        let index = Index::bulk_load((0..n).map(|i| (key(i), at(i))));
+        assert!(index.write.lock().order.is_building(), "built in the background");
+        // Odd keys sort between the recovered ones.
+        let odd = |i: u64| (i * 2 + 1).to_be_bytes();
+        for i in (0..n).step_by(1000) {
+            assert_eq!(index.insert(&odd(i), at(n + i)), None);
+        }
+        assert_eq!(index.remove(&key(5)), Some(at(5)));
+        let all = index.keys_between(Bound::Unbounded, Bound::Unbounded, usize::MAX, false);
+        let mut want: Vec<Vec<u8>> = (0..n).filter(|&i| i != 5).map(|i| key(i).to_vec()).collect();
+        want.extend((0..n).step_by(1000).map(|i| odd(i).to_vec()));
+        want.sort();
+        assert_eq!(owned(&all), want);
+        assert_eq!(index.len(), want.len());
+        index.clear();
+        assert!(index.keys_between(Bound::Unbounded, Bound::Unbounded, 1, false).is_empty());
+        drop(Index::bulk_load((0..n).map(|i| (key(i), at(i)))));
     }
 
     #[test]

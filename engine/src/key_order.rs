@@ -5,13 +5,19 @@
 //! key needs it. So a write-only phase never sorts; the next ordered read pays for the keys
 //! written since the last one (a sort of the run, then a rebuild or key-by-key inserts).
 //!
-//! INVARIANT: `sorted` and `pending` are disjoint and together hold exactly the live keys; a key
-//! is inserted only when it is not live (the point map said so under the commit lock).
+//! A large recovered key set is built into the tree on a background thread (`in_background`):
+//! the store opens once its point table is filled, new keys go to the run meanwhile, and the
+//! first operation that needs the tree (an ordered read, a removal, a clear) waits for it.
+//!
+//! INVARIANT: `sorted` (or the tree being built), and `pending` are disjoint and together hold
+//! exactly the live keys; a key is inserted only when it is not live (the point map said so
+//! under the commit lock); while a tree is being built, `sorted` is empty.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::thread::JoinHandle;
 
 /// A merge rebuilds the tree from one sorted sequence when the run is at least this fraction of
 /// the tree (1/`REBUILD_DIVISOR`); smaller runs are inserted key by key.
@@ -22,6 +28,8 @@ const REBUILD_DIVISOR: usize = 8;
 pub(crate) struct KeyOrder {
     sorted: BTreeSet<OrderKey>,
     pending: Vec<OrderKey>,
+    /// The recovered keys' tree, while a background thread builds it.
+    building: Option<JoinHandle<BTreeSet<OrderKey>>>,
 }
 
 /// A live key as the key order holds it and hands it out: recovery's key type, so short keys
@@ -74,17 +82,54 @@ impl Borrow<[u8]> for OrderKey {
 
 impl KeyOrder {
     /// From keys sorted ascending without duplicates (recovery's bulk load), with the sum of
-    /// their lengths. `BTreeSet::from_iter` bulk-builds the tree (its sort finds one ascending
-    /// run); each key is made an `IndexKey` once, straight from the caller's bytes.
+    /// their lengths.
     pub(crate) fn from_sorted<'k>(keys: impl Iterator<Item = &'k [u8]>) -> (Self, usize) {
         let mut key_bytes = 0;
-        let sorted: BTreeSet<OrderKey> = keys
-            .map(|key| {
-                key_bytes += key.len();
-                OrderKey::new(IndexKey::from(key))
-            })
-            .collect();
-        (Self { sorted, pending: Vec::new() }, key_bytes)
+        let sorted = tree_of(keys.inspect(|key| key_bytes += key.len()));
+        (Self { sorted, pending: Vec::new(), building: None }, key_bytes)
+    }
+
+    /// [`KeyOrder::from_sorted`] on a background thread that owns `items` (and drops them when
+    /// done): `keys` picks each item's key, ascending without duplicates. Builds on this thread
+    /// if no thread can be started.
+    pub(crate) fn in_background<T, F>(items: Vec<T>, keys: F) -> Self
+    where
+        T: Send + 'static,
+        F: Fn(&T) -> Option<&[u8]> + Send + 'static,
+    {
+        // The work goes to the thread only once it runs, so a failed start keeps it here.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<T>, F)>(1);
+        let started =
+            std::thread::Builder::new().name("mcstore-key-order".into()).spawn(move || {
+                rx.recv()
+                    .map(|(items, keys)| tree_of(items.iter().filter_map(keys)))
+                    .unwrap_or_default()
+            });
+        let work = (items, keys);
+        let (items, keys) = match started {
+            Ok(handle) => match tx.send(work) {
+                Ok(()) => {
+                    return Self {
+                        sorted: BTreeSet::new(),
+                        pending: Vec::new(),
+                        building: Some(handle),
+                    };
+                }
+                Err(std::sync::mpsc::SendError(work)) => work,
+            },
+            Err(_) => work,
+        };
+        let sorted = tree_of(items.iter().filter_map(keys));
+        Self { sorted, pending: Vec::new(), building: None }
+    }
+
+    /// The tree, once the background build (if any) has finished.
+    fn tree(&mut self) -> &mut BTreeSet<OrderKey> {
+        if let Some(handle) = self.building.take() {
+            debug_assert!(self.sorted.is_empty());
+            self.sorted = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        &mut self.sorted
     }
 
     /// Add `key`, which is not live. O(1) (amortized, the run's growth).
@@ -94,7 +139,7 @@ impl KeyOrder {
 
     /// Forget `key` (live); whether it was present.
     pub(crate) fn remove(&mut self, key: &[u8]) -> bool {
-        if self.sorted.remove(key) {
+        if self.tree().remove(key) {
             return true;
         }
         // Not in the tree: in the pending run, if anywhere. Merging (rather than scanning the
@@ -106,18 +151,25 @@ impl KeyOrder {
     /// Forget every key; returns them (in no particular order) for the caller to drop from the
     /// point map.
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = IndexKey> {
-        let sorted = std::mem::take(&mut self.sorted).into_iter();
+        let sorted = std::mem::take(self.tree()).into_iter();
         sorted.chain(std::mem::take(&mut self.pending)).map(|k| k.key)
+    }
+
+    /// Whether a background build has not yet been waited for.
+    #[cfg(test)]
+    pub(crate) fn is_building(&self) -> bool {
+        self.building.is_some()
     }
 
     /// The number of keys held.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.sorted.len() + self.pending.len()
+    pub(crate) fn len(&mut self) -> usize {
+        self.tree().len() + self.pending.len()
     }
 
     /// Merge the pending run into the tree.
     fn settle(&mut self) {
+        self.tree();
         if self.pending.is_empty() {
             return;
         }
@@ -165,6 +217,20 @@ impl KeyOrder {
             range.take(limit).map(|k| k.key.clone()).collect()
         }
     }
+}
+
+impl Drop for KeyOrder {
+    fn drop(&mut self) {
+        // A store closed before its tree was needed still waits for the build: no thread of
+        // its outlives it.
+        self.tree();
+    }
+}
+
+/// A tree of `keys`, ascending without duplicates: `BTreeSet::from_iter` bulk-builds it (its
+/// sort finds one ascending run); each key is made an `IndexKey` once, from the caller's bytes.
+fn tree_of<'k>(keys: impl Iterator<Item = &'k [u8]>) -> BTreeSet<OrderKey> {
+    keys.map(|key| OrderKey::new(IndexKey::from(key))).collect()
 }
 
 #[cfg(test)]

@@ -289,12 +289,11 @@ pub(crate) fn open_medium(
     }
     // Straight from recovery's entries (short keys inline there and in the index: no
     // allocation per key); tombstones and the clear marker are not indexed.
-    let index = Index::bulk_load_by(&entries, |e| {
+    let index = Index::bulk_load_by(entries, |e| {
         let location =
             Location { offset: e.offset, len: e.len, segment_seq: e.segment_seq, lsn: e.lsn.0 };
         (e.kind == RecordKind::Put).then_some((&e.key[..], location))
     });
-    drop(entries);
     report.index_duration = index_started.elapsed();
     let set_uuid = superblock.set_uuid;
     let writer = if options.read_only || latch.is_tripped() {
