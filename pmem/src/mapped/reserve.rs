@@ -16,11 +16,6 @@ use crate::limits::PAGE_SIZE;
 
 use super::mode::Mode;
 
-/// `MADV_POPULATE_WRITE` (Linux 5.14); spelled out for older libc headers.
-const MADV_POPULATE_WRITE: libc::c_int = 23;
-/// `MADV_POPULATE_READ` (Linux 5.14).
-const MADV_POPULATE_READ: libc::c_int = 22;
-
 /// Alignment of a reservation's base: the 2 MiB of an x86-64 PMD mapping.
 pub(super) const HUGE_ALIGN: u64 = 2 << 20;
 
@@ -203,7 +198,7 @@ impl Reservation {
             return Ok(());
         }
         let (addr, size) = self.at(offset, len)?;
-        let advice = if write { MADV_POPULATE_WRITE } else { MADV_POPULATE_READ };
+        let advice = if write { libc::MADV_POPULATE_WRITE } else { libc::MADV_POPULATE_READ };
         loop {
             // SAFETY: advice on pages inside our reservation; populating changes no contents.
             let rc = unsafe { libc::madvise(addr, size, advice) };
