@@ -155,7 +155,8 @@ pub(crate) fn redirect(ctx: &mut ucontext_t, landing: usize, addr: usize, info: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcsafe::asm::{encode_fault, text_range};
+    use crate::mcsafe::asm::text_range;
+    use crate::mcsafe::call::encode_fault;
 
     const TEXT: (usize, usize) = (0x1000, 0x2000);
 

@@ -7,7 +7,7 @@
 //! routine itself.
 #![expect(unsafe_code, reason = "calls the assembly copy routines on raw mapped memory")]
 
-use super::asm::{self, ClaimedFault, Routine};
+use super::call::{self, ClaimedFault, Routine};
 use super::dispatch::Dispatch;
 use super::handler::sigbus_blocked;
 use crate::limits::{CACHE_LINE, PAGE_SIZE};
@@ -54,11 +54,11 @@ pub unsafe fn read_safe(
     let len = dst.len();
     let outcome = if dispatch.is_auto_avx2() {
         // SAFETY: the caller vouches for both ranges; the dispatch bits say AVX2 exists.
-        unsafe { asm::copy_auto(dst.as_mut_ptr(), src, len) }
+        unsafe { call::copy_auto(dst.as_mut_ptr(), src, len) }
     } else {
         let routine = dispatch.routine(dst.as_ptr() as usize, src as usize, len);
         // SAFETY: the caller vouches for both ranges; the routine exists on this CPU.
-        unsafe { asm::copy(routine, dst.as_mut_ptr(), src, len) }
+        unsafe { call::copy(routine, dst.as_mut_ptr(), src, len) }
     };
     if let Some(fault) = outcome.fault() {
         // The routine that ran (`copy_auto` applies the same rule), for the recovery.
@@ -147,7 +147,7 @@ impl Read<'_> {
                         self.dispatch.routine(self.dst as usize + cur, self.src + cur, to - cur);
                     // SAFETY: `[cur, to)` lies inside both ranges `read_safe`'s caller vouched for.
                     let outcome = unsafe {
-                        asm::copy(
+                        call::copy(
                             routine,
                             self.dst.wrapping_add(cur),
                             (self.src + cur) as *const u8,
@@ -161,7 +161,7 @@ impl Read<'_> {
                 }
             };
             if routine == Routine::Avx2 {
-                asm::after_avx2_fault();
+                call::after_avx2_fault();
             }
             let (unit_from, unit_to, recorded) = self.unit_within(fault, cur, to);
             // Resume from si_addr, never from RSI: the bytes before the unit may not be copied.

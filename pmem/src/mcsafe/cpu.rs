@@ -18,7 +18,7 @@ pub enum FlushInsn {
 }
 
 impl FlushInsn {
-    /// The routine index `asm::flush` takes.
+    /// The routine index `call::flush` takes.
     pub(crate) fn index(self) -> u8 {
         match self {
             FlushInsn::Clwb => 0,

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::asm::Routine;
+use super::call::Routine;
 use super::cpu::CopyCpu;
 use super::handler::ensure_handler;
 use crate::limits::PAGE_SIZE;
@@ -100,7 +100,7 @@ impl Dispatch {
         Dispatch(variant as u8 | cpu_bits | READY)
     }
 
-    /// `Auto` on an AVX2 CPU that needs no fragile copy: `asm::copy_auto` makes the same choice
+    /// `Auto` on an AVX2 CPU that needs no fragile copy: `call::copy_auto` makes the same choice
     /// as [`Dispatch::routine`] inside the routine.
     #[inline(always)]
     pub(crate) fn is_auto_avx2(self) -> bool {

@@ -4,7 +4,7 @@
 //! load does, and here it becomes `Err(FaultAt)` instead of a death.
 #![expect(unsafe_code, reason = "runs cache-line flush instructions on raw mapped memory")]
 
-use super::asm;
+use super::call;
 use super::cpu::{FlushInsn, cpu_features};
 use super::handler::ensure_handler_on_hot_path;
 
@@ -27,7 +27,7 @@ pub unsafe fn flush_range(addr: *const u8, len: usize, insn: FlushInsn) -> Resul
     ensure_handler_on_hot_path();
     debug_assert!(supported(insn), "{insn:?} is not available on this CPU");
     // SAFETY: the caller guarantees the range is mapped and the instruction exists.
-    let outcome = unsafe { asm::flush(insn.index(), addr, len) };
+    let outcome = unsafe { call::flush(insn.index(), addr, len) };
     match outcome.fault() {
         None => Ok(()),
         Some(fault) => Err(FaultAt { addr: fault.addr, si_code: fault.si_code }),

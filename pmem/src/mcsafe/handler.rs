@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use libc::{c_int, c_void, siginfo_t, ucontext_t};
 
-use super::asm::{encode_fault, landing_pad, text_range};
+use super::asm::{landing_pad, text_range};
+use super::call::encode_fault;
 use super::chain::{Action, Previous, decide, read_fields, redirect, saved_rip};
 use super::ring::AO_RING;
 use crate::error::Error;

@@ -1,13 +1,15 @@
 //! The machine-check-safe copy, the flush loop and the SIGBUS handler that makes them safe.
 //!
 //! Every load or flush that may meet poison runs in hand-written routines inside one text range
-//! (`asm`). The process-wide handler (`handler`, decisions in `chain`) claims a `BUS_ADRERR` or
-//! `BUS_MCEERR_AR` only when the saved RIP lies in that range, and resumes at a landing pad that
-//! returns the fault to [`read_safe`] or [`flush_range`]. `BUS_MCEERR_AO` notices go to a
-//! lock-free ring (`ring`), translated through the table of mapped ranges (`mappings`) when
-//! drained (`notices`). Everything else is chained to the previous disposition.
+//! (`asm`, called through `call`). The process-wide handler (`handler`, decisions in `chain`)
+//! claims a `BUS_ADRERR` or `BUS_MCEERR_AR` only when the saved RIP lies in that range, and
+//! resumes at a landing pad that returns the fault to [`read_safe`] or [`flush_range`].
+//! `BUS_MCEERR_AO` notices go to a lock-free ring (`ring`), translated through the table of
+//! mapped ranges (`mappings`) when drained (`notices`). Everything else is chained to the
+//! previous disposition.
 
 mod asm;
+mod call;
 mod chain;
 mod copy;
 mod cpu;
