@@ -3,10 +3,12 @@
 //!
 //! Files: `options` (MapOptions), `mode` (the mode rule), `file` (open/create checks), `lock`
 //! (flock), `reserve` (the reserved address range and every mmap), `open` (create and open),
-//! `medium` (the `Medium` implementation), `poison` (injection, clearing, repair), `ranges`
-//! (coalesced range sets), `badblocks` (the sidecar), `fiemap` (kernel bad blocks to file
-//! offsets), `glue` (the calls into `mcsafe`).
+//! `medium` (the handle and the checks before every access), `access` (the `Medium`
+//! implementation), `poison` (injection, clearing, repair), `ranges` (coalesced range sets),
+//! `badblocks` (the sidecar), `fiemap` (kernel bad blocks to file offsets), `glue` (the calls
+//! into `mcsafe`).
 
+mod access;
 mod badblocks;
 mod fiemap;
 mod file;
