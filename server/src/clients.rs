@@ -142,6 +142,11 @@ impl Client {
         *self.view.lock() = view;
     }
 
+    /// Change what CLIENT LIST shows of this client in place.
+    pub fn update(&self, change: impl FnOnce(&mut View)) {
+        change(&mut self.view.lock());
+    }
+
     /// Whether CLIENT KILL chose this client.
     pub fn is_killed(&self) -> bool {
         self.killed.load(Ordering::Acquire)

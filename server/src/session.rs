@@ -74,17 +74,32 @@ impl Session {
             lib_name: self.lib_name.clone(),
             lib_ver: self.lib_ver.clone(),
             resp: self.resp,
-            multi: self.multi.as_ref().map_or(-1, |m| i64::try_from(m.queued.len()).unwrap_or(0)),
+            multi: self.multi_len(),
             last_command: last_command.to_string(),
             last_active: std::time::Instant::now(),
         }
     }
 
     /// Show other connections this session's state after a batch whose last command was
-    /// `last_command`.
+    /// `last_command`. Runs after every batch, so it updates the published view in place and
+    /// allocates only for what changed (a name, a library, a different command).
     pub fn publish(&self, last_command: &[u8]) {
-        let name = String::from_utf8_lossy(last_command).to_ascii_lowercase();
-        self.registration.client().publish(self.view(&name));
+        self.registration.client().update(|view| {
+            view.name.clone_from(&self.name);
+            view.lib_name.clone_from(&self.lib_name);
+            view.lib_ver.clone_from(&self.lib_ver);
+            view.resp = self.resp;
+            view.multi = self.multi_len();
+            if !view.last_command.as_bytes().eq_ignore_ascii_case(last_command) {
+                view.last_command = String::from_utf8_lossy(last_command).to_ascii_lowercase();
+            }
+            view.last_active = std::time::Instant::now();
+        });
+    }
+
+    /// Commands queued in MULTI, or -1 outside MULTI.
+    fn multi_len(&self) -> i64 {
+        self.multi.as_ref().map_or(-1, |m| i64::try_from(m.queued.len()).unwrap_or(0))
     }
 
     /// Check and run (or queue) one command; its reply.

@@ -57,6 +57,16 @@ fn client_list_shows_every_connection_and_kill_closes_them() {
     assert_eq!(field(&list, third_id, "multi").as_deref(), Some("1"));
     assert_eq!(field(&list, me_id, "cmd").as_deref(), Some("client|list"));
     assert_eq!(field(&list, me_id, "multi").as_deref(), Some("-1"));
+    // The published view is updated in place after each batch: a new name, a new last
+    // command and the end of a MULTI all show.
+    let _: String = cmd("CLIENT").arg("SETNAME").arg("renamed").query(&mut other).unwrap();
+    let _: Option<String> = cmd("GET").arg("k").query(&mut other).unwrap();
+    let _: redis::Value = cmd("EXEC").query(&mut third).unwrap();
+    let list: String = cmd("CLIENT").arg("LIST").query(&mut me).unwrap();
+    assert_eq!(field(&list, other_id, "name").as_deref(), Some("renamed"), "{list}");
+    assert_eq!(field(&list, other_id, "cmd").as_deref(), Some("get"), "{list}");
+    assert_eq!(field(&list, third_id, "multi").as_deref(), Some("-1"), "{list}");
+    assert_eq!(field(&list, third_id, "cmd").as_deref(), Some("exec"), "{list}");
     let only: String = cmd("CLIENT").arg("LIST").arg("ID").arg(other_id).query(&mut me).unwrap();
     assert_eq!(listed_ids(&only), vec![other_id]);
     let pubsub: String =
