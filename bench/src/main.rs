@@ -1,4 +1,4 @@
-//! mcstore-bench: the engine workloads W1–W10 of issue [6] against peer engines and the
+//! mcstore-bench: the engine workloads W1–W10 of issue \[6\] against peer engines and the
 //! machine's own limits, measured in one run and reported as ratios (these machines are noisy;
 //! absolute numbers across runs are not comparable, ratios within one run are); plus the device
 //! layer's micro workloads (`micro`).

@@ -1,9 +1,9 @@
 //! mcstore-engine: the running store — write path, commit barrier, policy, index, API.
 //!
 //! [`Db`] is the handle users hold (through the `mcstore` facade). Writes are group-committed
-//! ([`commit`]: reserve → copy → one leader persists and publishes → index → acknowledge,
-//! `docs/commit.md`); reads take no lock and go through the commit barrier ([`read`],
-//! `docs/policy.md`); the DRAM [`index`] is bulk-loaded at open ([`open`]); space is reclaimed
+//! (`commit`: reserve → copy → one leader persists and publishes → index → acknowledge,
+//! `docs/commit.md`); reads take no lock and go through the commit barrier (`read`,
+//! `docs/policy.md`); the DRAM [`index`] is bulk-loaded at open (`open`); space is reclaimed
 //! by [`compact`]. What readers and writers observe: `docs/concurrency.md`. Limits live in
 //! [`limits`] (`docs/limits.md`).
 #![forbid(unsafe_code)]

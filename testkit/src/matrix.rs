@@ -1,4 +1,4 @@
-//! The poison matrix of issue [4] as data: every cell (read site × position × policy × member ×
+//! The poison matrix of issue \[4\] as data: every cell (read site × position × policy × member ×
 //! backend) is either tested or excluded with a written reason, and `docs/poison-matrix.md` is
 //! rendered from this table (a test fails when the committed file is stale). The integration
 //! suite's drivers (`tests/poison_matrix.rs`) iterate [`tested`] per read site; the read-probe
@@ -11,7 +11,7 @@ pub mod probe;
 
 use std::fmt;
 
-/// Where the store reads the medium (issue [4]'s list).
+/// Where the store reads the medium (issue \[4\]'s list).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReadSite {
     /// `get` copying a record's value.

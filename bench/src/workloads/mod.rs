@@ -1,4 +1,4 @@
-//! The engine workloads W1–W10 of issue [6]. Each runs every selected engine in a fresh
+//! The engine workloads W1–W10 of issue \[6\]. Each runs every selected engine in a fresh
 //! directory under the bench directory, removes it afterwards, and returns figures; an engine
 //! that fails yields "not available" figures carrying its error, never numbers.
 

@@ -1,4 +1,4 @@
-//! The replica workload of issue [4] (mcstore only): random gets and durable puts on a pool with
+//! The replica workload of issue \[4\] (mcstore only): random gets and durable puts on a pool with
 //! one replica against the same without, and a poisoned 4 KiB page repaired end to end (emulated
 //! poison on the mapped primary in `ForcedPmem`: inject, get → retry → repair from the replica →
 //! value), timed per repair.

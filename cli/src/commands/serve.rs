@@ -36,7 +36,7 @@ pub struct ServeArgs {
     /// eventual (like everysec), none (at WAITAOF, close, or later).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Immediate)]
     pub durability: DurabilityArg,
-    /// Require this password (AUTH / HELLO … AUTH default <password>).
+    /// Require this password (AUTH / HELLO … AUTH default `<password>`).
     #[arg(long)]
     pub requirepass: Option<String>,
     /// A replica file (repeat for several).

@@ -37,7 +37,7 @@ impl MemberState {
     }
 }
 
-/// A member as [`PoolSet::members`] lists it.
+/// A member as [`PoolSet::members`](super::PoolSet::members) lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemberInfo {
     /// Its index (0 = primary).

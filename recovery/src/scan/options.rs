@@ -17,7 +17,7 @@ pub struct Progress {
     pub records: u64,
 }
 
-/// A hook that rewrites a damaged range of the scanned member from a good member ([4] plugs a
+/// A hook that rewrites a damaged range of the scanned member from a good member (\[4\] plugs a
 /// replica set in here). Recovery calls it for each damaged range and re-reads what it fixed.
 pub trait Repairer: Send + Sync {
     /// Rewrite `[offset, offset + len)` of the scanned medium from a good copy; `true` if the
