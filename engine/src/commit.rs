@@ -31,6 +31,7 @@ use crate::stats::Counters;
 use crate::writer::{LogWriter, OpenSegment, PendingRecord, Reservation};
 
 mod queue;
+mod spin;
 
 pub(crate) use queue::{CommitQueue, Keys, QueueState};
 use queue::{CopyGuard, IndexOp, KeyRange, PersistClaim, Slot, key_hash, through_ranges};
@@ -278,18 +279,23 @@ impl Inner {
             if !spun {
                 // A group in flight usually ends within a fence pair: spin briefly (lock
                 // released), then check again, before sleeping — a follower then rarely pays a
-                // futex wake-up per group.
+                // futex wake-up per group. Where groups outlast the spin (an msync), the gate
+                // stops spinning (`commit/spin.rs`).
                 spun = true;
-                MutexGuard::unlocked(&mut st, || {
-                    for _ in 0..limits::COMMIT_SPINS {
-                        if slot.indexed.load(Ordering::Acquire)
-                            || !self.commit.persisting.load(Ordering::Acquire)
-                        {
-                            return;
+                if self.commit.spin.should_spin() {
+                    let finished = MutexGuard::unlocked(&mut st, || {
+                        for _ in 0..limits::COMMIT_SPINS {
+                            if slot.indexed.load(Ordering::Acquire)
+                                || !self.commit.persisting.load(Ordering::Acquire)
+                            {
+                                return true;
+                            }
+                            std::hint::spin_loop();
                         }
-                        std::hint::spin_loop();
-                    }
-                });
+                        false
+                    });
+                    self.commit.spin.record(finished);
+                }
                 continue;
             }
             self.commit.wake.wait(&mut st);

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::spin::SpinGate;
 use crate::db::Inner;
 use crate::index::Location;
 use crate::space::SpaceMap;
@@ -240,6 +241,8 @@ pub(crate) struct CommitQueue {
     /// The pool set's member-state change count whose states are known persisted
     /// (`PoolSet::state_changes`; `u64::MAX` until the first check).
     pub(crate) states_seen: AtomicU64,
+    /// Whether a waiting writer spins before it sleeps.
+    pub(crate) spin: SpinGate,
     /// Figures.
     pub counters: GroupCounters,
 }
@@ -259,6 +262,7 @@ impl CommitQueue {
             persisting: AtomicBool::new(false),
             published: AtomicU64::new(published),
             states_seen: AtomicU64::new(u64::MAX),
+            spin: SpinGate::default(),
             counters: GroupCounters::default(),
         }
     }
