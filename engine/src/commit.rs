@@ -99,8 +99,14 @@ impl Inner {
         .then(|| PersistClaim::take(&self.commit));
         drop(st);
         let unwinding = CopyGuard { slot: &slot, inner: self };
-        self.copy(&slot, &reservation, records)?;
+        let copied = self.copy(&slot, &reservation, records);
         drop(unwinding);
+        if let Err(error) = copied {
+            // The store latched (`copy`): writers sleeping behind this slot, which is never
+            // indexed, wake to return the error.
+            self.wake_all_waiters();
+            return Err(error);
+        }
         Counters::add(&self.counters.records_written, records.len() as u64);
         if let Some(claim) = claim {
             self.lead_alone(&slot, reservation.segment, claim)?;
@@ -134,7 +140,12 @@ impl Inner {
         let delete_only = records.iter().all(|r| r.kind != RecordKind::Put || r.moved.is_some());
         let fits = st.writer.as_ref().is_some_and(|w| w.fits(total, delete_only));
         if !fits {
-            self.quiesce(st)?;
+            if let Err(error) = self.quiesce(st) {
+                // Writers sleeping behind the slots the roll could not persist wake to see why.
+                st.wake_sleepers(true);
+                self.commit.wake.notify_all();
+                return Err(error);
+            }
             let writer = st.writer.as_mut().ok_or(Error::ReadOnly)?;
             writer.roll_for(total, delete_only)?;
             if let Some(open) = writer.open_segment() {
@@ -298,7 +309,14 @@ impl Inner {
                 }
                 continue;
             }
-            self.commit.wake.wait(&mut st);
+            // Sleep until woken for this slot: `advance` when it becomes visible, a finished
+            // leader when it is the next to lead, a failed one when the store latched.
+            // INVARIANT: `sleeping` is set and read under the lock, and an unpark that comes
+            // between the unlock and the park leaves its token, so no wake-up is lost; a
+            // spurious return only runs the checks again.
+            slot.sleeping.store(true, Ordering::Relaxed);
+            MutexGuard::unlocked(&mut st, std::thread::park);
+            slot.sleeping.store(false, Ordering::Relaxed);
             spun = false;
         }
     }
@@ -322,6 +340,7 @@ impl Inner {
             self.count_persisted(st);
         }
         self.advance(st);
+        st.wake_sleepers(self.latch.is_tripped());
         self.commit.wake.notify_all();
         result
     }
@@ -347,8 +366,17 @@ impl Inner {
             self.count_persisted(&mut st);
         }
         self.advance(&mut st);
+        st.wake_sleepers(self.latch.is_tripped());
         self.commit.wake.notify_all();
         result
+    }
+
+    /// Wake every waiting writer: sleeping ones (their slots' `sleeping`) and those waiting on
+    /// the condition variable (conflicts, `sync`). For a store that latched.
+    pub(crate) fn wake_all_waiters(&self) {
+        let st = self.commit.state.lock();
+        st.wake_sleepers(true);
+        self.commit.wake.notify_all();
     }
 
     /// Count the slots the published tail now covers as one group.
@@ -500,6 +528,7 @@ impl Inner {
                 self.apply(&mut st.space, &front.keys, op);
             }
             front.indexed.store(true, Ordering::Release);
+            front.wake();
             any = true;
         }
         if any {
@@ -611,6 +640,40 @@ mod tests {
     use crate::options::Durability;
     use crate::test_support::{Forwarding, reopen, sim_db, small_options};
     use crate::{Batch, Error};
+
+    /// On a medium whose fences take a millisecond (groups outlast any spin), writers sleep
+    /// and are woken one by one — as their slots become visible, or to lead the next group —
+    /// and none is left asleep: every put returns, groups carry several writers, and the spin
+    /// gate has stopped spinning.
+    #[test]
+    fn writers_behind_slow_groups_sleep_and_are_all_woken() {
+        let sim = Arc::new(SimMedium::new(4 << 20));
+        let slow = Forwarding::slow_fences(sim, std::time::Duration::from_millis(1));
+        let db = Db::create_on(slow, small_options()).unwrap();
+        let (threads, puts) = (8u8, 25u8);
+        let (done, finished) = std::sync::mpsc::channel();
+        for t in 0..threads {
+            let (db, done) = (db.clone(), done.clone());
+            std::thread::spawn(move || {
+                for i in 0..puts {
+                    db.put([t, i], [t ^ i; 24]).unwrap();
+                }
+                done.send(t).unwrap();
+            });
+        }
+        for _ in 0..threads {
+            // A writer never woken would hang here: fail instead.
+            finished.recv_timeout(std::time::Duration::from_secs(60)).expect("a writer hung");
+        }
+        for t in 0..threads {
+            for i in 0..puts {
+                assert_eq!(db.get([t, i]).unwrap().as_deref(), Some(&[t ^ i; 24][..]));
+            }
+        }
+        assert!(db.stats().commit_group_max >= 2, "writers shared groups");
+        let spinning = (0..8).filter(|_| db.inner.commit.spin.should_spin()).count();
+        assert!(spinning <= 1, "the gate stopped spinning ({spinning} of 8 waits would spin)");
+    }
 
     /// Large values go through `write_through`, and no group flush covers their whole lines
     /// again; what the group does flush (headers, keys, edge lines, small records) is enough:

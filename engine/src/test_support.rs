@@ -50,6 +50,8 @@ pub(crate) struct Forwarding {
     pub(crate) through: Mutex<Vec<(u64, u64)>>,
     /// What `bad_blocks` reports.
     pub(crate) bad: Mutex<Vec<(u64, u64)>>,
+    /// How long each fence takes (an `msync`-speed medium: groups outlast a writer's spin).
+    pub(crate) fence_delay: std::time::Duration,
 }
 
 impl Forwarding {
@@ -61,6 +63,19 @@ impl Forwarding {
             flushes: Mutex::default(),
             through: Mutex::default(),
             bad: Mutex::default(),
+            fence_delay: std::time::Duration::ZERO,
+        })
+    }
+
+    /// Forward to `sim`, each fence taking `delay`.
+    pub(crate) fn slow_fences(sim: Arc<SimMedium>, delay: std::time::Duration) -> Arc<Self> {
+        Arc::new(Self {
+            sim,
+            writes_through: false,
+            flushes: Mutex::default(),
+            through: Mutex::default(),
+            bad: Mutex::default(),
+            fence_delay: delay,
         })
     }
 }
@@ -90,6 +105,7 @@ impl Medium for Forwarding {
         self.sim.flush(offset, len)
     }
     fn fence(&self, site: FenceSite) -> mcstore_pmem::Result<()> {
+        std::thread::sleep(self.fence_delay);
         self.sim.fence(site)
     }
     fn read(

@@ -98,6 +98,10 @@ pub(crate) struct Slot {
     /// Pool ranges (whole lines, ascending) its writer wrote through (`write_through`): durable
     /// once copied, so a leader's flush skips them.
     pub(crate) through: Vec<(u64, u64)>,
+    /// The thread that took it (its writer, the only one that waits for it).
+    owner: Option<std::thread::Thread>,
+    /// Its writer is parked waiting for it (set and read under the commit lock).
+    pub(crate) sleeping: AtomicBool,
 }
 
 /// Until dropped after the copy: if the writer unwinds between reserving and copying, the
@@ -122,12 +126,24 @@ impl Slot {
             *spare.copied.get_mut() = false;
             *spare.durable.get_mut() = false;
             *spare.indexed.get_mut() = false;
+            *spare.sleeping.get_mut() = false;
             fill(spare);
             return slot;
         }
-        let mut slot = Self::default();
+        // A spare is only ever this thread's own: its owner is already this thread.
+        let mut slot = Self { owner: Some(std::thread::current()), ..Self::default() };
         fill(&mut slot);
         Arc::new(slot)
+    }
+
+    /// Unpark its writer if it sleeps waiting for it (the caller holds the commit lock, so a
+    /// writer about to sleep has either set `sleeping` or will check its slot again first).
+    pub(crate) fn wake(&self) {
+        if self.sleeping.load(Ordering::Relaxed)
+            && let Some(owner) = &self.owner
+        {
+            owner.unpark();
+        }
     }
 
     /// Keep `slot` as this thread's spare if no one else holds it any more (its writer is done
@@ -152,6 +168,8 @@ impl Drop for CopyGuard<'_> {
         if !self.slot.copied.load(Ordering::Acquire) {
             self.inner.latch.trip("a writer unwound between reserving and copying its records");
             self.slot.copied.store(true, Ordering::Release);
+            // No lock is held here (the writer copies without it).
+            self.inner.wake_all_waiters();
         }
     }
 }
@@ -184,7 +202,8 @@ impl Drop for PersistClaim<'_> {
     fn drop(&mut self) {
         if self.held {
             self.queue.persisting.store(false, Ordering::Release);
-            let _st = self.queue.state.lock();
+            let st = self.queue.state.lock();
+            st.wake_sleepers(true);
             self.queue.wake.notify_all();
         }
     }
@@ -289,6 +308,21 @@ pub(crate) fn key_hash(key: &[u8]) -> u64 {
 }
 
 impl QueueState {
+    /// After a persist ends: wake the writer of the first slot still waiting for a leader, so
+    /// it leads the next group — or, once the store has latched (`tripped`), every sleeping
+    /// writer, to return the error. Writers whose slots became visible are woken by `advance`.
+    /// The caller holds the commit lock.
+    pub(crate) fn wake_sleepers(&self, tripped: bool) {
+        for slot in &self.pending {
+            if tripped {
+                slot.wake();
+            } else if slot.immediate && !slot.durable.load(Ordering::Acquire) {
+                slot.wake();
+                return;
+            }
+        }
+    }
+
     /// The log's space (present: `submit` refuses read-only stores before `decide`).
     pub(crate) fn log(&self) -> &LogWriter {
         self.writer.as_ref().expect("submit checked the store is writable")
