@@ -675,6 +675,32 @@ mod tests {
         assert!(spinning <= 1, "the gate stopped spinning ({spinning} of 8 waits would spin)");
     }
 
+    /// A write that fails while writers sleep behind slow groups latches the store, and every
+    /// sleeping writer is woken to return the error: none is left asleep (whether the failed
+    /// write was a record's copy or a group's tail store).
+    #[test]
+    fn a_failed_write_wakes_every_sleeping_writer() {
+        for nth in [7, 20, 41] {
+            let sim = Arc::new(SimMedium::new(4 << 20));
+            let slow = Forwarding::slow_fences(sim.clone(), std::time::Duration::from_millis(1));
+            let db = Db::create_on(slow, small_options()).unwrap();
+            sim.fail_nth(mcstore_pmem::SimOp::Write, nth, false);
+            let (done, finished) = std::sync::mpsc::channel();
+            for t in 0..8u8 {
+                let (db, done) = (db.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let outcome = (0..50u8).find_map(|i| db.put([t, i], [i; 24]).err());
+                    done.send(outcome).unwrap();
+                });
+            }
+            let outcomes: Vec<Option<Error>> = (0..8)
+                .map(|_| finished.recv_timeout(std::time::Duration::from_secs(60)).expect("hung"))
+                .collect();
+            assert!(outcomes.iter().any(Option::is_some), "write {nth}: the failure was met");
+            assert!(matches!(db.put(b"after", b"x"), Err(Error::Failed { .. })), "latched");
+        }
+    }
+
     /// Large values go through `write_through`, and no group flush covers their whole lines
     /// again; what the group does flush (headers, keys, edge lines, small records) is enough:
     /// each write is in the persistent image when it is acknowledged.
