@@ -10,6 +10,10 @@
 //! strictly in reservation (LSN) order — an `Immediate` slot only once durable, an
 //! `Eventual`/`None` slot once copied; a roll first makes every reserved byte of the open
 //! segment durable and visible.
+//!
+//! Here: a writer's side (reserve, copy, wait) and indexing. The leader's side is in
+//! `commit/persist.rs`, the queue's state in `commit/queue.rs`, whether a waiter spins in
+//! `commit/spin.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,7 +22,6 @@ use mcstore_recovery::format::record::encode_record_head;
 use mcstore_recovery::format::{
     Lsn, RECORD_HEADER_BYTES, RecordContext, RecordKind, encode_record,
 };
-use mcstore_recovery::pool;
 use parking_lot::MutexGuard;
 
 use crate::db::Inner;
@@ -28,13 +31,14 @@ use crate::limits;
 use crate::options::Durability;
 use crate::space::SpaceMap;
 use crate::stats::Counters;
-use crate::writer::{LogWriter, OpenSegment, PendingRecord, Reservation};
+use crate::writer::{PendingRecord, Reservation};
 
+mod persist;
 mod queue;
 mod spin;
 
 pub(crate) use queue::{CommitQueue, Keys, QueueState};
-use queue::{CopyGuard, IndexOp, KeyRange, PersistClaim, Slot, key_hash, through_ranges};
+use queue::{CopyGuard, IndexOp, KeyRange, PersistClaim, Slot, key_hash};
 
 /// A value at least this long is written to the log straight from the caller's bytes (after its
 /// header), not gathered into the encoding buffer first.
@@ -321,196 +325,6 @@ impl Inner {
         }
     }
 
-    /// Persist as the leader: the first `required` pending slots (waiting for their copies)
-    /// and every further slot already copied. One flush of the run, RECORD_PERSIST, one tail
-    /// store, TAIL_PUBLISH. The lock is released while persisting.
-    fn lead(&self, st: &mut MutexGuard<'_, QueueState>, required: usize) -> Result<()> {
-        let Some(open) = st.writer.as_ref().and_then(LogWriter::open_segment) else {
-            return Ok(());
-        };
-        self.commit.persisting.store(true, Ordering::Release);
-        let slots: Vec<Arc<Slot>> = st.pending.iter().cloned().collect();
-        let from = self.commit.published();
-        let result = MutexGuard::unlocked(st, || {
-            let result = self.persist_group(open, from, &slots, required);
-            self.commit.persisting.store(false, Ordering::Release);
-            result
-        });
-        if result.is_ok() {
-            self.count_persisted(st);
-        }
-        self.advance(st);
-        st.wake_sleepers(self.latch.is_tripped());
-        self.commit.wake.notify_all();
-        result
-    }
-
-    /// Persist `slot` as the leader of a group of one (its writer claimed the leadership when
-    /// it reserved, alone): everything before it in the open segment is already copied (no
-    /// other slot was pending), so `[published, end)` is whole. One flush of it,
-    /// RECORD_PERSIST, the tail store, TAIL_PUBLISH; then index and wake as `lead` does.
-    fn lead_alone(&self, slot: &Slot, segment: OpenSegment, claim: PersistClaim<'_>) -> Result<()> {
-        // INVARIANT: while the claim is held no one else persists or rolls (a roll waits for
-        // `persisting` to clear), so `published` is this segment's and at most `slot.start`.
-        let from = self.commit.published();
-        debug_assert!(from <= slot.start);
-        let result = self
-            .latch
-            .check()
-            .and_then(|()| self.persist_range(segment, from, slot.end, &slot.through));
-        if result.is_ok() {
-            slot.durable.store(true, Ordering::Release);
-        }
-        let mut st = claim.release();
-        if result.is_ok() {
-            self.count_persisted(&mut st);
-        }
-        self.advance(&mut st);
-        st.wake_sleepers(self.latch.is_tripped());
-        self.commit.wake.notify_all();
-        result
-    }
-
-    /// Wake every waiting writer: sleeping ones (their slots' `sleeping`) and those waiting on
-    /// the condition variable (conflicts, `sync`). For a store that latched.
-    pub(crate) fn wake_all_waiters(&self) {
-        let st = self.commit.state.lock();
-        st.wake_sleepers(true);
-        self.commit.wake.notify_all();
-    }
-
-    /// Count the slots the published tail now covers as one group.
-    fn count_persisted(&self, st: &mut MutexGuard<'_, QueueState>) {
-        let published = self.commit.published();
-        let mut group = 0;
-        while st.unpersisted.front().is_some_and(|&end| end <= published) {
-            st.unpersisted.pop_front();
-            group += 1;
-        }
-        self.count_group(group);
-    }
-
-    fn count_group(&self, slots: u64) {
-        if slots > 0 {
-            Counters::add(&self.commit.counters.groups, 1);
-            Counters::add(&self.commit.counters.slots, slots);
-            self.commit.counters.max_slots.fetch_max(slots, Ordering::Relaxed);
-        }
-    }
-
-    fn persist_group(
-        &self,
-        open: OpenSegment,
-        from: u64,
-        slots: &[Arc<Slot>],
-        required: usize,
-    ) -> Result<()> {
-        let mut included = 0;
-        let mut target = from;
-        for (i, slot) in slots.iter().enumerate() {
-            // Acquire: pairs with the writer's Release in `copy`.
-            if i < required {
-                while !slot.copied.load(Ordering::Acquire) {
-                    std::thread::yield_now();
-                }
-            } else if !slot.copied.load(Ordering::Acquire) {
-                break;
-            }
-            included = i + 1;
-            target = slot.end;
-        }
-        if included == slots.len() {
-            // Everything reserved before the snapshot: visible-but-not-durable slots (already
-            // popped) are copied too.
-            target = open.tail;
-        }
-        self.latch.check()?;
-        if target <= from {
-            return Ok(());
-        }
-        let through = through_ranges(&slots[..included]);
-        self.persist_range(open, from, target, &through)?;
-        for slot in &slots[..included] {
-            slot.durable.store(true, Ordering::Release);
-        }
-        Ok(())
-    }
-
-    /// Flush `[from, to)` of `open`'s data area except the `through` ranges (pool offsets,
-    /// ascending: lines their writers wrote through, already durable), fence, publish `to` as
-    /// its tail, fence.
-    fn persist_range(
-        &self,
-        open: OpenSegment,
-        from: u64,
-        to: u64,
-        through: &[(u64, u64)],
-    ) -> Result<()> {
-        let start = self.geometry.data_start(open.id) + from;
-        let end = self.geometry.data_start(open.id) + to;
-        // PERSIST: RECORD_PERSIST orders every copied record of the run before the tail store.
-        if let Err(error) = self.flush_except(start, end, through) {
-            self.latch.trip(format!("persisting records failed: {error}"));
-            return Err(Error::recovery("persisting records", error));
-        }
-        // PERSIST: one failure-atomic store publishes the whole group (TAIL_PUBLISH).
-        let published = pool::publish_tail(
-            self.medium.as_ref(),
-            &self.geometry,
-            open.id,
-            open.seq,
-            &self.set_uuid,
-            to,
-        );
-        if let Err(error) = published {
-            self.latch.trip(format!("publishing the committed tail failed: {error}"));
-            return Err(Error::recovery("publishing the committed tail", error));
-        }
-        // PERSIST: a replica that missed a write of this group (marked stale while it was
-        // written) is recorded as stale before the group is acknowledged. Otherwise, after a
-        // crash, the set's table would still call it in sync, and an open that repairs damage
-        // on the primary could take the replica's older, valid-looking bytes as a good copy and
-        // lose an acknowledged write.
-        // The common case is one Acquire load: no member state changed since the last check
-        // (a change is counted after its state is stored, and a writer's mark_stale happens
-        // before its copied flag, which this leader Acquired).
-        if let Some(replicas) = &self.replicas {
-            let changes = replicas.poolset().state_changes();
-            if changes != self.commit.states_seen.load(Ordering::Acquire) {
-                if replicas.states_changed()
-                    && let Err(error) = replicas.persist_states()
-                {
-                    self.latch.trip(format!("recording a stale replica failed: {error}"));
-                    return Err(crate::replicas::replica_error("recording a stale replica", error));
-                }
-                // One persister at a time (the persisting flag, or the commit lock in quiesce):
-                // a change counted after `changes` was read is seen by the next group.
-                self.commit.states_seen.store(changes, Ordering::Release);
-            }
-        }
-        self.commit.published.store(to, Ordering::Release);
-        Ok(())
-    }
-
-    /// Flush `[start, end)` except the `through` ranges (ascending), then RECORD_PERSIST.
-    fn flush_except(
-        &self,
-        start: u64,
-        end: u64,
-        through: &[(u64, u64)],
-    ) -> std::result::Result<(), mcstore_recovery::Error> {
-        let mut at = start;
-        for &(skip_start, skip_end) in through {
-            let skip_start = skip_start.clamp(at, end);
-            if skip_start > at {
-                self.medium.flush(at, skip_start - at)?;
-            }
-            at = at.max(skip_end.min(end));
-        }
-        // PERSIST: the last piece (possibly empty) and RECORD_PERSIST.
-        pool::flush_records(self.medium.as_ref(), at, end - at)
-    }
-
     /// Index the pending slots that may become visible, in order; wake waiters if any did.
     fn advance(&self, st: &mut MutexGuard<'_, QueueState>) {
         let mut any = false;
@@ -566,64 +380,6 @@ impl Inner {
                 space.clear_live();
             }
             IndexOp::Keep => {}
-        }
-    }
-
-    /// Make every reserved byte of the open segment durable and every pending slot visible,
-    /// holding the lock (a roll needs it; copies and the current leader finish without it).
-    pub(crate) fn quiesce(&self, st: &mut MutexGuard<'_, QueueState>) -> Result<()> {
-        while self.commit.persisting.load(Ordering::Acquire) {
-            std::thread::yield_now();
-        }
-        for slot in &st.pending {
-            while !slot.copied.load(Ordering::Acquire) {
-                std::thread::yield_now();
-            }
-        }
-        self.latch.check()?;
-        if let Some(open) = st.writer.as_ref().and_then(LogWriter::open_segment) {
-            let from = self.commit.published();
-            if open.tail > from {
-                let pending: Vec<Arc<Slot>> = st.pending.iter().cloned().collect();
-                self.persist_range(open, from, open.tail, &through_ranges(&pending))?;
-            }
-        }
-        let group = st.unpersisted.len() as u64;
-        st.unpersisted.clear();
-        self.count_group(group);
-        for slot in &st.pending {
-            slot.durable.store(true, Ordering::Release);
-        }
-        self.advance(st);
-        debug_assert!(st.pending.is_empty());
-        Ok(())
-    }
-
-    /// Make every write reserved before this call durable (`sync()`, close, the flusher with
-    /// `all = false` persists only what is already copied).
-    pub(crate) fn persist_reserved(&self, all: bool) -> Result<()> {
-        self.latch.check()?;
-        let mut st = self.commit.state.lock();
-        let Some(open) = st.writer.as_ref().and_then(LogWriter::open_segment) else {
-            return Ok(());
-        };
-        loop {
-            self.latch.check()?;
-            let current = st.writer.as_ref().and_then(LogWriter::open_segment);
-            // A roll made everything before it durable.
-            let rolled = current.is_none_or(|c| c.seq != open.seq);
-            if rolled || self.commit.published() >= open.tail {
-                return Ok(());
-            }
-            if !self.commit.persisting.load(Ordering::Acquire) {
-                let required = if all { st.pending.len() } else { 0 };
-                self.lead(&mut st, required)?;
-                if !all {
-                    return Ok(());
-                }
-                continue;
-            }
-            self.commit.wake.wait(&mut st);
         }
     }
 }
