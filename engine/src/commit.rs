@@ -146,8 +146,7 @@ impl Inner {
         if !fits {
             if let Err(error) = self.quiesce(st) {
                 // Writers sleeping behind the slots the roll could not persist wake to see why.
-                st.wake_sleepers(true);
-                self.commit.wake.notify_all();
+                self.commit.wake_waiters(st, true);
                 return Err(error);
             }
             let writer = st.writer.as_mut().ok_or(Error::ReadOnly)?;

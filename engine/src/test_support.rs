@@ -57,25 +57,26 @@ pub(crate) struct Forwarding {
 impl Forwarding {
     /// Forward to `sim`; `writes_through` is what the medium says of write-through.
     pub(crate) fn new(sim: Arc<SimMedium>, writes_through: bool) -> Arc<Self> {
+        Self::with_fence_delay(sim, writes_through, std::time::Duration::ZERO)
+    }
+
+    /// Forward to `sim`, each fence taking `delay`.
+    pub(crate) fn slow_fences(sim: Arc<SimMedium>, delay: std::time::Duration) -> Arc<Self> {
+        Self::with_fence_delay(sim, false, delay)
+    }
+
+    fn with_fence_delay(
+        sim: Arc<SimMedium>,
+        writes_through: bool,
+        fence_delay: std::time::Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             sim,
             writes_through,
             flushes: Mutex::default(),
             through: Mutex::default(),
             bad: Mutex::default(),
-            fence_delay: std::time::Duration::ZERO,
-        })
-    }
-
-    /// Forward to `sim`, each fence taking `delay`.
-    pub(crate) fn slow_fences(sim: Arc<SimMedium>, delay: std::time::Duration) -> Arc<Self> {
-        Arc::new(Self {
-            sim,
-            writes_through: false,
-            flushes: Mutex::default(),
-            through: Mutex::default(),
-            bad: Mutex::default(),
-            fence_delay: delay,
+            fence_delay,
         })
     }
 }

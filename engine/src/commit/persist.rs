@@ -39,8 +39,7 @@ impl Inner {
             self.count_persisted(st);
         }
         self.advance(st);
-        st.wake_sleepers(self.latch.is_tripped());
-        self.commit.wake.notify_all();
+        self.commit.wake_waiters(st, self.latch.is_tripped());
         result
     }
 
@@ -70,8 +69,7 @@ impl Inner {
             self.count_persisted(&mut st);
         }
         self.advance(&mut st);
-        st.wake_sleepers(self.latch.is_tripped());
-        self.commit.wake.notify_all();
+        self.commit.wake_waiters(&st, self.latch.is_tripped());
         result
     }
 
@@ -79,8 +77,7 @@ impl Inner {
     /// the condition variable (conflicts, `sync`). For a store that latched.
     pub(crate) fn wake_all_waiters(&self) {
         let st = self.commit.state.lock();
-        st.wake_sleepers(true);
-        self.commit.wake.notify_all();
+        self.commit.wake_waiters(&st, true);
     }
 
     /// Count the slots the published tail now covers as one group.

@@ -203,8 +203,7 @@ impl Drop for PersistClaim<'_> {
         if self.held {
             self.queue.persisting.store(false, Ordering::Release);
             let st = self.queue.state.lock();
-            st.wake_sleepers(true);
-            self.queue.wake.notify_all();
+            self.queue.wake_waiters(&st, true);
         }
     }
 }
@@ -291,6 +290,23 @@ impl CommitQueue {
         self.state.lock()
     }
 
+    /// After a persist ends (or fails): wake the writer of the first slot still waiting for a
+    /// leader, so it leads the next group — or, once the store has latched (`all`), every
+    /// sleeping writer, to return the error — and the writers waiting on `wake` (conflicts,
+    /// `sync`). Writers whose slots became visible are woken by `advance`. The caller holds the
+    /// commit lock (`st`).
+    pub(crate) fn wake_waiters(&self, st: &QueueState, all: bool) {
+        for slot in &st.pending {
+            if all {
+                slot.wake();
+            } else if slot.immediate && !slot.durable.load(Ordering::Acquire) {
+                slot.wake();
+                break;
+            }
+        }
+        self.wake.notify_all();
+    }
+
     /// The open segment's published tail.
     pub(crate) fn published(&self) -> u64 {
         self.published.load(Ordering::Acquire)
@@ -308,21 +324,6 @@ pub(crate) fn key_hash(key: &[u8]) -> u64 {
 }
 
 impl QueueState {
-    /// After a persist ends: wake the writer of the first slot still waiting for a leader, so
-    /// it leads the next group — or, once the store has latched (`tripped`), every sleeping
-    /// writer, to return the error. Writers whose slots became visible are woken by `advance`.
-    /// The caller holds the commit lock.
-    pub(crate) fn wake_sleepers(&self, tripped: bool) {
-        for slot in &self.pending {
-            if tripped {
-                slot.wake();
-            } else if slot.immediate && !slot.durable.load(Ordering::Acquire) {
-                slot.wake();
-                return;
-            }
-        }
-    }
-
     /// The log's space (present: `submit` refuses read-only stores before `decide`).
     pub(crate) fn log(&self) -> &LogWriter {
         self.writer.as_ref().expect("submit checked the store is writable")
