@@ -138,3 +138,13 @@ pub fn read_u64<M: Medium + ?Sized>(
     medium.read(offset, &mut word, register, domain)?;
     Ok(u64::from_le_bytes(word))
 }
+
+/// Read `len` bytes at `offset` of `m` in the User domain, asserting the read is clean (tests).
+#[cfg(test)]
+pub(crate) fn read_clean(m: &dyn Medium, offset: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let mut register = ErrorRegister::deferred();
+    m.read(offset, &mut out, &mut register, Domain::User).expect("a clean read");
+    assert!(register.is_clean(), "{:?}", register.faults());
+    out
+}

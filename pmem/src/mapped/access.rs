@@ -243,17 +243,10 @@ mod tests {
     use super::*;
     use crate::mapped::open::tests::{LEN, dirs, with_mode};
     use crate::mapped::{MapOptions, ModeRequest};
+    use crate::medium::read_clean;
 
     const SITE: FenceSite = FenceSite("mapped-test");
     const MODES: [ModeRequest; 2] = [ModeRequest::Msync, ModeRequest::ForcedPmem];
-
-    fn read_back(m: &MappedMedium, offset: u64, len: usize) -> Vec<u8> {
-        let mut out = vec![0u8; len];
-        let mut register = ErrorRegister::deferred();
-        m.read(offset, &mut out, &mut register, Domain::User).unwrap();
-        assert!(register.is_clean(), "{:?}", register.faults());
-        out
-    }
 
     /// `write_through` stores exactly its bytes, whatever the alignment of its ends (streamed
     /// whole lines, stored edge lines), leaves its neighbours alone, persists across reopen, and
@@ -276,19 +269,19 @@ mod tests {
                 let data: Vec<u8> = (0..len).map(|j| (j * 13 + i) as u8).collect();
                 m.write_through(offset as u64, &data).unwrap();
                 expected[offset..offset + len].copy_from_slice(&data);
-                assert_eq!(read_back(&m, 0, area), expected, "write_through({offset}, {len})");
+                assert_eq!(read_clean(&m, 0, area), expected, "write_through({offset}, {len})");
             }
             m.fence(SITE).unwrap();
             drop(m);
             let m = MappedMedium::open(&path, &with_mode(mode)).unwrap();
-            assert_eq!(read_back(&m, 0, area), expected);
+            assert_eq!(read_clean(&m, 0, area), expected);
             m.inject_poison(5 * PAGE_SIZE, 1).unwrap();
-            let before = read_back(&m, 4 * PAGE_SIZE, PAGE_SIZE as usize);
+            let before = read_clean(&m, 4 * PAGE_SIZE, PAGE_SIZE as usize);
             let refused = m.write_through(5 * PAGE_SIZE - 512, &[0x55u8; 1024]);
             assert!(
                 matches!(refused, Err(Error::Poisoned { offset, .. }) if offset == 5 * PAGE_SIZE)
             );
-            assert_eq!(read_back(&m, 4 * PAGE_SIZE, PAGE_SIZE as usize), before, "stored anyway");
+            assert_eq!(read_clean(&m, 4 * PAGE_SIZE, PAGE_SIZE as usize), before, "stored anyway");
         }
     }
 
@@ -305,14 +298,14 @@ mod tests {
         let m = MappedMedium::open(&path, &with_mode(ModeRequest::ForcedPmem)).unwrap();
         m.prefault(PAGE_SIZE + 10, 3 * PAGE_SIZE).unwrap();
         assert!(m.state.lock().populated.covers(PAGE_SIZE, 5 * PAGE_SIZE));
-        assert_eq!(read_back(&m, PAGE_SIZE, 100), vec![7u8; 100]);
+        assert_eq!(read_clean(&m, PAGE_SIZE, 100), vec![7u8; 100]);
         m.prefault(PAGE_SIZE, PAGE_SIZE).unwrap(); // already populated: nothing to do
         m.inject_poison(8 * PAGE_SIZE, 1).unwrap();
         m.prefault(7 * PAGE_SIZE, 3 * PAGE_SIZE).unwrap();
         assert!(!m.state.lock().populated.covers(7 * PAGE_SIZE, 8 * PAGE_SIZE));
         assert!(matches!(m.prefault(LEN, 1), Err(Error::OutOfBounds { .. })));
         m.write(7 * PAGE_SIZE, &[1u8; 64]).unwrap();
-        assert_eq!(read_back(&m, 7 * PAGE_SIZE, 64), vec![1u8; 64]);
+        assert_eq!(read_clean(&m, 7 * PAGE_SIZE, 64), vec![1u8; 64]);
     }
 
     /// A prefetch over poison, across the end or past it changes nothing and raises nothing; the
@@ -329,7 +322,7 @@ mod tests {
         m.prefetch(LEN - 10, 64);
         m.prefetch(u64::MAX - 1, 8);
         m.prefetch(LEN, 0);
-        assert_eq!(read_back(&m, PAGE_SIZE, 300), vec![7u8; 300]);
+        assert_eq!(read_clean(&m, PAGE_SIZE, 300), vec![7u8; 300]);
         let mut line = [0u8; 64];
         let mut register = ErrorRegister::deferred();
         m.read(3 * PAGE_SIZE + 64, &mut line, &mut register, Domain::User).unwrap();
@@ -348,7 +341,7 @@ mod tests {
                 m.flush(4000, data.len() as u64).unwrap();
                 m.flush(8192, 8).unwrap();
                 m.fence(SITE).unwrap();
-                assert_eq!(read_back(&m, 4000, data.len()), data);
+                assert_eq!(read_clean(&m, 4000, data.len()), data);
                 assert_eq!(
                     crate::read_u64(&m, 8192, &mut ErrorRegister::deferred(), Domain::User)
                         .unwrap(),
@@ -360,9 +353,9 @@ mod tests {
                 assert_eq!(word, 0x0102_0304_0506_0708u64.to_le_bytes());
                 drop(m);
                 let m = MappedMedium::open(&path, &with_mode(mode)).unwrap();
-                assert_eq!(read_back(&m, 4000, data.len()), data);
-                assert_eq!(read_back(&m, 8192, 8), 0x0102_0304_0506_0708u64.to_le_bytes());
-                assert_eq!(read_back(&m, 0, 16), vec![0u8; 16]);
+                assert_eq!(read_clean(&m, 4000, data.len()), data);
+                assert_eq!(read_clean(&m, 8192, 8), 0x0102_0304_0506_0708u64.to_le_bytes());
+                assert_eq!(read_clean(&m, 0, 16), vec![0u8; 16]);
             }
         }
     }
@@ -385,8 +378,8 @@ mod tests {
         // Exactly at the end is fine, and the refused write changed nothing.
         m.write(LEN - 8, &[9; 8]).unwrap();
         m.write(LEN, &[]).unwrap();
-        assert_eq!(read_back(&m, LEN - 8, 8), vec![9; 8]);
-        assert_eq!(read_back(&m, LEN - 16, 8), vec![0; 8]);
+        assert_eq!(read_clean(&m, LEN - 8, 8), vec![9; 8]);
+        assert_eq!(read_clean(&m, LEN - 16, 8), vec![0; 8]);
     }
 
     #[test]
@@ -409,8 +402,8 @@ mod tests {
                 m.store_u64(LEN - 8, 0xfeed).unwrap();
                 m.grow(3 * LEN).unwrap();
                 assert_eq!((m.len(), m.base_address()), (3 * LEN, base));
-                assert_eq!(read_back(&m, LEN - 8, 8), 0xfeedu64.to_le_bytes());
-                assert_eq!(read_back(&m, LEN, 64), vec![0; 64], "new bytes read as zero");
+                assert_eq!(read_clean(&m, LEN - 8, 8), 0xfeedu64.to_le_bytes());
+                assert_eq!(read_clean(&m, LEN, 64), vec![0; 64], "new bytes read as zero");
                 m.write(3 * LEN - 5, b"tail!").unwrap();
                 m.flush(3 * LEN - 5, 5).unwrap();
                 m.fence(SITE).unwrap();
@@ -427,7 +420,7 @@ mod tests {
                 drop(m);
                 assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 * LEN);
                 let m = MappedMedium::open(&path, &with_mode(mode)).unwrap();
-                assert_eq!(read_back(&m, 3 * LEN - 5, 5), b"tail!");
+                assert_eq!(read_clean(&m, 3 * LEN - 5, 5), b"tail!");
             }
         }
     }
@@ -458,7 +451,7 @@ mod tests {
         drop(m);
         let m =
             MappedMedium::open(&path, &MapOptions::new().read_only(true).max_len(2 * LEN)).unwrap();
-        assert_eq!(read_back(&m, 100, 5), b"hello");
+        assert_eq!(read_clean(&m, 100, 5), b"hello");
         let refused = |r: Result<()>| match r {
             Err(Error::ReadOnly { path: p, .. }) => assert_eq!(p, path),
             other => panic!("{other:?}"),
@@ -468,7 +461,7 @@ mod tests {
         refused(m.grow(2 * LEN));
         refused(m.inject_poison(0, 1));
         m.flush(100, 5).unwrap();
-        assert_eq!(read_back(&m, 0, 8), vec![0; 8]);
+        assert_eq!(read_clean(&m, 0, 8), vec![0; 8]);
     }
 
     #[test]
@@ -482,8 +475,8 @@ mod tests {
                 // Every length a reader sees is fully mapped: its last word reads (as zero).
                 loop {
                     let end = m.len();
-                    assert_eq!(read_back(&m, 0, 8), 42u64.to_le_bytes());
-                    assert_eq!(read_back(&m, end - 8, 8), vec![0; 8]);
+                    assert_eq!(read_clean(&m, 0, 8), 42u64.to_le_bytes());
+                    assert_eq!(read_clean(&m, end - 8, 8), vec![0; 8]);
                     if end == 16 * LEN {
                         break;
                     }

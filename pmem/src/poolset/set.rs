@@ -242,13 +242,7 @@ pub(super) mod tests {
         (PoolSet::new(members, options).unwrap(), sims)
     }
 
-    pub(crate) fn read_clean(m: &dyn Medium, offset: u64, len: usize) -> Vec<u8> {
-        let mut out = vec![0u8; len];
-        let mut register = ErrorRegister::deferred();
-        m.read(offset, &mut out, &mut register, Domain::User).unwrap();
-        assert!(register.is_clean(), "{:?}", register.faults());
-        out
-    }
+    pub(crate) use crate::medium::read_clean;
 
     #[test]
     fn quarantined_ranges_are_reported_as_bad_blocks() {
