@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use mcstore_engine::{Db, Error, Options, Policy};
 use mcstore_pmem::{CrashMode, Medium, MemberId, SimMedium, SimOp};
+use mcstore_recovery::format::{SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS};
 
 use crate::model::{Bytes, db_contents, to_batch};
 use crate::pools::small_options;
@@ -345,6 +346,16 @@ impl Machine {
         self.damaged[0].iter().any(|line| pages.contains(&(line * LINE / PAGE)))
     }
 
+    /// Whether a replica has damage in one of its superblock slots.
+    fn a_replica_superblock_damaged(&self) -> bool {
+        self.damaged.iter().skip(1).any(|lines| {
+            SUPERBLOCK_SLOT_OFFSETS.iter().any(|&at| {
+                let end = (at + SUPERBLOCK_BYTES as u64).div_ceil(LINE);
+                lines.range(at / LINE..end).next().is_some()
+            })
+        })
+    }
+
     /// Sync, compact and scrub may fail where a read may: also when some page is damaged on both
     /// members (heals copy whole pages, so the open may have latched the store over it).
     fn tolerate(&mut self, result: mcstore_engine::Result<()>, what: &str) -> Result<(), Failure> {
@@ -412,8 +423,14 @@ impl Machine {
                 self.settle()
             }
             // Heals copy whole pages (docs/replicas.md): with damage on both members in one
-            // page, the open may find no clean page to repair the primary's from.
-            Err(error) if self.errors_allowed() || self.a_page_damaged_on_both() => {
+            // page, the open may find no clean page to repair the primary's from. A replica
+            // whose superblock lost bytes may have no readable superblock: the set refuses it
+            // (`MissingMember`, docs/replicas.md) unless opened degraded, which this is not.
+            Err(error)
+                if self.errors_allowed()
+                    || self.a_page_damaged_on_both()
+                    || self.a_replica_superblock_damaged() =>
+            {
                 // Nothing more can be checked: the machine stops here.
                 self.summary.allowed_errors += 1;
                 let _ = error;
