@@ -85,6 +85,12 @@ impl ReplicaSet {
             .ok_or_else(|| ReplicaError::NoSetTable {
                 reason: "not a replica set, or every copy is damaged".into(),
             })?;
+        // A damaged primary slot may have held a newer table (one that marked a replica
+        // stale): then no replica can be proven in sync, and each is opened stale.
+        let unproven =
+            members.first().cloned().flatten().and_then(|primary| {
+                SetTable::newer_on_primary_may_be_lost(primary.as_ref(), &table)
+            });
         let reference = superblocks.iter().flatten().next().cloned().ok_or_else(|| {
             ReplicaError::MissingMember {
                 member: MemberId(0),
@@ -195,7 +201,15 @@ impl ReplicaSet {
                 {
                     state = sb.member_state;
                 }
-                if let (Some(sb), Some(g)) = (&sb, primary_generation)
+                if let Some(why) = &unproven
+                    && i > 0
+                    && state == MemberState::InSync
+                {
+                    report
+                        .degraded
+                        .push((id, format!("not provably in sync: the primary's {why}")));
+                    state = MemberState::Stale;
+                } else if let (Some(sb), Some(g)) = (&sb, primary_generation)
                     && i > 0
                     && g.abs_diff(sb.generation) >= 2
                     && state == MemberState::InSync
@@ -252,6 +266,7 @@ mod tests {
     use super::*;
     use crate::format::{SUPERBLOCK_SLOT_OFFSETS, SegmentId};
     use crate::replica::set::tests::{dyns, fill, given, keys, params, sims};
+    use crate::replica::table::TABLE_SLOT_OFFSETS;
     use crate::scan::{ScanOptions, recover};
     use crate::testing::Appender;
 
@@ -324,6 +339,61 @@ mod tests {
         );
         assert_eq!(report.degraded[0].0, MemberId(2));
         assert!(set.poolset().is_degraded());
+    }
+
+    /// Found by the `poison_ops` fuzz target: the primary's newest table slot — the one that
+    /// marked a failing replica stale — is damaged (poisoned past its header line, then the
+    /// poison cleared). The replica's own table, one generation older, called it in sync, so the
+    /// open took the replica as a good copy, the scan healed a page of the primary from its
+    /// older bytes, and an acknowledged write was gone. Now a primary slot that may have held a
+    /// newer generation leaves every replica stale; an older slot damaged past its header, or a
+    /// newest slot the replica holds too, does not.
+    #[test]
+    fn a_damaged_newest_table_slot_on_the_primary_leaves_no_replica_in_sync() {
+        for clear in [false, true] {
+            for line in [0u64, 13, 63] {
+                let sims = sims(2);
+                let set =
+                    ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+                fill(&set, 2);
+                sims[1].fail_nth(SimOp::Write, 1, true);
+                fill(&set, 1);
+                set.persist_states().unwrap();
+                let newest = set.table.lock().clone();
+                drop(set);
+                sims[1].clear_failures();
+                let at = TABLE_SLOT_OFFSETS[newest.slot()] + line * 64;
+                sims[0].inject_poison(at, 8).unwrap();
+                if clear {
+                    sims[0].clear_poison(at, 8).unwrap();
+                }
+                let (_, report) =
+                    ReplicaSet::open(given(&sims), OpenSetOptions::default()).unwrap();
+                assert_eq!(report.states, vec![MemberState::InSync, MemberState::Stale]);
+                assert!(
+                    report.degraded[0].1.contains("not provably in sync"),
+                    "clear {clear} line {line}: {:?}",
+                    report.degraded
+                );
+            }
+        }
+        // The same damage where no newer generation can be lost: the replica stays in sync.
+        for older in [true, false] {
+            let sims = sims(2);
+            let set =
+                ReplicaSet::create(dyns(&sims), &params(), OpenSetOptions::default()).unwrap();
+            fill(&set, 2);
+            set.persist_states().unwrap();
+            let newest = set.table.lock().clone();
+            drop(set);
+            let slot = if older { 1 - newest.slot() } else { newest.slot() };
+            let at = TABLE_SLOT_OFFSETS[slot] + 13 * 64;
+            sims[0].inject_poison(at, 8).unwrap();
+            sims[0].clear_poison(at, 8).unwrap();
+            let (_, report) = ReplicaSet::open(given(&sims), OpenSetOptions::default()).unwrap();
+            assert_eq!(report.states, vec![MemberState::InSync; 2], "older slot {older}");
+            assert!(report.degraded.is_empty(), "{:?}", report.degraded);
+        }
     }
 
     /// Found by the `poison_ops` fuzz target: a replica whose superblock slots are all poisoned

@@ -31,6 +31,14 @@ const OFF_QUARANTINE: usize = OFF_MEMBERS + MEMBERS_MAX * MEMBER_BYTES;
 const QUARANTINE_BYTES: usize = 24;
 pub use crate::limits::QUARANTINE_MAX;
 const OFF_CHECKSUM: usize = TABLE_BYTES - 8;
+/// A second copy of the magic, generation and set uuid, in the slot's last cache line (with
+/// the checksum): one damaged line cannot hide which generation a slot held.
+const OFF_TRAILER: usize = 4048;
+const LINE: usize = 64;
+/// Magic, generation and set uuid: the first bytes of a slot, and of its trailer.
+const IDENTITY_BYTES: usize = OFF_MEMBER_COUNT;
+const _: () = assert!(OFF_MEMBERS == LINE && OFF_TRAILER / LINE == (TABLE_BYTES - 1) / LINE);
+const _: () = assert!(OFF_TRAILER + IDENTITY_BYTES <= OFF_CHECKSUM);
 const _: () = assert!(OFF_QUARANTINE == 448);
 const _: () = assert!(OFF_QUARANTINE + QUARANTINE_MAX * QUARANTINE_BYTES <= OFF_CHECKSUM);
 
@@ -75,6 +83,31 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
+/// What a slot that does not decode still says of its generation: each copy (header line,
+/// trailer line) that reads clean with the magic and `set_uuid`, and whether some line read
+/// clean and every one that did is zeros (a slot never written, or zeroed by `table_heal`).
+fn generation_copies(medium: &dyn Medium, offset: u64, set_uuid: &Uuid) -> (Vec<u64>, bool) {
+    let mut generations = Vec::new();
+    let (mut clean_lines, mut zero_lines) = (0, 0);
+    for copy in [0, OFF_TRAILER] {
+        let line = copy / LINE * LINE;
+        let mut bytes = [0u8; LINE];
+        let mut register = ErrorRegister::deferred();
+        if medium.read(offset + line as u64, &mut bytes, &mut register, Domain::Engine).is_err()
+            || !register.is_clean()
+        {
+            continue;
+        }
+        clean_lines += 1;
+        zero_lines += usize::from(bytes.iter().all(|&b| b == 0));
+        let identity = &bytes[copy - line..copy - line + IDENTITY_BYTES];
+        if identity[0..8] == MAGIC && identity[OFF_SET_UUID..] == set_uuid.0 {
+            generations.push(u64_at(identity, OFF_GENERATION));
+        }
+    }
+    (generations, clean_lines > 0 && zero_lines == clean_lines)
+}
+
 impl SetTable {
     /// The slot this generation is written to.
     pub fn slot(&self) -> usize {
@@ -104,6 +137,8 @@ impl SetTable {
             out[at + 8..at + 16].copy_from_slice(&q.offset.to_le_bytes());
             out[at + 16..at + 24].copy_from_slice(&q.len.to_le_bytes());
         }
+        let (head, trailer) = out.split_at_mut(OFF_TRAILER);
+        trailer[..IDENTITY_BYTES].copy_from_slice(&head[..IDENTITY_BYTES]);
         let sum = hash64(&out[..OFF_CHECKSUM]);
         out[OFF_CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
         out
@@ -165,6 +200,49 @@ impl SetTable {
             }
         }
         best
+    }
+
+    /// Why a slot of `primary` may hold a generation newer than `newest` (the newest valid
+    /// table any member holds), or `None` if neither can. Every table update writes the primary
+    /// (a replica that misses one is stale, or the update was cut short by a crash), so the
+    /// primary's slots hold its two latest generations, consecutive. A slot that does not
+    /// decode — poisoned, its poison cleared, a torn update — may have held the newest: the one
+    /// that marked a failing replica stale, and the older table would call in sync a replica
+    /// that missed acknowledged writes. It cannot when the primary's other slot decodes to an
+    /// older generation than `newest` (the damaged one then holds at most `newest`), or when a
+    /// copy of its generation (header line, trailer line) still reads clean and none is above
+    /// `newest`'s, or when what reads clean of those lines is zeros (a slot never written; a
+    /// torn write that reached neither copy line is one no update returned from).
+    pub fn newer_on_primary_may_be_lost(primary: &dyn Medium, newest: &Self) -> Option<String> {
+        let decoded: Vec<Option<Self>> = TABLE_SLOT_OFFSETS
+            .iter()
+            .enumerate()
+            .map(|(slot, &offset)| {
+                let mut bytes = vec![0u8; TABLE_BYTES];
+                let mut register = ErrorRegister::deferred();
+                let clean = primary.read(offset, &mut bytes, &mut register, Domain::Engine).is_ok()
+                    && register.is_clean();
+                clean.then(|| Self::decode(&bytes, slot)).flatten()
+            })
+            .collect();
+        for (slot, &offset) in TABLE_SLOT_OFFSETS.iter().enumerate() {
+            let other = decoded[1 - slot].as_ref();
+            if decoded[slot].is_some() || other.is_some_and(|t| t.generation < newest.generation) {
+                continue;
+            }
+            let (generations, blank) = generation_copies(primary, offset, &newest.set_uuid);
+            let lost = match generations.iter().max() {
+                Some(&generation) => generation > newest.generation,
+                None => !blank,
+            };
+            if lost {
+                return Some(format!(
+                    "table slot {slot} is damaged and may have held a generation above {}",
+                    newest.generation
+                ));
+            }
+        }
+        None
     }
 
     /// Write the next generation to the other slot, flush, fence [`TABLE_WRITE`].
