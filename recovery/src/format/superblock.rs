@@ -2,9 +2,10 @@
 //! checksummed and generation-numbered. Generation g lives in slot g % 2, so an update never
 //! overwrites the newest valid copy.
 //!
-//! INVARIANT: magic and version sit at fixed offsets in every version (a newer version is
-//! recognised before its checksum is); the checksum covers every other byte of the slot,
-//! including its slot number, so a slot copied to the other page does not validate.
+//! INVARIANT: magic, version and checksum (xxh3-64 of `[0, 248)` at 248) sit where they are in
+//! every version, so a newer version is recognised from a slot that verifies and damage never
+//! passes for one; the checksum covers every other byte of the slot, including its slot number,
+//! so a slot copied to the other page does not validate.
 
 use super::bytes::{array16_at, put_u32, put_u64, u32_at, u64_at};
 use super::checksum::hash64;
@@ -157,8 +158,8 @@ impl Superblock {
     }
 
     /// Decode the slot read from position `slot` (0 = A, 1 = B). Order of checks: length,
-    /// magic, version (before the checksum: a newer layout may move it), checksum, slot number,
-    /// fields, incompat features.
+    /// magic, checksum, version, slot number, fields, incompat features. Every version keeps the
+    /// magic, the version and the checksum (xxh3-64 of `[0, 248)` at 248) where they are.
     pub fn decode(bytes: &[u8], slot: usize) -> Result<Self, FormatError> {
         let Some(raw) = bytes.get(..SUPERBLOCK_BYTES) else {
             return Err(FormatError::Truncated {
@@ -170,15 +171,19 @@ impl Superblock {
         if raw[0..8] != MAGIC {
             return Err(FormatError::BadMagic { what: "superblock" });
         }
+        // The checksum's place and hash are part of the version-independent prefix (with the
+        // magic and the version), so a version above ours is believed only from a slot that
+        // verifies: damage that reads clean (cleared poison, a torn word) is a bad slot, never a
+        // newer pool.
+        if hash64(&raw[..OFF_CHECKSUM]) != u64_at(raw, OFF_CHECKSUM) {
+            return Err(FormatError::BadChecksum { what: "superblock" });
+        }
         let format_version = u32_at(raw, OFF_VERSION);
         if format_version > FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion {
                 found: format_version,
                 supported: FORMAT_VERSION,
             });
-        }
-        if hash64(&raw[..OFF_CHECKSUM]) != u64_at(raw, OFF_CHECKSUM) {
-            return Err(FormatError::BadChecksum { what: "superblock" });
         }
         if format_version == 0 {
             return Err(FormatError::InvalidField { field: "format version", value: 0 });
@@ -312,6 +317,15 @@ pub(crate) mod tests {
     fn newer_version_and_unknown_incompat_are_unsupported() {
         let mut bytes = sample(2).encode();
         bytes[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        // Damage that reads clean is not a newer pool: the version is believed only from a
+        // slot whose checksum verifies (a `poison_ops` finding: a cleared poisoned line kept
+        // the magic and read as format version 0xA5A5A5A5).
+        assert_eq!(
+            Superblock::decode(&bytes, 0),
+            Err(FormatError::BadChecksum { what: "superblock" })
+        );
+        let sum = hash64(&bytes[..OFF_CHECKSUM]);
+        bytes[OFF_CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
         assert!(matches!(
             Superblock::decode(&bytes, 0),
             Err(FormatError::UnsupportedVersion { .. })

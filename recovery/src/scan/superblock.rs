@@ -240,8 +240,17 @@ mod tests {
 
     #[test]
     fn newer_version_or_unknown_incompat_is_unsupported() {
+        // A slot whose version field alone reads higher fails its checksum: damage or a torn
+        // update, so the other slot is taken. A newer pool's slot verifies.
         let (medium, _) = pool();
-        medium.write(8, &(FORMAT_VERSION + 1).to_le_bytes()).unwrap();
+        let mut slot = [0u8; SUPERBLOCK_BYTES];
+        medium.read(0, &mut slot, &mut ErrorRegister::deferred(), Domain::Engine).unwrap();
+        slot[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        medium.write(0, &slot).unwrap();
+        assert!(pick(&medium, false).is_ok());
+        let sum = crate::format::checksum::hash64(&slot[..SUPERBLOCK_BYTES - 8]);
+        slot[SUPERBLOCK_BYTES - 8..].copy_from_slice(&sum.to_le_bytes());
+        medium.write(0, &slot).unwrap();
         assert!(matches!(
             pick(&medium, false),
             Err(Error::UnsupportedFormat { reason: UnsupportedReason::NewerVersion { .. } })
