@@ -67,17 +67,105 @@ impl ReplicaSet {
         members: Vec<Option<Arc<dyn Medium>>>,
         options: OpenSetOptions,
     ) -> Result<(Self, OpenReport)> {
-        let Some(Some(_)) = members.first() else {
+        let mut found = Found::read(members)?;
+        let mut report = OpenReport::default();
+        if !options.read_only {
+            report.superblocks_reconciled = found.heal_replica_superblocks();
+        }
+        let count = found.table.members.len();
+        let mut media: Vec<Arc<dyn Medium>> = Vec::with_capacity(count);
+        let mut identities = Vec::with_capacity(count);
+        for i in 0..count {
+            let id = MemberId(i as u8);
+            let given = found.members.get(i).cloned().flatten();
+            if let Some(medium) = given
+                .clone()
+                .filter(|_| options.replace == Some(id) && i != 0 && !options.read_only)
+            {
+                identities.push(found.replace(i, medium.as_ref())?);
+                report.degraded.push((id, "replaced: awaiting resilver".into()));
+                media.push(medium);
+                continue;
+            }
+            let pool_uuid = found.table.members[i].pool_uuid;
+            let (medium, state): (Arc<dyn Medium>, MemberState) = match (found.check(i), given) {
+                (Some(err), _) if i == 0 || !options.allow_degraded => return Err(err),
+                (Some(err), _) => {
+                    report.degraded.push((id, err.to_string()));
+                    (Arc::new(Absent { member: id }), MemberState::Stale)
+                }
+                (None, Some(medium)) => (medium, found.state(i, &mut report.degraded)),
+                // `check` reports a member not given as missing.
+                (None, None) => return Err(found.missing(id)),
+            };
+            media.push(medium);
+            identities.push(Identity { pool_uuid, state });
+        }
+        let Found { table, reference, .. } = found;
+        let set = Self::assemble(media, identities, reference.geometry, table.set_uuid, options)?;
+        set.poolset.set_quarantine(quarantine_ranges(&table.quarantine));
+        *set.table.lock() = table;
+        if !options.read_only {
+            set.settle(&mut report)?;
+        }
+        report.states = set.states();
+        Ok((set, report))
+    }
+
+    /// The writing half of an open (not read-only): heal poisoned table slots, reconcile the
+    /// in-sync replicas, repair or quarantine known bad blocks, persist the states.
+    fn settle(&self, report: &mut OpenReport) -> Result<()> {
+        // Before anything writes the table (reconcile's superblock rewrites do not; the
+        // states persisted below do): a store into a poisoned slot would be refused.
+        report.table_slots_healed = self.heal_table_slots()?;
+        for i in 1..self.poolset.member_count() {
+            let id = MemberId(i as u8);
+            if self.poolset.state(id) != MemberState::InSync {
+                continue;
+            }
+            let done = reconcile_member(self, id)?;
+            if done.superblocks {
+                report.superblocks_reconciled.push(id);
+            }
+            if done.segments > 0 {
+                report.segments_reconciled.push((id, done.segments));
+            }
+        }
+        let (repaired, quarantined) = self.repair_bad_blocks()?;
+        report.bad_blocks_repaired = repaired;
+        report.quarantined = quarantined;
+        self.persist_states()?;
+        Ok(())
+    }
+}
+
+/// What an open reads from the members before it assembles the set.
+struct Found {
+    /// The members as given, the primary first.
+    members: Vec<Option<Arc<dyn Medium>>>,
+    /// Each member's newest valid superblock.
+    superblocks: Vec<Option<Superblock>>,
+    /// The newest set-state table any member holds.
+    table: SetTable,
+    /// The first readable superblock (the primary's when it has one).
+    reference: Superblock,
+    /// Why no replica can be proven in sync (a damaged primary table slot), if so.
+    unproven: Option<String>,
+}
+
+impl Found {
+    fn read(members: Vec<Option<Arc<dyn Medium>>>) -> Result<Self> {
+        let Some(Some(primary)) = members.first().cloned() else {
             return Err(ReplicaError::MissingMember {
                 member: MemberId(0),
                 reason: "the primary was not given".into(),
             });
         };
-        let mut superblocks: Vec<Option<Superblock>> =
+        let superblocks: Vec<Option<Superblock>> =
             members.iter().map(|m| m.as_ref().and_then(|m| read_superblock(m.as_ref()))).collect();
         // The newest table any member holds: in-sync members carry the newest generation; a
         // stale member's copy is older and loses.
-        let mut table = members
+        let table = members
             .iter()
             .flatten()
             .filter_map(|m| SetTable::read(m.as_ref()))
@@ -87,10 +175,7 @@ impl ReplicaSet {
             })?;
         // A damaged primary slot may have held a newer table (one that marked a replica
         // stale): then no replica can be proven in sync, and each is opened stale.
-        let unproven =
-            members.first().cloned().flatten().and_then(|primary| {
-                SetTable::newer_on_primary_may_be_lost(primary.as_ref(), &table)
-            });
+        let unproven = SetTable::newer_on_primary_may_be_lost(primary.as_ref(), &table);
         let reference = superblocks.iter().flatten().next().cloned().ok_or_else(|| {
             ReplicaError::MissingMember {
                 member: MemberId(0),
@@ -103,159 +188,127 @@ impl ReplicaSet {
                 given: members.len(),
             });
         }
-        let mut healed_superblocks = Vec::new();
-        if !options.read_only {
-            // A replica whose superblock is poisoned is still this set's member (the table
-            // names it): its superblock is re-encoded from the reference, as reconcile would.
-            for (i, given) in members.iter().enumerate().skip(1) {
-                if let (Some(medium), None) = (given, &superblocks[i]) {
-                    let listed = table.members[i];
-                    let sb = Superblock {
-                        pool_uuid: listed.pool_uuid,
-                        member_index: i as u32,
-                        member_state: listed.state,
-                        ..reference.clone()
-                    };
-                    if super::identity::heal_poisoned_superblock(medium.as_ref(), &sb) {
-                        superblocks[i] = Some(sb);
-                        healed_superblocks.push(MemberId(i as u8));
-                    }
-                }
-            }
-        }
-        let mut report = OpenReport::default();
-        report.superblocks_reconciled.extend(healed_superblocks);
-        let mut media: Vec<Arc<dyn Medium>> = Vec::with_capacity(table.members.len());
-        let mut identities = Vec::with_capacity(table.members.len());
-        let primary_generation = superblocks[0].as_ref().map(|sb| sb.generation);
-        for i in 0..table.members.len() {
-            if let Some(replaced) =
-                options.replace.filter(|r| r.0 != 0 && usize::from(r.0) == i && !options.read_only)
-                && let Some(Some(medium)) = members.get(i)
-            {
-                let params = CreateParams {
-                    segment_size_bytes: reference.geometry.segment_size_bytes,
-                    pool_uuid: Uuid::random(),
-                    set_uuid: table.set_uuid,
+        Ok(Self { members, superblocks, table, reference, unproven })
+    }
+
+    /// A replica whose superblock is poisoned is still this set's member (the table names it):
+    /// its superblock is re-encoded from the reference, as reconcile would. The members healed.
+    fn heal_replica_superblocks(&mut self) -> Vec<MemberId> {
+        let mut healed = Vec::new();
+        for (i, given) in self.members.iter().enumerate().skip(1) {
+            if let (Some(medium), None) = (given, &self.superblocks[i]) {
+                let listed = self.table.members[i];
+                let sb = Superblock {
+                    pool_uuid: listed.pool_uuid,
                     member_index: i as u32,
-                    member_state: MemberState::Stale,
-                    ..CreateParams::default()
+                    member_state: listed.state,
+                    ..self.reference.clone()
                 };
-                medium.grow(members[0].as_ref().map_or(0, |p| p.len()))?;
-                let sb = pool::create(medium.as_ref(), &params)?;
-                table.members[i] =
-                    TableMember { pool_uuid: sb.pool_uuid, state: MemberState::Stale };
-                report.degraded.push((replaced, "replaced: awaiting resilver".into()));
-                media.push(medium.clone());
-                identities.push(Identity { pool_uuid: sb.pool_uuid, state: MemberState::Stale });
-                continue;
+                if super::identity::heal_poisoned_superblock(medium.as_ref(), &sb) {
+                    self.superblocks[i] = Some(sb);
+                    healed.push(MemberId(i as u8));
+                }
             }
-            let listed = table.members[i];
-            let id = MemberId(i as u8);
-            let given = members.get(i).cloned().flatten();
-            let sb = superblocks.get(i).cloned().flatten();
-            let problem = match (&given, &sb) {
-                (None, _) => Some(ReplicaError::MissingMember {
+        }
+        healed
+    }
+
+    /// Format `medium` afresh as replica `i` (a replacement), recorded `Stale` in the table.
+    fn replace(&mut self, i: usize, medium: &dyn Medium) -> Result<Identity> {
+        let params = CreateParams {
+            segment_size_bytes: self.reference.geometry.segment_size_bytes,
+            pool_uuid: Uuid::random(),
+            set_uuid: self.table.set_uuid,
+            member_index: i as u32,
+            member_state: MemberState::Stale,
+            ..CreateParams::default()
+        };
+        medium.grow(self.members[0].as_ref().map_or(0, |p| p.len()))?;
+        let sb = pool::create(medium, &params)?;
+        self.table.members[i] = TableMember { pool_uuid: sb.pool_uuid, state: MemberState::Stale };
+        Ok(Identity { pool_uuid: sb.pool_uuid, state: MemberState::Stale })
+    }
+
+    fn missing(&self, member: MemberId) -> ReplicaError {
+        ReplicaError::MissingMember {
+            member,
+            reason: "not given (file missing or not openable)".into(),
+        }
+    }
+
+    /// Why member `i` cannot be taken as the table lists it: not given, no superblock (a
+    /// replica's; the primary's may be repaired by the scan), another set's, another member's,
+    /// another geometry.
+    fn check(&self, i: usize) -> Option<ReplicaError> {
+        let id = MemberId(i as u8);
+        let listed = self.table.members[i];
+        let given = self.members.get(i).cloned().flatten();
+        match (&given, self.superblocks.get(i).cloned().flatten()) {
+            (None, _) => Some(self.missing(id)),
+            (Some(_), None) if i == 0 => None,
+            (Some(_), None) => Some(ReplicaError::MissingMember {
+                member: id,
+                reason: "no readable superblock".into(),
+            }),
+            (Some(_), Some(sb)) if sb.set_uuid != self.table.set_uuid => {
+                Some(ReplicaError::ForeignMember {
                     member: id,
-                    reason: "not given (file missing or not openable)".into(),
-                }),
-                // The primary's superblock may be repaired from a replica by the scan.
-                (Some(_), None) if i == 0 => None,
-                (Some(_), None) => Some(ReplicaError::MissingMember {
+                    expected: self.table.set_uuid,
+                    found: sb.set_uuid,
+                })
+            }
+            (Some(_), Some(sb))
+                if sb.pool_uuid != listed.pool_uuid || sb.member_index != i as u32 =>
+            {
+                Some(ReplicaError::MisplacedMember {
                     member: id,
-                    reason: "no readable superblock".into(),
-                }),
-                (Some(_), Some(sb)) if sb.set_uuid != table.set_uuid => {
-                    Some(ReplicaError::ForeignMember {
-                        member: id,
-                        expected: table.set_uuid,
-                        found: sb.set_uuid,
-                    })
-                }
-                (Some(_), Some(sb))
-                    if sb.pool_uuid != listed.pool_uuid || sb.member_index != i as u32 =>
-                {
-                    Some(ReplicaError::MisplacedMember {
-                        member: id,
-                        found_index: sb.member_index,
-                        found_pool: sb.pool_uuid,
-                    })
-                }
-                (Some(_), Some(sb)) if sb.geometry != reference.geometry => {
-                    Some(ReplicaError::GeometryMismatch { member: id })
-                }
-                _ => None,
-            };
-            let mut state = listed.state;
-            if let Some(err) = problem {
-                if i == 0 || !options.allow_degraded {
-                    return Err(err);
-                }
-                report.degraded.push((id, err.to_string()));
-                media.push(Arc::new(Absent { member: id }));
-                state = MemberState::Stale;
-            } else if let Some(medium) = given {
-                if let Some(sb) = &sb
-                    && sb.member_state != MemberState::InSync
-                    && state == MemberState::InSync
-                {
-                    state = sb.member_state;
-                }
-                if let Some(why) = &unproven
-                    && i > 0
-                    && state == MemberState::InSync
-                {
-                    report
-                        .degraded
-                        .push((id, format!("not provably in sync: the primary's {why}")));
-                    state = MemberState::Stale;
-                } else if let (Some(sb), Some(g)) = (&sb, primary_generation)
-                    && i > 0
-                    && g.abs_diff(sb.generation) >= 2
-                    && state == MemberState::InSync
-                {
-                    report.degraded.push((
-                        id,
-                        format!("superblock generation {} vs the primary's {g}", sb.generation),
-                    ));
-                    state = MemberState::Stale;
-                } else if i > 0 && state != MemberState::InSync {
-                    report.degraded.push((id, format!("marked {state:?} in the set table")));
-                }
-                media.push(medium);
+                    found_index: sb.member_index,
+                    found_pool: sb.pool_uuid,
+                })
             }
-            identities.push(Identity { pool_uuid: listed.pool_uuid, state });
+            (Some(_), Some(sb)) if sb.geometry != self.reference.geometry => {
+                Some(ReplicaError::GeometryMismatch { member: id })
+            }
+            _ => None,
         }
-        let set = Self::assemble(media, identities, reference.geometry, table.set_uuid, options)?;
-        set.poolset.set_quarantine(quarantine_ranges(&table.quarantine));
-        *set.table.lock() = table;
-        if options.read_only {
-            // Nothing is written: the members are checked, not reconciled or repaired.
-            report.states = set.states();
-            return Ok((set, report));
+    }
+
+    /// The state of member `i`, which passed [`Found::check`]: the table's, or its superblock's
+    /// if that says not in sync, or `Stale` when a replica cannot be proven in sync (a damaged
+    /// primary table slot) or missed a whole superblock update. Each replica not in sync is
+    /// listed in `degraded`, with why.
+    fn state(&self, i: usize, degraded: &mut Vec<(MemberId, String)>) -> MemberState {
+        let id = MemberId(i as u8);
+        let mut state = self.table.members[i].state;
+        let sb = self.superblocks.get(i).cloned().flatten();
+        if let Some(sb) = &sb
+            && sb.member_state != MemberState::InSync
+            && state == MemberState::InSync
+        {
+            state = sb.member_state;
         }
-        // Before anything writes the table (reconcile's superblock rewrites do not; the
-        // states persisted below do): a store into a poisoned slot would be refused.
-        report.table_slots_healed = set.heal_table_slots()?;
-        for i in 1..set.poolset.member_count() {
-            let id = MemberId(i as u8);
-            if set.poolset.state(id) != MemberState::InSync {
-                continue;
-            }
-            let done = reconcile_member(&set, id)?;
-            if done.superblocks {
-                report.superblocks_reconciled.push(id);
-            }
-            if done.segments > 0 {
-                report.segments_reconciled.push((id, done.segments));
-            }
+        if i == 0 {
+            return state;
         }
-        let (repaired, quarantined) = set.repair_bad_blocks()?;
-        report.bad_blocks_repaired = repaired;
-        report.quarantined = quarantined;
-        set.persist_states()?;
-        report.states = set.states();
-        Ok((set, report))
+        let primary_generation = self.superblocks[0].as_ref().map(|sb| sb.generation);
+        if let Some(why) = &self.unproven
+            && state == MemberState::InSync
+        {
+            degraded.push((id, format!("not provably in sync: the primary's {why}")));
+            state = MemberState::Stale;
+        } else if let (Some(sb), Some(g)) = (&sb, primary_generation)
+            && g.abs_diff(sb.generation) >= 2
+            && state == MemberState::InSync
+        {
+            degraded.push((
+                id,
+                format!("superblock generation {} vs the primary's {g}", sb.generation),
+            ));
+            state = MemberState::Stale;
+        } else if state != MemberState::InSync {
+            degraded.push((id, format!("marked {state:?} in the set table")));
+        }
+        state
     }
 }
 
