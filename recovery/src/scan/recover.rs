@@ -53,7 +53,7 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
 
     let walk_started = Instant::now();
     let mut walk = SegmentWalk::new();
-    walk.run(medium, &sb, opts.repairer.as_deref(), &mut rows, &order, &mut tally)?;
+    walk.run(medium, &sb, opts, &mut rows, &order, &mut tally)?;
     tally.report.walk_duration = walk_started.elapsed();
     // A snapshot's entries are already the index (sorted, newest per key, puts only).
     let sort_started = Instant::now();
@@ -378,6 +378,51 @@ mod tests {
             self.medium.clear_poison(start, end - start).unwrap();
             self.medium.write(start, &self.image[start as usize..end as usize]).is_ok()
         }
+    }
+
+    /// Heals as a replica set does: the whole 4 KiB pages covering the range, from `image`.
+    struct PagesFromImage {
+        medium: Arc<SimMedium>,
+        image: Vec<u8>,
+    }
+
+    impl Repairer for PagesFromImage {
+        fn repair(&self, offset: u64, len: u64) -> bool {
+            let (start, end) = (offset & !4095, (offset + len).div_ceil(4096) * 4096);
+            self.medium.clear_poison(start, end - start).unwrap();
+            self.medium.write(start, &self.image[start as usize..end as usize]).is_ok()
+        }
+    }
+
+    /// Found by `poison_ops`: the primary's tail word covered a group the replica's did not
+    /// (the crash came between the members' tail stores: never acknowledged). Poison in the
+    /// segment's first page was healed from the replica's whole page, tail word included, but
+    /// the walk went on with the length it read before the heal: the open served a record the
+    /// durable tail no longer covered, and the next crash lost a value already read. The walk
+    /// now classifies the segment again after a repair.
+    #[test]
+    fn a_repair_that_rewrites_the_tail_word_bounds_the_walk() {
+        let (medium, mut sb) = new_pool(3);
+        let mut appender = Appender::open(&medium, &mut sb, SegmentId(0));
+        let a = appender.put(&medium, &sb, 1, "a", "first");
+        let after_a = medium.visible_image();
+        appender.put(&medium, &sb, 2, "b", "second");
+        let tail_line = sb.geometry.segment_offset(SegmentId(0)) as usize + 64;
+        // The source: the records of both puts, the tail word of the first.
+        let mut source = medium.visible_image();
+        source[tail_line..tail_line + 64].copy_from_slice(&after_a[tail_line..tail_line + 64]);
+        let medium = Arc::new(medium);
+        medium.inject_poison(a + 8, 1).unwrap();
+        let repairer = Arc::new(PagesFromImage { medium: medium.clone(), image: source });
+        let opts = ScanOptions { repairer: Some(repairer), ..ScanOptions::default() };
+        let healed = recover(medium.as_ref(), &opts).unwrap();
+        assert!(healed.damage.is_empty(), "{:?}", healed.damage);
+        assert_eq!(healed.report.damage_repaired, 1);
+        assert_eq!(keys(&healed), vec![("a".to_string(), RecordKind::Put, 1)]);
+        // What the open served is what the medium now holds: a later scan agrees.
+        let again = scan(medium.as_ref());
+        assert_eq!(keys(&again), keys(&healed));
+        assert_eq!(again.segments[0].tail, healed.segments[0].tail);
     }
 
     #[test]

@@ -8,13 +8,15 @@
 use mcstore_pmem::Medium;
 
 use super::committed::{Job, WALK_THREADS_MAX, Walker, read_and_walk, walk_all};
+use super::damage::{Damage, DamageKind};
 use super::index::{IndexEntry, Part, build};
-use super::options::Repairer;
+use super::options::ScanOptions;
 use super::recovered::SegmentStatus;
 use super::segment_table::TableRow;
+use super::segments::{Class, classify};
 use super::tally::Tally;
 use crate::error::Result;
-use crate::format::{Lsn, Superblock};
+use crate::format::{Lsn, SEGMENT_DATA_OFFSET, Superblock};
 
 /// Segments walked (in parallel) before their results are accounted and progress is reported.
 const WALK_BATCH_SEGMENTS: usize = 64;
@@ -47,17 +49,18 @@ impl SegmentWalk {
 
     /// Walk the rows `order` names, in that order, of the pool `sb` describes: each row's
     /// records counted into it, the bytes, records and damage into `tally` (damage offered to
-    /// `repairer` first, if given).
+    /// `opts.repairer` first, if given; a segment a repair reached is classified again first).
     pub(super) fn run(
         &mut self,
         medium: &dyn Medium,
         sb: &Superblock,
-        repairer: Option<&dyn Repairer>,
+        opts: &ScanOptions,
         rows: &mut [TableRow],
         order: &[usize],
         tally: &mut Tally<'_>,
     ) -> Result<()> {
         let g = sb.geometry;
+        let repairer = opts.repairer.as_deref();
         for batch in order.chunks(WALK_BATCH_SEGMENTS) {
             let jobs: Vec<(usize, Job)> = batch
                 .iter()
@@ -75,7 +78,6 @@ impl SegmentWalk {
             let plain: Vec<Job> = jobs.iter().map(|(_, job)| *job).collect();
             let outcomes = walk_all(medium, &plain, sb, &mut self.walkers, &self.sink)?;
             for ((i, job), mut outcome) in jobs.into_iter().zip(outcomes) {
-                let info = &mut rows[i].info;
                 let first_damage = outcome.damage.len() as u64;
                 tally.found += first_damage;
                 if first_damage > 0
@@ -86,15 +88,19 @@ impl SegmentWalk {
                         any_fixed |= repairer.repair(d.offset, d.len);
                     }
                     if any_fixed {
+                        let (job, lost) = reclassify(medium, sb, opts, &mut rows[i], job)?;
                         let mut again = Part::new();
                         outcome = read_and_walk(medium, &mut Vec::new(), &job, sb, &mut again)?;
                         outcome.entries = Some(again);
                         tally.repaired += first_damage.saturating_sub(outcome.damage.len() as u64);
+                        tally.found += lost.len() as u64;
+                        outcome.damage.extend(lost);
                     }
                 }
                 tally.report.bytes_scanned += job.len;
                 let records = outcome.records;
                 tally.report.records += records;
+                let info = &mut rows[i].info;
                 info.records = records;
                 self.max_lsn = self.max_lsn.max(outcome.max_lsn);
                 for d in &mut outcome.damage {
@@ -117,5 +123,50 @@ impl SegmentWalk {
         drop(walkers);
         parts.push(sink.into_inner());
         (build(parts), max_lsn)
+    }
+}
+
+/// The segment of `row` classified again after a repair, and the job that walks it now. A
+/// repair rewrites whole pages from another member: when those reach the segment's header and
+/// tail lines, the committed length is the healed tail word's, which may be shorter than the
+/// one read before (the primary's own tail word may cover a group the source member's never
+/// did; that group was never acknowledged). Walking the old length would index records the
+/// durable tail does not cover, and the next crash would lose what this open served. A healed
+/// header or tail that no longer vouches for the segment leaves it damaged, walked only by a
+/// salvage, and its damage is returned.
+fn reclassify(
+    medium: &dyn Medium,
+    sb: &Superblock,
+    opts: &ScanOptions,
+    row: &mut TableRow,
+    mut job: Job,
+) -> Result<(Job, Vec<Damage>)> {
+    let g = sb.geometry;
+    let classified = classify(medium, &g, sb, row.info.id, opts)?;
+    let info = &mut row.info;
+    match classified.class {
+        Class::InUse { seq, state, tail: Some(tail) } if seq == info.seq => {
+            (info.status, info.state, info.tail) = (SegmentStatus::InUse, Some(state), tail);
+            (job.len, job.salvage_walk) = (tail, false);
+            row.walk_len = Some(tail);
+            Ok((job, Vec::new()))
+        }
+        _ => {
+            (info.status, info.tail) = (SegmentStatus::Damaged, 0);
+            job.len = if opts.salvage { g.data_capacity() } else { 0 };
+            job.salvage_walk = true;
+            row.walk_len = opts.salvage.then_some(job.len);
+            let mut damage = classified.damage;
+            if damage.is_empty() {
+                damage.push(Damage {
+                    kind: DamageKind::BadTail,
+                    offset: g.segment_offset(info.id),
+                    len: SEGMENT_DATA_OFFSET,
+                    segment: Some(info.id),
+                    detail: "after a repair its header and tail no longer vouch for it".into(),
+                });
+            }
+            Ok((job, damage))
+        }
     }
 }
