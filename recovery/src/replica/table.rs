@@ -185,21 +185,22 @@ impl SetTable {
     /// if neither is valid (or both are poisoned).
     pub fn read(medium: &dyn Medium) -> Option<Self> {
         let mut best: Option<Self> = None;
-        for (slot, &offset) in TABLE_SLOT_OFFSETS.iter().enumerate() {
-            let mut bytes = vec![0u8; TABLE_BYTES];
-            let mut register = ErrorRegister::deferred();
-            if medium.read(offset, &mut bytes, &mut register, Domain::Engine).is_err()
-                || !register.is_clean()
-            {
-                continue;
-            }
-            if let Some(table) = Self::decode(&bytes, slot)
+        for slot in 0..TABLE_SLOT_OFFSETS.len() {
+            if let Some(table) = Self::read_slot(medium, slot)
                 && best.as_ref().is_none_or(|b| table.generation > b.generation)
             {
                 best = Some(table);
             }
         }
         best
+    }
+
+    /// Slot `slot` of `medium`, if it reads clean and is a valid table of that slot.
+    fn read_slot(medium: &dyn Medium, slot: usize) -> Option<Self> {
+        let mut bytes = vec![0u8; TABLE_BYTES];
+        let mut register = ErrorRegister::deferred();
+        let read = medium.read(TABLE_SLOT_OFFSETS[slot], &mut bytes, &mut register, Domain::Engine);
+        (read.is_ok() && register.is_clean()).then(|| Self::decode(&bytes, slot)).flatten()
     }
 
     /// Why a slot of `primary` may hold a generation newer than `newest` (the newest valid
@@ -214,17 +215,8 @@ impl SetTable {
     /// `newest`'s, or when what reads clean of those lines is zeros (a slot never written; a
     /// torn write that reached neither copy line is one no update returned from).
     pub fn newer_on_primary_may_be_lost(primary: &dyn Medium, newest: &Self) -> Option<String> {
-        let decoded: Vec<Option<Self>> = TABLE_SLOT_OFFSETS
-            .iter()
-            .enumerate()
-            .map(|(slot, &offset)| {
-                let mut bytes = vec![0u8; TABLE_BYTES];
-                let mut register = ErrorRegister::deferred();
-                let clean = primary.read(offset, &mut bytes, &mut register, Domain::Engine).is_ok()
-                    && register.is_clean();
-                clean.then(|| Self::decode(&bytes, slot)).flatten()
-            })
-            .collect();
+        let decoded: Vec<Option<Self>> =
+            (0..TABLE_SLOT_OFFSETS.len()).map(|slot| Self::read_slot(primary, slot)).collect();
         for (slot, &offset) in TABLE_SLOT_OFFSETS.iter().enumerate() {
             let other = decoded[1 - slot].as_ref();
             if decoded[slot].is_some() || other.is_some_and(|t| t.generation < newest.generation) {
