@@ -423,6 +423,7 @@ mod tests {
         let again = scan(medium.as_ref());
         assert_eq!(keys(&again), keys(&healed));
         assert_eq!(again.segments[0].tail, healed.segments[0].tail);
+        assert_eq!(again.report.bytes_scanned, healed.report.bytes_scanned);
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl SegmentWalk {
                 .collect();
             let plain: Vec<Job> = jobs.iter().map(|(_, job)| *job).collect();
             let outcomes = walk_all(medium, &plain, sb, &mut self.walkers, &self.sink)?;
-            for ((i, job), mut outcome) in jobs.into_iter().zip(outcomes) {
+            for ((i, mut job), mut outcome) in jobs.into_iter().zip(outcomes) {
                 let first_damage = outcome.damage.len() as u64;
                 tally.found += first_damage;
                 if first_damage > 0
@@ -88,7 +88,8 @@ impl SegmentWalk {
                         any_fixed |= repairer.repair(d.offset, d.len);
                     }
                     if any_fixed {
-                        let (job, lost) = reclassify(medium, sb, opts, &mut rows[i], job)?;
+                        let lost;
+                        (job, lost) = reclassify(medium, sb, opts, &mut rows[i], job)?;
                         let mut again = Part::new();
                         outcome = read_and_walk(medium, &mut Vec::new(), &job, sb, &mut again)?;
                         outcome.entries = Some(again);
