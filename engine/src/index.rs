@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 pub use crate::key_order::IndexKey;
 use crate::key_order::KeyOrder;
-use crate::point_table::{PointTable, Writer};
+use crate::point_table::{PointTable, PreparedTable, Writer};
 
 /// Where a committed record lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,17 @@ pub struct Location {
     pub segment_seq: u64,
     /// Its log sequence number.
     pub lsn: u64,
+}
+
+/// A large index's point table being allocated on a thread of its own ([`Index::prepare`]):
+/// the kernel clears every fresh page of it, ~0.25 s for 2 M keys' 256 MB on this kind of VM
+/// (docs/performance.md), which an open overlaps with recovery's sort instead of paying after it.
+pub struct Preparing(std::thread::JoinHandle<PreparedTable>);
+
+impl std::fmt::Debug for Preparing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preparing").finish_non_exhaustive()
+    }
 }
 
 /// The index of live keys.
@@ -68,22 +79,37 @@ impl Index {
     /// [`Index::bulk_load_by`]).
     pub fn bulk_load(entries: impl IntoIterator<Item = (Arc<[u8]>, Location)>) -> Self {
         let entries: Vec<(Arc<[u8]>, Location)> = entries.into_iter().collect();
-        Self::bulk_load_by(entries, |(key, location)| Some((&key[..], *location)))
+        Self::bulk_load_by(entries, |(key, location)| Some((&key[..], *location)), None)
+    }
+
+    /// Start allocating, on a thread of its own, the point table a bulk load of about `keys`
+    /// keys fills (see [`Preparing`]); `None` for an index small enough to allocate in passing,
+    /// or when no thread can be started.
+    pub fn prepare(keys: usize) -> Option<Preparing> {
+        if keys < BULK_PARALLEL_MIN {
+            return None;
+        }
+        let thread = std::thread::Builder::new().name("mcstore-index-prep".into());
+        thread.spawn(move || PointTable::prepare(keys)).ok().map(Preparing)
     }
 
     /// Build from the entries `entry` picks from `items` (recovery's entries: `None` skips an
     /// item, e.g. a tombstone), whose keys are sorted ascending without duplicates. Nothing is
     /// allocated per key beyond the index's own copy (short keys are held inline by both
-    /// structures). A large index's point table is filled on every core; its key order is then
-    /// built on a background thread, which owns `items` and drops them when done: point reads
-    /// and writes go ahead at once, the first ordered read or removal waits for the tree.
-    pub fn bulk_load_by<T, F>(items: Vec<T>, entry: F) -> Self
+    /// structures). A large index's point table is filled on every core — into `prepared`'s
+    /// table when it fits — and its key order is then built on a background thread, which owns
+    /// `items` and drops them when done: point reads and writes go ahead at once, the first
+    /// ordered read or removal waits for the tree.
+    pub fn bulk_load_by<T, F>(items: Vec<T>, entry: F, prepared: Option<Preparing>) -> Self
     where
         T: Send + Sync + 'static,
         F: Fn(&T) -> Option<(&[u8], Location)> + Send + Sync + 'static,
     {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        let (points, writer) = PointTable::build(&items, &entry, threads, BULK_PARALLEL_MIN);
+        // The preparing thread's panic (it only allocates) leaves the table to allocate here.
+        let prepared = prepared.and_then(|preparing| preparing.0.join().ok());
+        let (points, writer) =
+            PointTable::build(&items, &entry, threads, BULK_PARALLEL_MIN, prepared);
         let (order, key_bytes) = if items.len() < BULK_PARALLEL_MIN {
             KeyOrder::from_sorted(items.iter().filter_map(|item| Some(entry(item)?.0)))
         } else {
@@ -266,6 +292,25 @@ mod tests {
         }
         let first = index.keys_between(Bound::Unbounded, Bound::Unbounded, 3, false);
         assert_eq!(owned(&first), owned(&keys[..3]));
+    }
+
+    /// A large load's point table is allocated ahead on a thread of its own and filled; a small
+    /// one is allocated in passing.
+    #[test]
+    fn a_prepared_bulk_load_indexes_every_key() {
+        assert!(Index::prepare(BULK_PARALLEL_MIN - 1).is_none(), "small: no thread");
+        let n = BULK_PARALLEL_MIN as u64 + 777;
+        let keys: Vec<Arc<[u8]>> = (0..n).map(|i| Arc::from(&i.to_be_bytes()[..])).collect();
+        let items: Vec<(Arc<[u8]>, Location)> =
+            keys.iter().cloned().enumerate().map(|(i, k)| (k, at(i as u64))).collect();
+        let prepared = Index::prepare(n as usize);
+        assert!(prepared.is_some());
+        let index = Index::bulk_load_by(items, |(k, l)| Some((&k[..], *l)), prepared);
+        assert_eq!(index.len() as u64, n);
+        assert_eq!(index.points.capacity(), (2 * n as usize).next_power_of_two());
+        for (i, key) in keys.iter().enumerate().step_by(101) {
+            assert_eq!(index.get(key), Some(at(i as u64)));
+        }
     }
 
     /// A large load's key order is built in the background: writes of new keys go ahead, a

@@ -34,6 +34,11 @@ const HUGE_PAGES_MIN_BYTES: usize = 4 << 20;
 /// Keys the bulk fill hashes and prefetches ahead of the one it places: their slot misses
 /// overlap instead of following each other (each is a DRAM miss in a large table).
 const FILL_AHEAD: usize = 16;
+/// Tables of at least this many bytes are first touched on several threads (see
+/// [`first_touch_in_parallel`]).
+const PARALLEL_TOUCH_MIN_BYTES: usize = 32 << 20;
+/// Threads that first-touch a large table at most.
+const TOUCH_THREADS_MAX: usize = 4;
 /// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
 const COPY_AHEAD: usize = 8;
 /// Bits of `offset_key` that hold the record's pool offset (pools are at most 2^44 bytes).
@@ -251,6 +256,9 @@ impl Table {
             // (a 4 KiB fault costs ~4 µs here), and probes later miss the TLB less.
             mcstore_pmem::hint::advise_huge_pages(slots.as_ptr().cast(), bytes);
         }
+        if bytes >= PARALLEL_TOUCH_MIN_BYTES {
+            first_touch_in_parallel(slots.spare_capacity_mut());
+        }
         slots.resize_with(capacity, Slot::default);
         Self { slots: slots.into_boxed_slice(), mask: capacity - 1 }
     }
@@ -264,7 +272,12 @@ impl Table {
     /// threshold), so a quarter of its slots are inserted before it first grows. Smaller than
     /// `for_keys`, whose extra room amortizes repeated rebuilds a bulk build does not have.
     fn for_bulk(keys: usize) -> Self {
-        Self::with_capacity(keys.saturating_mul(2).max(1))
+        Self::with_capacity(Self::bulk_capacity(keys))
+    }
+
+    /// The capacity of `for_bulk(keys)`.
+    fn bulk_capacity(keys: usize) -> usize {
+        keys.saturating_mul(2).max(1).next_power_of_two().max(MIN_CAPACITY)
     }
 
     /// Start loading the first slot `hash` probes (a hint for the bulk fill).
@@ -342,6 +355,32 @@ impl Table {
     }
 }
 
+/// Fault in the fresh memory of a large table on several threads, one write per 4 KiB page:
+/// the kernel clears each page it maps (with huge pages, 2 MiB at a time), and on this kind of
+/// VM that clearing runs at ~1 GB/s per thread — a 256 MB table took ~250 ms on one thread and
+/// ~140 ms on two (docs/performance.md). The table's own fill then writes memory already mapped.
+fn first_touch_in_parallel(spare: &mut [std::mem::MaybeUninit<Slot>]) {
+    const SLOTS_PER_PAGE: usize = 4096 / std::mem::size_of::<Slot>();
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(TOUCH_THREADS_MAX);
+    if threads <= 1 {
+        return;
+    }
+    let per = spare.len().div_ceil(threads).next_multiple_of(SLOTS_PER_PAGE);
+    std::thread::scope(|scope| {
+        for part in spare.chunks_mut(per) {
+            scope.spawn(move || {
+                for page in part.chunks_mut(SLOTS_PER_PAGE) {
+                    page[0].write(Slot::default());
+                }
+            });
+        }
+    });
+}
+
+/// A fresh table allocated ahead of a bulk build ([`PointTable::prepare`]), its memory faulted in.
+pub(crate) struct PreparedTable(Table);
+
 /// The point table.
 pub(crate) struct PointTable {
     table: ArcSwap<Table>,
@@ -385,13 +424,25 @@ impl PointTable {
         entry: &F,
         threads: usize,
         parallel_min: usize,
+        prepared: Option<PreparedTable>,
     ) -> (Self, Writer)
     where
         T: Sync,
         F: Fn(&T) -> Option<(&[u8], Location)> + Sync,
     {
         let hasher = foldhash::fast::RandomState::default();
-        let table = Table::for_bulk(items.len());
+        // A prepared table is taken if it is the size `for_bulk` would choose or one step
+        // larger (its estimate of the keys was a little high): never one a bulk fill could
+        // overfill, never one that wastes more than half its memory.
+        let needed = Table::bulk_capacity(items.len());
+        let table = match prepared {
+            Some(PreparedTable(table))
+                if table.capacity() >= needed && table.capacity() <= needed.saturating_mul(2) =>
+            {
+                table
+            }
+            _ => Table::for_bulk(items.len()),
+        };
         let fill = |chunk: &[T]| -> usize {
             let mut placed = 0;
             let mut next = chunk.iter().filter_map(entry);
@@ -427,6 +478,13 @@ impl PointTable {
         let points = Self { table: ArcSwap::new(table), hasher, hint: Default::default() };
         points.note_hint();
         (points, writer)
+    }
+
+    /// Allocate the table a bulk build of about `keys` keys fills — the slow part of a large
+    /// build, where the kernel clears every fresh page — so a caller can do it on another thread
+    /// while the entries are still being prepared. `build` takes it if it fits.
+    pub(crate) fn prepare(keys: usize) -> PreparedTable {
+        PreparedTable(Table::for_bulk(keys))
     }
 
     /// The location of `key`, if present. Lock-free.
@@ -545,7 +603,7 @@ mod tests {
     }
 
     fn empty() -> (PointTable, Writer) {
-        PointTable::build(&[], &pair, 1, usize::MAX)
+        PointTable::build(&[], &pair, 1, usize::MAX, None)
     }
 
     fn key(i: u64, long: bool) -> Vec<u8> {
@@ -605,7 +663,7 @@ mod tests {
         fn pick(e: &(Vec<u8>, Location)) -> Option<(&[u8], Location)> {
             (!e.1.lsn.is_multiple_of(11)).then_some((&e.0[..], e.1))
         }
-        let (table, mut writer) = PointTable::build(&entries, &pick, 4, 100);
+        let (table, mut writer) = PointTable::build(&entries, &pick, 4, 100, None);
         assert_eq!(writer.live, 5000 - 5000usize.div_ceil(11) + 1);
         assert!(table.capacity() >= 2 * writer.live, "at most half full");
         for (k, location) in &entries {
@@ -616,6 +674,44 @@ mod tests {
         assert_eq!(table.remove(&mut writer, &entries[9].0), Some(at(9)));
         assert_eq!(table.get(&entries[9].0), None);
         assert_eq!(writer.live, 5000 - 5000usize.div_ceil(11));
+    }
+
+    /// A table large enough to be first touched on several threads starts with every slot
+    /// empty, and takes keys like any other.
+    #[test]
+    fn a_table_first_touched_in_parallel_is_empty_and_usable() {
+        let capacity = PARALLEL_TOUCH_MIN_BYTES / std::mem::size_of::<Slot>() * 2;
+        let table = Table::with_capacity(capacity);
+        assert_eq!(table.capacity(), capacity);
+        assert!(table.slots.iter().all(|s| s.hash.load(Ordering::Relaxed) == EMPTY));
+        let probe = Probe::new(&foldhash::fast::RandomState::default(), b"k");
+        table.place_unpublished(&probe, at(3));
+        assert!(matches!(table.find(&probe), Ok((_, location)) if location == at(3)));
+    }
+
+    /// A prepared table is filled when it is the size the build would choose or one step
+    /// larger; one too small (it could overfill) or far too large is left for a fresh one.
+    #[test]
+    fn a_bulk_build_takes_a_prepared_table_only_if_it_fits() {
+        let entries: Vec<(Vec<u8>, Location)> = (0..5000).map(|i| (key(i, true), at(i))).collect();
+        fn pick(e: &(Vec<u8>, Location)) -> Option<(&[u8], Location)> {
+            Some((&e.0[..], e.1))
+        }
+        let needed = Table::bulk_capacity(5000);
+        assert_eq!(needed, 16384);
+        for (estimate, taken) in
+            [(5000, true), (4500, true), (9000, true), (20000, false), (1000, false)]
+        {
+            let prepared = PointTable::prepare(estimate);
+            let (slots, capacity) = (prepared.0.slots.as_ptr(), prepared.0.capacity());
+            let (table, writer) = PointTable::build(&entries, &pick, 2, 100, Some(prepared));
+            let used = writer.table.slots.as_ptr() == slots;
+            assert_eq!(used, taken, "estimate {estimate}: {capacity} slots");
+            let want = if taken { capacity } else { needed };
+            assert_eq!(table.capacity(), want, "estimate {estimate}");
+            assert_eq!(writer.live, 5000);
+            assert!(entries.iter().all(|(k, location)| table.get(k) == Some(*location)));
+        }
     }
 
     /// Readers on other threads while one writer updates, removes and grows the table: a key

@@ -25,7 +25,7 @@ use crate::background::Background;
 use crate::commit::CommitQueue;
 use crate::db::{Db, Handle, Inner};
 use crate::error::{Error, Result};
-use crate::index::{Index, Location};
+use crate::index::{Index, Location, Preparing};
 use crate::latch::Latch;
 use crate::options::Options;
 use crate::policy::EngineFallback;
@@ -41,7 +41,9 @@ pub(crate) fn open_medium(
     sized_by_medium: bool,
     replicas: Option<Arc<ReplicaSet>>,
 ) -> Result<Db> {
-    let recovered = recover(medium.as_ref(), path.as_deref(), mode, &options, replicas.as_ref())?;
+    let preparing = Arc::new(Mutex::new(None));
+    let recovered =
+        recover(medium.as_ref(), path.as_deref(), mode, &options, replicas.as_ref(), &preparing)?;
     let latch = Arc::new(Latch::default());
     let (recovered, salvaged) = apply_engine_policy(recovered, &options, &latch)?;
     let Recovered {
@@ -71,7 +73,7 @@ pub(crate) fn open_medium(
         superblock.highest_segment_seq.max(next_segment_seq.saturating_sub(1));
     let mut space = recovered_space(&segments, &salvage, &geometry);
     let index_started = std::time::Instant::now();
-    let index = build_index(entries, &geometry, &mut space);
+    let index = build_index(entries, &geometry, &mut space, preparing.lock().take());
     report.index_duration = index_started.elapsed();
     let set_uuid = superblock.set_uuid;
     let writer = if options.read_only || latch.is_tripped() {
@@ -118,13 +120,15 @@ pub(crate) fn open_medium(
 
 /// Scan `medium` with the clean-shutdown evidence beside `path`, repairing from `replicas` where
 /// the Engine policy retries a replica; a pool recovery allows only read-only is refused unless
-/// the open is read-only.
+/// the open is read-only. A full scan leaves in `preparing` the index's point table being
+/// allocated while it sorts.
 fn recover(
     medium: &dyn Medium,
     path: Option<&Path>,
     mode: &str,
     options: &Options,
     replicas: Option<&Arc<ReplicaSet>>,
+    preparing: &Arc<Mutex<Option<Preparing>>>,
 ) -> Result<Recovered> {
     // Engine domain, middle choice: the scan repairs damage in the primary from a replica.
     let repairer = replicas
@@ -145,6 +149,10 @@ fn recover(
         repairer,
         shutdown,
         salvage: options.salvage,
+        on_walked: Some(Arc::new({
+            let preparing = Arc::clone(preparing);
+            move |keys| *preparing.lock() = Index::prepare(keys)
+        })),
     };
     let recovered = mcstore_recovery::scan::recover(medium, &scan)
         .map_err(|error| Error::recovery("recovering the pool", error))?;
@@ -212,7 +220,12 @@ fn recovered_space(segments: &[SegmentInfo], salvage: &Salvage, geometry: &Geome
 
 /// Count each segment's live bytes (the indexed puts) into `space` and bulk-load the index from
 /// recovery's entries (the caller times both as the report's `index_duration`).
-fn build_index(entries: Vec<IndexEntry>, geometry: &Geometry, space: &mut SpaceMap) -> Index {
+fn build_index(
+    entries: Vec<IndexEntry>,
+    geometry: &Geometry,
+    space: &mut SpaceMap,
+    prepared: Option<Preparing>,
+) -> Index {
     for e in entries.iter().filter(|e| e.kind == RecordKind::Put) {
         if let Some(id) = geometry.segment_of(e.offset) {
             space.add_live(id.0, u64::from(e.len));
@@ -220,11 +233,15 @@ fn build_index(entries: Vec<IndexEntry>, geometry: &Geometry, space: &mut SpaceM
     }
     // Straight from recovery's entries (short keys inline there and in the index: no
     // allocation per key); tombstones and the clear marker are not indexed.
-    Index::bulk_load_by(entries, |e| {
-        let location =
-            Location { offset: e.offset, len: e.len, segment_seq: e.segment_seq, lsn: e.lsn.0 };
-        (e.kind == RecordKind::Put).then_some((&e.key[..], location))
-    })
+    Index::bulk_load_by(
+        entries,
+        |e| {
+            let location =
+                Location { offset: e.offset, len: e.len, segment_seq: e.segment_seq, lsn: e.lsn.0 };
+            (e.kind == RecordKind::Put).then_some((&e.key[..], location))
+        },
+        prepared,
+    )
 }
 
 #[cfg(test)]

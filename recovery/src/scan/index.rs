@@ -11,6 +11,7 @@
 use std::cmp::Ordering;
 
 use super::key::EntryKey;
+use super::sketch::KeySketch;
 use crate::format::{Lsn, RecordKind};
 
 /// One key's newest version as recovery found it.
@@ -40,17 +41,26 @@ pub(crate) struct Part {
     /// Smallest and largest prefix of the entries (`u64::MAX`, 0 when empty).
     prefix_min: u64,
     prefix_max: u64,
+    /// The distinct keys among the entries, estimated.
+    keys: KeySketch,
 }
 
 impl Part {
     /// An empty part.
     pub(crate) fn new() -> Self {
-        Part { entries: Vec::new(), clears: 0, prefix_min: u64::MAX, prefix_max: 0 }
+        Part {
+            entries: Vec::new(),
+            clears: 0,
+            prefix_min: u64::MAX,
+            prefix_max: 0,
+            keys: KeySketch::new(),
+        }
     }
 
     /// Append the entry of a verified record (its key is at hand: the prefix is taken now, not
     /// in a later pass; a short key is copied in place, not allocated).
     pub(crate) fn push(&mut self, key: &[u8], record: Located) {
+        self.keys.add(key);
         let key = EntryKey::from(key);
         let p = key.prefix();
         self.prefix_min = self.prefix_min.min(p);
@@ -70,6 +80,12 @@ impl Part {
         self.clears = 0;
         self.prefix_min = u64::MAX;
         self.prefix_max = 0;
+        self.keys.clear();
+    }
+
+    /// Add this part's distinct keys to `keys`.
+    pub(crate) fn count_keys_into(&self, keys: &mut KeySketch) {
+        keys.merge(&self.keys);
     }
 
     /// Move every entry of `other` to the end of this part (`other` keeps its allocation).
@@ -77,6 +93,7 @@ impl Part {
         self.prefix_min = self.prefix_min.min(other.prefix_min);
         self.prefix_max = self.prefix_max.max(other.prefix_max);
         self.clears += other.clears;
+        self.keys.merge(&other.keys);
         self.entries.append(&mut other.entries);
         other.clear();
     }
@@ -262,7 +279,7 @@ pub(crate) fn build(mut parts: Vec<Part>) -> Vec<IndexEntry> {
     for mut part in parts {
         all.append(&mut part);
     }
-    let Part { entries: mut v, clears, prefix_min, prefix_max } = all;
+    let Part { entries: mut v, clears, prefix_min, prefix_max, .. } = all;
     // Clears aside (rare: one record per `clear()`); removing them reorders nothing that matters.
     let at: Vec<usize> = if clears == 0 {
         Vec::new()

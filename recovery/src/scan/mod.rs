@@ -15,6 +15,7 @@ mod recovered;
 mod report;
 mod segment_table;
 mod segments;
+mod sketch;
 mod snapshot;
 mod superblock;
 mod tally;

@@ -40,6 +40,10 @@ pub struct ScanOptions {
     pub mode: String,
     /// What the caller found beside the pool that may allow a fast open after a clean shutdown.
     pub shutdown: ShutdownEvidence,
+    /// Called once by a full scan, after the walk and before its entries are sorted, with the
+    /// number of distinct keys the walk met (an estimate, ~2 % error, never above the entries
+    /// walked): the caller can prepare memory for an index of that size while the sort runs.
+    pub on_walked: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
 /// The caller's evidence for a fast open (see `docs/format.md`, "Clean shutdown and the fast
@@ -63,6 +67,7 @@ impl fmt::Debug for ScanOptions {
             .field("mode", &self.mode)
             .field("snapshot", &self.shutdown.snapshot.as_ref().map(|s| s.as_ref().map(Vec::len)))
             .field("unsafe_shutdown_count", &self.shutdown.unsafe_shutdown_count)
+            .field("on_walked", &self.on_walked.is_some())
             .finish()
     }
 }

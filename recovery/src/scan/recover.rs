@@ -55,6 +55,11 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     let mut walk = SegmentWalk::new();
     walk.run(medium, &sb, opts, &mut rows, &order, &mut tally)?;
     tally.report.walk_duration = walk_started.elapsed();
+    if snapshot.is_none()
+        && let Some(on_walked) = &opts.on_walked
+    {
+        on_walked(walk.estimated_keys());
+    }
     // A snapshot's entries are already the index (sorted, newest per key, puts only).
     let sort_started = Instant::now();
     let (entries, max_lsn) = match snapshot {
@@ -470,7 +475,8 @@ mod tests {
 
     /// Enough log for the parallel walk (several threads, several batches, walkers reused)
     /// and the parallel sort, with overwrites across segments, tombstones, a clear and one
-    /// damaged record: the index equals a model's newest version per key.
+    /// damaged record: the index equals a model's newest version per key, and the walk's
+    /// estimate of its distinct keys (`on_walked`) is within a few percent of theirs.
     #[test]
     fn a_large_log_walked_and_sorted_in_parallel_matches_a_model() {
         // 70 segments of 256 KiB, each ~85 % full: the first batch of 64 is walked on several
@@ -482,6 +488,7 @@ mod tests {
         let params = crate::pool::CreateParams { segment_size_bytes: size, ..Default::default() };
         let mut sb = crate::pool::create(&medium, &params).unwrap();
         let mut model: BTreeMap<Vec<u8>, (RecordKind, u64)> = BTreeMap::new();
+        let mut walked_keys = std::collections::HashSet::new();
         let mut lsn = 0u64;
         let mut damaged = None;
         let clear_at = u64::from(SEGMENTS) * 100;
@@ -513,6 +520,7 @@ mod tests {
                     batch.iter().map(|(k, l, key, v)| (*k, *l, &key[..], &v[..])).collect();
                 let offsets = segment.append(&medium, &sb, &refs);
                 for (i, (kind, l, key, _)) in batch.into_iter().enumerate() {
+                    walked_keys.insert(key.clone());
                     if id == 33 && damaged.is_none() && kind == RecordKind::Put {
                         // This record's value is flipped below: never indexed.
                         damaged = Some(offsets[i]);
@@ -531,7 +539,22 @@ mod tests {
         let mut reg = mcstore_pmem::ErrorRegister::deferred();
         medium.read(at, &mut byte, &mut reg, mcstore_pmem::Domain::Engine).unwrap();
         medium.write(at, &[byte[0] ^ 0x20]).unwrap();
-        let rec = scan(&medium);
+        let estimates = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let on_walked = {
+            let estimates = Arc::clone(&estimates);
+            Arc::new(move |keys| estimates.lock().push(keys))
+        };
+        let rec =
+            recover(&medium, &ScanOptions { on_walked: Some(on_walked), ..Default::default() })
+                .unwrap();
+        let estimates = estimates.lock().clone();
+        let distinct = walked_keys.len() as f64;
+        assert_eq!(estimates.len(), 1, "called once: {estimates:?}");
+        assert!(
+            (estimates[0] as f64 - distinct).abs() < distinct * 0.1,
+            "{estimates:?} {distinct}"
+        );
+        assert!(estimates[0] as u64 <= rec.report.records);
         assert_eq!(kinds(&rec), vec![DamageKind::BadRecord]);
         assert_eq!(rec.report.records, lsn - 1);
         let (clear, keyed) = rec.entries.split_last().unwrap();

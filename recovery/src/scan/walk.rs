@@ -14,6 +14,7 @@ use super::options::ScanOptions;
 use super::recovered::SegmentStatus;
 use super::segment_table::TableRow;
 use super::segments::{Class, classify};
+use super::sketch::KeySketch;
 use super::tally::Tally;
 use crate::error::Result;
 use crate::format::{Lsn, SEGMENT_DATA_OFFSET, Superblock};
@@ -114,6 +115,20 @@ impl SegmentWalk {
             }
         }
         Ok(())
+    }
+
+    /// How many distinct keys the walk met, estimated (at most the entries walked): about the
+    /// size of the index `into_index` builds, before it is built.
+    pub(super) fn estimated_keys(&self) -> usize {
+        let sink = self.sink.lock();
+        let mut keys = KeySketch::new();
+        sink.count_keys_into(&mut keys);
+        let mut entries = sink.len();
+        for part in &self.parts {
+            part.count_keys_into(&mut keys);
+            entries += part.len();
+        }
+        usize::try_from(keys.estimate()).map_or(entries, |estimate| estimate.min(entries))
     }
 
     /// The index the walk's entries make (sorted, newest version per key), and the highest LSN
