@@ -15,7 +15,10 @@ use parking_lot::Mutex;
 
 pub use crate::key_order::IndexKey;
 use crate::key_order::KeyOrder;
-use crate::point_table::{PointTable, PreparedTable, Writer};
+use mcstore_recovery::format::{Lsn, RecordKind};
+use mcstore_recovery::scan::{WalkedEntries, WalkedEntry};
+
+use crate::point_table::{PointTable, PreparedTable, Version, Writer};
 
 /// Where a committed record lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +42,14 @@ impl std::fmt::Debug for Preparing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Preparing").finish_non_exhaustive()
     }
+}
+
+/// `f` as the version picker of a newest-wins fill (each version borrows its entry's key).
+fn versions<F>(f: F) -> F
+where
+    F: for<'e> Fn(&'e WalkedEntry) -> Option<Version<'e>>,
+{
+    f
 }
 
 /// The index of live keys.
@@ -123,6 +134,66 @@ impl Index {
             keys: AtomicUsize::new(count),
             key_bytes: AtomicUsize::new(key_bytes),
         }
+    }
+
+    /// Build from recovery's unsorted `walked` entries (every version of every key): the
+    /// point table is filled with the newest version of each key straight away, on every core
+    /// (into `prepared`'s table when it fits), and the key order is sorted and built afterwards
+    /// — on a background thread for a large index, which `open` does not wait for. Returns the
+    /// index, each segment's live record bytes (by `segment_of`'s index, `segments` of them)
+    /// and the entries a sorted index would hold (each key's newest version, tombstones
+    /// included, and the newest clear); `walked` back if its keys were far more than its
+    /// estimate said (the caller then sorts it and bulk-loads the result).
+    pub fn from_walked<S>(
+        walked: WalkedEntries,
+        segment_of: &S,
+        segments: usize,
+        prepared: Option<Preparing>,
+    ) -> std::result::Result<(Self, Vec<u64>, usize), WalkedEntries>
+    where
+        S: Fn(u64) -> Option<usize> + Sync,
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        let prepared = prepared.and_then(|preparing| preparing.0.join().ok());
+        let cleared = walked.cleared();
+        let version = versions(move |e| {
+            let put = match e.kind() {
+                RecordKind::Put => true,
+                RecordKind::Delete => false,
+                _ => return None,
+            };
+            let location = Location {
+                offset: e.offset(),
+                len: e.record_len(),
+                segment_seq: e.segment_seq(),
+                lsn: e.lsn().0,
+            };
+            // A version at or below the newest clear is gone, whatever is newer.
+            (e.lsn() > cleared).then_some(Version { key: e.key(), location, put })
+        });
+        let built = PointTable::build_newest(
+            &walked.pieces(),
+            &version,
+            walked.estimated_keys(),
+            segment_of,
+            segments,
+            threads,
+            BULK_PARALLEL_MIN,
+            prepared,
+        );
+        let Some((points, writer, newest)) = built else {
+            return Err(walked);
+        };
+        let entries = writer.used() + usize::from(cleared > Lsn(0));
+        let order = KeyOrder::of_walked(walked, writer.live() >= BULK_PARALLEL_MIN);
+        let count = writer.live();
+        let index = Self {
+            points,
+            write: Mutex::new(WriteSide { points: writer, order }),
+            keys: AtomicUsize::new(count),
+            key_bytes: AtomicUsize::new(newest.key_bytes),
+        };
+        Ok((index, newest.live_bytes, entries))
     }
 
     /// The location of `key`, if live. Lock-free.

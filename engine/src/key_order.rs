@@ -19,6 +19,9 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::thread::JoinHandle;
 
+use mcstore_recovery::format::RecordKind;
+use mcstore_recovery::scan::WalkedEntries;
+
 /// A merge rebuilds the tree from one sorted sequence when the run is at least this fraction of
 /// the tree (1/`REBUILD_DIVISOR`); smaller runs are inserted key by key.
 const REBUILD_DIVISOR: usize = 8;
@@ -97,17 +100,41 @@ impl KeyOrder {
         T: Send + 'static,
         F: Fn(&T) -> Option<&[u8]> + Send + 'static,
     {
+        Self::in_background_with(
+            move || (items, keys),
+            |(items, keys)| tree_of(items.iter().filter_map(keys)),
+        )
+    }
+
+    /// The key order of the live keys among recovery's unsorted `walked` entries (the newest
+    /// version of each key, a put), sorted and built on a background thread that owns them
+    /// (here if no thread can be started, or when `background` is false).
+    pub(crate) fn of_walked(walked: WalkedEntries, background: bool) -> Self {
+        fn tree(walked: WalkedEntries) -> BTreeSet<OrderKey> {
+            let entries = walked.into_index();
+            tree_of(entries.iter().filter(|e| e.kind == RecordKind::Put).map(|e| &e.key[..]))
+        }
+        if !background {
+            return Self { sorted: tree(walked), pending: Vec::new(), building: None };
+        }
+        Self::in_background_with(move || walked, tree)
+    }
+
+    /// Run `build(work())` on a background thread, or here if none can be started.
+    fn in_background_with<W, M, B>(work: M, build: B) -> Self
+    where
+        M: FnOnce() -> W,
+        W: Send + 'static,
+        B: FnOnce(W) -> BTreeSet<OrderKey> + Send + 'static,
+    {
         // The work goes to the thread only once it runs, so a failed start keeps it here.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<T>, F)>(1);
-        let started =
-            std::thread::Builder::new().name("mcstore-key-order".into()).spawn(move || {
-                rx.recv()
-                    .map(|(items, keys)| tree_of(items.iter().filter_map(keys)))
-                    .unwrap_or_default()
-            });
-        let work = (items, keys);
-        let (items, keys) = match started {
-            Ok(handle) => match tx.send(work) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(W, B)>(1);
+        let started = std::thread::Builder::new()
+            .name("mcstore-key-order".into())
+            .spawn(move || rx.recv().map(|(work, build)| build(work)).unwrap_or_default());
+        let job = (work(), build);
+        let (work, build) = match started {
+            Ok(handle) => match tx.send(job) {
                 Ok(()) => {
                     return Self {
                         sorted: BTreeSet::new(),
@@ -115,12 +142,11 @@ impl KeyOrder {
                         building: Some(handle),
                     };
                 }
-                Err(std::sync::mpsc::SendError(work)) => work,
+                Err(std::sync::mpsc::SendError(job)) => job,
             },
-            Err(_) => work,
+            Err(_) => job,
         };
-        let sorted = tree_of(items.iter().filter_map(keys));
-        Self { sorted, pending: Vec::new(), building: None }
+        Self { sorted: build(work), pending: Vec::new(), building: None }
     }
 
     /// The tree, once the background build (if any) has finished.

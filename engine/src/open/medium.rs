@@ -15,7 +15,7 @@ use mcstore_recovery::SegmentInfo;
 use mcstore_recovery::format::{Geometry, RecordKind};
 use mcstore_recovery::replica::ReplicaSet;
 use mcstore_recovery::scan::{
-    self, IndexEntry, Recovered, ScanOptions, SegmentStatus, ShutdownEvidence,
+    self, IndexEntry, Recovered, ScanOptions, SegmentStatus, ShutdownEvidence, WalkedEntries,
 };
 use parking_lot::Mutex;
 
@@ -52,6 +52,7 @@ pub(crate) fn open_medium(
         segments,
         mut open_segment,
         entries,
+        walked,
         next_lsn,
         next_segment_seq,
         mut report,
@@ -73,7 +74,15 @@ pub(crate) fn open_medium(
         superblock.highest_segment_seq.max(next_segment_seq.saturating_sub(1));
     let mut space = recovered_space(&segments, &salvage, &geometry);
     let index_started = std::time::Instant::now();
-    let index = build_index(entries, &geometry, &mut space, preparing.lock().take());
+    let prepared = preparing.lock().take();
+    let index = match walked {
+        Some(walked) => {
+            let (index, entries) = index_walked(walked, &geometry, &segments, &mut space, prepared);
+            report.entries = entries as u64;
+            index
+        }
+        None => build_index(entries, &geometry, &mut space, prepared),
+    };
     report.index_duration = index_started.elapsed();
     let set_uuid = superblock.set_uuid;
     let writer = if options.read_only || latch.is_tripped() {
@@ -153,6 +162,9 @@ fn recover(
             let preparing = Arc::clone(preparing);
             move |keys| *preparing.lock() = Index::prepare(keys)
         })),
+        // The index is filled from the walk's entries as they are; a salvage open plans from
+        // the sorted index instead (`Salvage::plan`).
+        defer_index: !options.salvage,
     };
     let recovered = mcstore_recovery::scan::recover(medium, &scan)
         .map_err(|error| Error::recovery("recovering the pool", error))?;
@@ -216,6 +228,33 @@ fn recovered_space(segments: &[SegmentInfo], salvage: &Salvage, geometry: &Geome
         }
     }
     space
+}
+
+/// Index a full scan's unsorted entries (`Index::from_walked`) and count each segment's live
+/// bytes into `space`; sorted first if their keys were far more than estimated (the caller
+/// times this as the report's `index_duration`). Returns the index and the entries a sorted
+/// index holds (the report's `entries`).
+fn index_walked(
+    walked: WalkedEntries,
+    geometry: &Geometry,
+    segments: &[SegmentInfo],
+    space: &mut SpaceMap,
+    prepared: Option<Preparing>,
+) -> (Index, usize) {
+    let segment_of = |offset: u64| geometry.segment_of(offset).map(|id| id.0 as usize);
+    match Index::from_walked(walked, &segment_of, segments.len(), prepared) {
+        Ok((index, live_bytes, entries)) => {
+            for (id, bytes) in live_bytes.into_iter().enumerate().filter(|(_, b)| *b > 0) {
+                space.add_live(id as u32, bytes);
+            }
+            (index, entries)
+        }
+        Err(walked) => {
+            let entries = walked.into_index();
+            let count = entries.len();
+            (build_index(entries, geometry, space, None), count)
+        }
+    }
 }
 
 /// Count each segment's live bytes (the indexed puts) into `space` and bulk-load the index from

@@ -33,7 +33,7 @@ pub struct IndexEntry {
 
 /// The entries of one walked range, in log order, each beside its key's [`EntryKey::prefix`], with the
 /// range of those prefixes.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Part {
     entries: Vec<Keyed>,
     /// How many of them are `Clear` records.
@@ -66,7 +66,7 @@ impl Part {
         self.prefix_min = self.prefix_min.min(p);
         self.prefix_max = self.prefix_max.max(p);
         self.clears += usize::from(record.kind == RecordKind::Clear);
-        self.entries.push((p, Walked { key, record }));
+        self.entries.push(WalkedEntry(p, Walked { key, record }));
     }
 
     /// Entries held.
@@ -83,11 +83,6 @@ impl Part {
         self.keys.clear();
     }
 
-    /// Add this part's distinct keys to `keys`.
-    pub(crate) fn count_keys_into(&self, keys: &mut KeySketch) {
-        keys.merge(&self.keys);
-    }
-
     /// Move every entry of `other` to the end of this part (`other` keeps its allocation).
     pub(crate) fn append(&mut self, other: &mut Part) {
         self.prefix_min = self.prefix_min.min(other.prefix_min);
@@ -97,6 +92,17 @@ impl Part {
         self.entries.append(&mut other.entries);
         other.clear();
     }
+}
+
+/// The distinct keys among the entries of `parts`, estimated (at most their entries).
+pub(crate) fn estimated_keys<'p>(parts: impl Iterator<Item = &'p Part>) -> usize {
+    let mut keys = KeySketch::new();
+    let mut entries = 0;
+    for part in parts {
+        keys.merge(&part.keys);
+        entries += part.len();
+    }
+    usize::try_from(keys.estimate()).map_or(entries, |estimate| estimate.min(entries))
 }
 
 /// Entries below this are sorted on one thread.
@@ -146,7 +152,105 @@ fn newest_first(a: &Walked, b: &Walked) -> Ordering {
 }
 
 /// An entry with its prefix beside it, so most comparisons read neither the key nor its bytes.
-type Keyed = (u64, Walked);
+type Keyed = WalkedEntry;
+
+/// One verified record as the walk found it, before any sort: its key (with the key's
+/// [`EntryKey::prefix`] beside it) and where it is. See [`WalkedEntries`].
+#[derive(Clone, Debug)]
+pub struct WalkedEntry(u64, Walked);
+
+impl WalkedEntry {
+    /// The record's key (empty for a `Clear`).
+    pub fn key(&self) -> &[u8] {
+        self.1.key.as_slice()
+    }
+
+    /// Put, Delete or Clear.
+    pub fn kind(&self) -> RecordKind {
+        self.1.record.kind
+    }
+
+    /// The record's LSN.
+    pub fn lsn(&self) -> Lsn {
+        self.1.record.lsn
+    }
+
+    /// Pool offset of the record.
+    pub fn offset(&self) -> u64 {
+        self.1.record.offset
+    }
+
+    /// Encoded length of the record.
+    pub fn record_len(&self) -> u32 {
+        self.1.record.len
+    }
+
+    /// Sequence of the segment holding it.
+    pub fn segment_seq(&self) -> u64 {
+        self.1.record.segment_seq
+    }
+
+    /// Whether this version of a key wins over one at `(lsn, segment_seq, offset)`: the
+    /// higher LSN, then the higher segment sequence, then the higher offset — the index's order
+    /// ([`newest_first`]), so which wins never depends on the order the entries are met in.
+    pub fn is_newer_than(&self, lsn: Lsn, segment_seq: u64, offset: u64) -> bool {
+        let r = &self.1.record;
+        (r.lsn, r.segment_seq, r.offset) > (lsn, segment_seq, offset)
+    }
+}
+
+/// Every verified record a full scan walked, unsorted, with every version of each key (see
+/// [`super::ScanOptions::defer_index`]): for a caller that indexes the newest version of each
+/// key itself, without waiting for the sort [`WalkedEntries::into_index`] does.
+#[derive(Clone, Debug)]
+pub struct WalkedEntries {
+    parts: Vec<Part>,
+}
+
+impl WalkedEntries {
+    pub(crate) fn new(parts: Vec<Part>) -> Self {
+        WalkedEntries { parts }
+    }
+
+    /// Entries walked (every version of every key, and each `Clear`).
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Part::len).sum()
+    }
+
+    /// Whether nothing was walked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entries, in pieces (each piece in log order).
+    pub fn pieces(&self) -> Vec<&[WalkedEntry]> {
+        self.parts.iter().map(|part| &part.entries[..]).filter(|p| !p.is_empty()).collect()
+    }
+
+    /// How many distinct keys the entries hold, estimated (~2 % error; at most [`Self::len`]).
+    pub fn estimated_keys(&self) -> usize {
+        estimated_keys(self.parts.iter())
+    }
+
+    /// The LSN of the newest `Clear` walked, or 0: every entry at or below it is removed.
+    pub fn cleared(&self) -> Lsn {
+        self.parts
+            .iter()
+            .filter(|part| part.clears > 0)
+            .flat_map(|part| part.entries.iter())
+            .filter(|e| e.kind() == RecordKind::Clear)
+            .map(WalkedEntry::lsn)
+            .max()
+            .unwrap_or(Lsn(0))
+    }
+
+    /// The index the entries make: what [`super::Recovered::entries`] holds after a scan that
+    /// did not defer it (sorted by key, newest version of each, tombstones kept, the newest
+    /// clear last).
+    pub fn into_index(self) -> Vec<IndexEntry> {
+        build(self.parts)
+    }
+}
 
 /// Which bucket a prefix goes to at one level of the bucket passes. INVARIANT: monotonic in
 /// the prefix, so buckets in index order hold keys in key order, and equal keys (equal
@@ -242,7 +346,7 @@ fn sort_bucket(bucket: &mut [Keyed], level: Option<Buckets>, cleared: Lsn) -> us
 /// Returns where each bucket starts, and where the last ends.
 fn distribute(entries: &mut [Keyed], buckets: Buckets) -> Vec<usize> {
     let mut starts = vec![0usize; buckets.count() + 1];
-    for (p, _) in entries.iter() {
+    for WalkedEntry(p, _) in entries.iter() {
         starts[buckets.of(*p) + 1] += 1;
     }
     for b in 0..buckets.count() {
@@ -343,7 +447,8 @@ pub(crate) fn build(mut parts: Vec<Part>) -> Vec<IndexEntry> {
     }
     v.truncate(kept);
     // Same alignment, smaller elements: collected in place, no second allocation.
-    let mut out: Vec<IndexEntry> = v.into_iter().map(|(_, entry)| entry.into_entry()).collect();
+    let mut out: Vec<IndexEntry> =
+        v.into_iter().map(|WalkedEntry(_, entry)| entry.into_entry()).collect();
     out.extend(newest_clear);
     out
 }

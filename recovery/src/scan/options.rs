@@ -44,6 +44,12 @@ pub struct ScanOptions {
     /// number of distinct keys the walk met (an estimate, ~2 % error, never above the entries
     /// walked): the caller can prepare memory for an index of that size while the sort runs.
     pub on_walked: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// A full scan leaves its entries unsorted, every version of each key, in
+    /// [`super::Recovered::walked`] instead of sorting them into [`super::Recovered::entries`]
+    /// (which is then empty, as are the segments' live counts): for a caller that indexes the
+    /// newest version of each key itself and sorts later, off its open's path. A fast open's
+    /// snapshot is the index already, and fills `entries` either way.
+    pub defer_index: bool,
 }
 
 /// The caller's evidence for a fast open (see `docs/format.md`, "Clean shutdown and the fast
@@ -68,6 +74,7 @@ impl fmt::Debug for ScanOptions {
             .field("snapshot", &self.shutdown.snapshot.as_ref().map(|s| s.as_ref().map(Vec::len)))
             .field("unsafe_shutdown_count", &self.shutdown.unsafe_shutdown_count)
             .field("on_walked", &self.on_walked.is_some())
+            .field("defer_index", &self.defer_index)
             .finish()
     }
 }

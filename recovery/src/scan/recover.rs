@@ -62,9 +62,16 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
     }
     // A snapshot's entries are already the index (sorted, newest per key, puts only).
     let sort_started = Instant::now();
-    let (entries, max_lsn) = match snapshot {
-        Some(snapshot) => (snapshot.entries, Some(snapshot.next_lsn)),
-        None => walk.into_index(),
+    let (entries, walked, max_lsn) = match snapshot {
+        Some(snapshot) => (snapshot.entries, None, Some(snapshot.next_lsn)),
+        None if opts.defer_index => {
+            let (walked, max_lsn) = walk.into_entries();
+            (Vec::new(), Some(walked), max_lsn)
+        }
+        None => {
+            let (entries, max_lsn) = walk.into_index();
+            (entries, None, max_lsn)
+        }
     };
     tally.report.sort_duration = sort_started.elapsed();
 
@@ -82,6 +89,7 @@ pub fn recover(medium: &dyn Medium, opts: &ScanOptions) -> Result<Recovered> {
         segments,
         open_segment,
         entries,
+        walked,
         next_lsn,
         next_segment_seq,
         report,

@@ -2,7 +2,7 @@
 //! LSN and segment sequence, the report and the unrepaired damage.
 
 use super::damage::Damage;
-use super::index::IndexEntry;
+use super::index::{IndexEntry, WalkedEntries};
 use super::report::RecoveryReport;
 use crate::format::{Geometry, Lsn, SegmentId, SegmentState, Superblock};
 
@@ -49,8 +49,12 @@ pub struct Recovered {
     pub segments: Vec<SegmentInfo>,
     /// The segment to append to: the highest-sequence in-use segment, if it has room for a record.
     pub open_segment: Option<SegmentId>,
-    /// The index: sorted by key, newest version of each key, tombstones kept as `Delete`.
+    /// The index: sorted by key, newest version of each key, tombstones kept as `Delete`
+    /// (empty when a full scan deferred it: see `walked`).
     pub entries: Vec<IndexEntry>,
+    /// A full scan's entries unsorted, when [`super::ScanOptions::defer_index`] asked for them
+    /// (`None` otherwise, and after a fast open).
+    pub walked: Option<WalkedEntries>,
     /// The next LSN to issue (above every LSN found and the superblock's floor).
     pub next_lsn: Lsn,
     /// The next segment sequence to issue (above every sequence found or recorded).

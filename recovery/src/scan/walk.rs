@@ -9,12 +9,11 @@ use mcstore_pmem::Medium;
 
 use super::committed::{Job, WALK_THREADS_MAX, Walker, read_and_walk, walk_all};
 use super::damage::{Damage, DamageKind};
-use super::index::{IndexEntry, Part, build};
+use super::index::{IndexEntry, Part, WalkedEntries, build, estimated_keys};
 use super::options::ScanOptions;
 use super::recovered::SegmentStatus;
 use super::segment_table::TableRow;
 use super::segments::{Class, classify};
-use super::sketch::KeySketch;
 use super::tally::Tally;
 use crate::error::Result;
 use crate::format::{Lsn, SEGMENT_DATA_OFFSET, Superblock};
@@ -121,24 +120,28 @@ impl SegmentWalk {
     /// size of the index `into_index` builds, before it is built.
     pub(super) fn estimated_keys(&self) -> usize {
         let sink = self.sink.lock();
-        let mut keys = KeySketch::new();
-        sink.count_keys_into(&mut keys);
-        let mut entries = sink.len();
-        for part in &self.parts {
-            part.count_keys_into(&mut keys);
-            entries += part.len();
-        }
-        usize::try_from(keys.estimate()).map_or(entries, |estimate| estimate.min(entries))
+        estimated_keys(std::iter::once(&*sink).chain(&self.parts))
     }
 
     /// The index the walk's entries make (sorted, newest version per key), and the highest LSN
     /// walked.
     pub(super) fn into_index(self) -> (Vec<IndexEntry>, Option<Lsn>) {
+        let (walked, max_lsn) = self.into_walked();
+        (build(walked), max_lsn)
+    }
+
+    /// The walk's entries unsorted, every version of each key, and the highest LSN walked.
+    pub(super) fn into_entries(self) -> (WalkedEntries, Option<Lsn>) {
+        let (parts, max_lsn) = self.into_walked();
+        (WalkedEntries::new(parts), max_lsn)
+    }
+
+    fn into_walked(self) -> (Vec<Part>, Option<Lsn>) {
         let SegmentWalk { sink, mut parts, walkers, max_lsn, .. } = self;
         // The walkers' buffers are freed before the sort runs.
         drop(walkers);
         parts.push(sink.into_inner());
-        (build(parts), max_lsn)
+        (parts, max_lsn)
     }
 }
 
