@@ -37,6 +37,10 @@ const FILL_AHEAD: usize = 16;
 /// Tables of at least this many bytes are first touched on several threads (see
 /// [`first_touch_in_parallel`]).
 const PARALLEL_TOUCH_MIN_BYTES: usize = 32 << 20;
+/// A growth's table of at least this many bytes is allocated ahead on a thread of its own, and
+/// the table it replaces dropped on another (see `Writer::prepare_next`); smaller in tests, so
+/// that their growths take that path.
+const PREPARE_NEXT_MIN_BYTES: usize = if cfg!(test) { 16 << 10 } else { 32 << 20 };
 /// Threads that first-touch a large table at most.
 const TOUCH_THREADS_MAX: usize = 4;
 /// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
@@ -284,6 +288,12 @@ impl Drop for Table {
 
 impl Table {
     fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacity_touched(capacity, true)
+    }
+
+    /// A table of `capacity` slots (rounded up to a power of two), its pages first touched on
+    /// every core if `parallel` and it is large, else on this thread alone.
+    fn with_capacity_touched(capacity: usize, parallel: bool) -> Self {
         let capacity = capacity.next_power_of_two().max(MIN_CAPACITY);
         let mut slots: Vec<Slot> = Vec::with_capacity(capacity);
         let bytes = capacity * std::mem::size_of::<Slot>();
@@ -292,21 +302,25 @@ impl Table {
             // (a 4 KiB fault costs ~4 µs here), and probes later miss the TLB less.
             mcstore_pmem::hint::advise_huge_pages(slots.as_ptr().cast(), bytes);
         }
-        if bytes >= PARALLEL_TOUCH_MIN_BYTES {
+        if parallel && bytes >= PARALLEL_TOUCH_MIN_BYTES {
             first_touch_in_parallel(slots.spare_capacity_mut());
         }
         slots.resize_with(capacity, Slot::default);
         Self { slots: slots.into_boxed_slice(), mask: capacity - 1 }
     }
 
-    /// A table with room for `keys` live keys at most half its growth threshold.
-    fn for_keys(keys: usize) -> Self {
-        Self::with_capacity(keys.saturating_mul(2 * LOAD_DEN).div_ceil(LOAD_NUM).max(1))
+    /// The capacity of a table with room for `keys` live keys at most half its growth threshold.
+    fn keys_capacity(keys: usize) -> usize {
+        keys.saturating_mul(2 * LOAD_DEN)
+            .div_ceil(LOAD_NUM)
+            .max(1)
+            .next_power_of_two()
+            .max(MIN_CAPACITY)
     }
 
     /// A bulk-built table for at most `keys` keys: at most half full (two thirds of the growth
     /// threshold), so a quarter of its slots are inserted before it first grows. Smaller than
-    /// `for_keys`, whose extra room amortizes repeated rebuilds a bulk build does not have.
+    /// `keys_capacity`, whose extra room amortizes repeated rebuilds a bulk build does not have.
     fn for_bulk(keys: usize) -> Self {
         Self::with_capacity(Self::bulk_capacity(keys))
     }
@@ -557,6 +571,9 @@ pub(crate) struct Writer {
     live: usize,
     used: usize,
     table: Arc<Table>,
+    /// The table the next growth expects to fill, being allocated on a thread of its own (see
+    /// [`Writer::prepare_next`]).
+    next: Option<std::thread::JoinHandle<Table>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -574,6 +591,40 @@ impl Writer {
     /// Slots used: live keys and removed ones.
     pub(crate) fn used(&self) -> usize {
         self.used
+    }
+
+    fn new(live: usize, used: usize, table: Arc<Table>) -> Self {
+        Writer { live, used, table, next: None }
+    }
+
+    /// Once the table is half full, start allocating the table its growth will fill (at 3/4,
+    /// with no removal meanwhile: `keys_capacity` of the live keys then) on a thread of its
+    /// own, when that table is large: its first touch, where the kernel clears every page
+    /// (~1 GB/s on this kind of VM), was a fifth of a fresh-key put loop's CPU time, all of it
+    /// in the writer's stall at the growth (docs/performance.md).
+    fn prepare_next(&mut self) {
+        let capacity = self.table.capacity();
+        if self.next.is_some() || self.used * 2 < capacity {
+            return;
+        }
+        let next = Table::keys_capacity(capacity / LOAD_DEN * LOAD_NUM + 1);
+        if next * std::mem::size_of::<Slot>() < PREPARE_NEXT_MIN_BYTES {
+            return;
+        }
+        let thread = std::thread::Builder::new().name("mcstore-index-grow".into());
+        // Touched on that thread alone: the other cores are the writers'.
+        self.next = thread.spawn(move || Table::with_capacity_touched(next, false)).ok();
+    }
+}
+
+impl Table {
+    /// The fresh table for a growth to `capacity` slots: the one `next` prepared if it has that
+    /// size (waiting for it if need be), else one allocated now.
+    fn take_next(next: &mut Option<std::thread::JoinHandle<Table>>, capacity: usize) -> Table {
+        match next.take().and_then(|thread| thread.join().ok()) {
+            Some(table) if table.capacity() == capacity => table,
+            _ => Table::with_capacity(capacity),
+        }
     }
 }
 
@@ -635,7 +686,7 @@ impl PointTable {
             })
         };
         let table = Arc::new(table);
-        let writer = Writer { live, used: live, table: Arc::clone(&table) };
+        let writer = Writer::new(live, live, Arc::clone(&table));
         let points = Self { table: ArcSwap::new(table), hasher, hint: Default::default() };
         points.note_hint();
         (points, writer)
@@ -761,7 +812,7 @@ impl PointTable {
             key_bytes: usize::try_from(key_bytes).unwrap_or(0),
         };
         let table = Arc::new(table);
-        let writer = Writer { live: used - removed, used, table: Arc::clone(&table) };
+        let writer = Writer::new(used - removed, used, Arc::clone(&table));
         let points = Self { table: ArcSwap::new(table), hasher, hint: Default::default() };
         points.note_hint();
         Some((points, writer, newest))
@@ -792,12 +843,13 @@ impl PointTable {
     }
 
     /// Publish `table` as the current one, to readers and to `writer`, and record it for
-    /// `prefetch`.
-    fn publish(&self, writer: &mut Writer, table: Table) {
+    /// `prefetch`. Returns the writer's handle on the table it replaces.
+    fn publish(&self, writer: &mut Writer, table: Table) -> Arc<Table> {
         let table = Arc::new(table);
         self.table.store(Arc::clone(&table));
-        writer.table = table;
+        let old = std::mem::replace(&mut writer.table, table);
         self.note_hint();
+        old
     }
 
     /// Record the current table for `prefetch` (writer only, after publishing a table).
@@ -830,13 +882,21 @@ impl PointTable {
         } else if (writer.used + 1) * LOAD_DEN <= table.capacity() * LOAD_NUM {
             writer.used += 1;
             table.slots[free].write(Some(&probe), location);
+            writer.prepare_next();
         } else {
             // The fresh table is not yet published: the new key goes in before readers see it.
-            let fresh = Table::for_keys(writer.live);
+            let fresh = Table::take_next(&mut writer.next, Table::keys_capacity(writer.live));
             table.copy_live_into(&fresh);
             fresh.place_unpublished(&probe, location);
             writer.used = writer.live;
-            self.publish(writer, fresh);
+            let old = self.publish(writer, fresh);
+            // A large grown-out table is dropped on a thread of its own (its drop reads every
+            // slot for long keys, then unmaps it); here if none can be started. Readers that
+            // still hold it keep it alive either way.
+            if old.capacity() * std::mem::size_of::<Slot>() >= PREPARE_NEXT_MIN_BYTES {
+                let thread = std::thread::Builder::new().name("mcstore-index-drop".into());
+                drop(thread.spawn(move || drop(old)));
+            }
         }
         None
     }
@@ -854,7 +914,9 @@ impl PointTable {
 
     /// Forget every key.
     pub(crate) fn clear(&self, writer: &mut Writer) {
-        self.publish(writer, Table::with_capacity(MIN_CAPACITY));
+        drop(self.publish(writer, Table::with_capacity(MIN_CAPACITY)));
+        // A table prepared for the old one's growth is left to its thread, which drops it.
+        writer.next = None;
         writer.live = 0;
         writer.used = 0;
     }
@@ -961,6 +1023,41 @@ mod tests {
         assert_eq!(table.remove(&mut writer, &entries[9].0), Some(at(9)));
         assert_eq!(table.get(&entries[9].0), None);
         assert_eq!(writer.live, 5000 - 5000usize.div_ceil(11));
+    }
+
+    /// Past half full, a large table's growth target is allocated on a thread of its own; the
+    /// growth fills it (the prepared table, of the size the growth wants) and every key stays;
+    /// a clear forgets it.
+    #[test]
+    fn a_growth_fills_the_table_prepared_ahead() {
+        let (table, mut writer) = empty();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut put = |table: &PointTable, writer: &mut Writer| {
+            let n = keys.len() as u64;
+            keys.push(key(n, n.is_multiple_of(5)));
+            assert_eq!(table.upsert(writer, &keys[n as usize], at(n)), None);
+        };
+        // Grow until the table is large enough for its successor to be prepared.
+        while table.capacity() * 4 * std::mem::size_of::<Slot>() < PREPARE_NEXT_MIN_BYTES {
+            put(&table, &mut writer);
+        }
+        let capacity = table.capacity();
+        while writer.used * 2 < capacity {
+            assert!(writer.next.is_none(), "not before half full");
+            put(&table, &mut writer);
+        }
+        assert!(writer.next.is_some(), "prepared at half full");
+        while table.capacity() == capacity {
+            put(&table, &mut writer);
+        }
+        assert!(writer.next.is_none(), "taken by the growth");
+        assert_eq!(table.capacity(), Table::keys_capacity(capacity / 4 * 3 + 1));
+        while writer.next.is_none() {
+            put(&table, &mut writer);
+        }
+        assert!(keys.iter().enumerate().all(|(i, k)| table.get(k) == Some(at(i as u64))));
+        table.clear(&mut writer);
+        assert!(writer.next.is_none() && table.get(&key(0, false)).is_none());
     }
 
     /// A table large enough to be first touched on several threads starts with every slot
