@@ -11,13 +11,12 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use mcstore_recovery::format::{Lsn, RecordKind};
+use mcstore_recovery::scan::{WalkedEntries, WalkedEntry};
 use parking_lot::Mutex;
 
 pub use crate::key_order::IndexKey;
 use crate::key_order::KeyOrder;
-use mcstore_recovery::format::{Lsn, RecordKind};
-use mcstore_recovery::scan::{WalkedEntries, WalkedEntry};
-
 use crate::point_table::{PointTable, PreparedTable, Version, Writer};
 
 /// Where a committed record lives.
@@ -35,7 +34,7 @@ pub struct Location {
 
 /// A large index's point table being allocated on a thread of its own ([`Index::prepare`]):
 /// the kernel clears every fresh page of it, ~0.25 s for 2 M keys' 256 MB on this kind of VM
-/// (docs/performance.md), which an open overlaps with recovery's sort instead of paying after it.
+/// (docs/performance.md); an open starts it as soon as recovery's walk ends.
 pub struct Preparing(std::thread::JoinHandle<PreparedTable>);
 
 impl std::fmt::Debug for Preparing {

@@ -1,6 +1,7 @@
 //! `open_medium`: the open sequence on a medium, as its steps — recover (`recover`), apply the
 //! Engine policy to the damage recovery found (`apply_engine_policy`), plan a salvage, rebuild the
-//! log's space (`recovered_space`) and the index (`build_index`), resume the log when writable
+//! log's space (`recovered_space`) and the index (`index_walked` from a full scan's unsorted
+//! entries, `build_index` from sorted ones), resume the log when writable
 //! (`resume`), build the store, clean up a salvage, start the background threads.
 //!
 //! INVARIANT: damage no replica repaired reaches the store only through the Engine policy (or a
@@ -129,8 +130,8 @@ pub(crate) fn open_medium(
 
 /// Scan `medium` with the clean-shutdown evidence beside `path`, repairing from `replicas` where
 /// the Engine policy retries a replica; a pool recovery allows only read-only is refused unless
-/// the open is read-only. A full scan leaves in `preparing` the index's point table being
-/// allocated while it sorts.
+/// the open is read-only. A full scan leaves in `preparing` the index's point table, being
+/// allocated from the moment its walk ends.
 fn recover(
     medium: &dyn Medium,
     path: Option<&Path>,

@@ -192,7 +192,7 @@ impl WalkedEntry {
 
     /// Whether this version of a key wins over one at `(lsn, segment_seq, offset)`: the
     /// higher LSN, then the higher segment sequence, then the higher offset — the index's order
-    /// ([`newest_first`]), so which wins never depends on the order the entries are met in.
+    /// (`newest_first`), so which wins never depends on the order the entries are met in.
     pub fn is_newer_than(&self, lsn: Lsn, segment_seq: u64, offset: u64) -> bool {
         let r = &self.1.record;
         (r.lsn, r.segment_seq, r.offset) > (lsn, segment_seq, offset)
