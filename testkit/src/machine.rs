@@ -141,6 +141,11 @@ pub struct Machine {
     damaged: Vec<BTreeSet<u64>>,
     /// The replica was failed at some point of the run.
     replica_failed: bool,
+    /// A crash came while a superblock slot of the primary was damaged. A superblock update the
+    /// crash cut short may then have reached the replica twice where the primary's damaged
+    /// slot took none: the replica is two generations ahead, opens stale (docs/replicas.md),
+    /// and the primary's damaged slot, which may hold the newest generation, has no copy.
+    crashed_with_primary_superblock_damaged: bool,
     /// A write returned an error since the last crash or reopen (the store may be latched).
     write_failed: bool,
     summary: MachineSummary,
@@ -167,6 +172,7 @@ impl Machine {
             db: Some(db),
             allowed: BTreeMap::new(),
             replica_failed: false,
+            crashed_with_primary_superblock_damaged: false,
             write_failed: false,
             summary: MachineSummary::default(),
         })
@@ -348,12 +354,7 @@ impl Machine {
 
     /// Whether a replica has damage in one of its superblock slots.
     fn a_replica_superblock_damaged(&self) -> bool {
-        self.damaged.iter().skip(1).any(|lines| {
-            SUPERBLOCK_SLOT_OFFSETS.iter().any(|&at| {
-                let end = (at + SUPERBLOCK_BYTES as u64).div_ceil(LINE);
-                lines.range(at / LINE..end).next().is_some()
-            })
-        })
+        self.damaged.iter().skip(1).any(superblock_damaged)
     }
 
     /// Sync, compact and scrub may fail where a read may: also when some page is damaged on both
@@ -429,7 +430,8 @@ impl Machine {
             Err(error)
                 if self.errors_allowed()
                     || self.a_page_damaged_on_both()
-                    || self.a_replica_superblock_damaged() =>
+                    || self.a_replica_superblock_damaged()
+                    || self.crashed_with_primary_superblock_damaged =>
             {
                 // Nothing more can be checked: the machine stops here.
                 self.summary.allowed_errors += 1;
@@ -455,6 +457,9 @@ impl Machine {
 
     fn crash(&mut self, seed: u64, fence: u8, key: &Bytes, value: &Bytes) -> Result<(), Failure> {
         let Some(db) = self.db.take() else { return Ok(()) };
+        if self.damaged.first().is_some_and(superblock_damaged) {
+            self.crashed_with_primary_superblock_damaged = true;
+        }
         let primary = &self.members[0];
         let armed = primary.fences_seen() + u64::from(fence.max(1));
         primary.crash_at_fence(Some(armed));
@@ -545,6 +550,14 @@ impl Machine {
         }
         Ok(())
     }
+}
+
+/// Whether any line of a superblock slot is among a member's damaged `lines`.
+fn superblock_damaged(lines: &BTreeSet<u64>) -> bool {
+    SUPERBLOCK_SLOT_OFFSETS.iter().any(|&at| {
+        let end = (at + SUPERBLOCK_BYTES as u64).div_ceil(LINE);
+        lines.range(at / LINE..end).next().is_some()
+    })
 }
 
 fn options(config: &MachineConfig) -> Options {
