@@ -100,10 +100,9 @@ impl KeyOrder {
         T: Send + 'static,
         F: Fn(&T) -> Option<&[u8]> + Send + 'static,
     {
-        Self::in_background_with(
-            move || (items, keys),
-            |(items, keys)| tree_of(items.iter().filter_map(keys)),
-        )
+        Self::in_background_with((items, keys), |(items, keys)| {
+            tree_of(items.iter().filter_map(keys))
+        })
     }
 
     /// The key order of the live keys among recovery's unsorted `walked` entries (the newest
@@ -117,13 +116,12 @@ impl KeyOrder {
         if !background {
             return Self { sorted: tree(walked), pending: Vec::new(), building: None };
         }
-        Self::in_background_with(move || walked, tree)
+        Self::in_background_with(walked, tree)
     }
 
-    /// Run `build(work())` on a background thread, or here if none can be started.
-    fn in_background_with<W, M, B>(work: M, build: B) -> Self
+    /// Run `build(work)` on a background thread, or here if none can be started.
+    fn in_background_with<W, B>(work: W, build: B) -> Self
     where
-        M: FnOnce() -> W,
         W: Send + 'static,
         B: FnOnce(W) -> BTreeSet<OrderKey> + Send + 'static,
     {
@@ -132,7 +130,7 @@ impl KeyOrder {
         let started = std::thread::Builder::new()
             .name("mcstore-key-order".into())
             .spawn(move || rx.recv().map(|(work, build)| build(work)).unwrap_or_default());
-        let job = (work(), build);
+        let job = (work, build);
         let (work, build) = match started {
             Ok(handle) => match tx.send(job) {
                 Ok(()) => {

@@ -17,6 +17,10 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::index::Location;
 
+mod newest;
+
+pub(crate) use newest::Version;
+
 /// A never-used slot.
 const EMPTY: u64 = 0;
 /// A slot whose key was removed (a probe goes on past it).
@@ -98,30 +102,6 @@ impl<'k> Probe<'k> {
         }
         Self { key, hash, inline }
     }
-}
-
-/// `pieces` cut into at most `runs` runs of about equal length, in order.
-fn split_runs<'p, T>(pieces: &[&'p [T]], runs: usize) -> Vec<Vec<&'p [T]>> {
-    let total: usize = pieces.iter().map(|p| p.len()).sum();
-    let per = total.div_ceil(runs.max(1)).max(1);
-    let mut out: Vec<Vec<&'p [T]>> = vec![Vec::new()];
-    let mut filled = 0;
-    for &piece in pieces {
-        let mut rest = piece;
-        while !rest.is_empty() {
-            if filled == per {
-                out.push(Vec::new());
-                filled = 0;
-            }
-            let (now, later) = rest.split_at((per - filled).min(rest.len()));
-            filled += now.len();
-            if let Some(run) = out.last_mut() {
-                run.push(now);
-            }
-            rest = later;
-        }
-    }
-    out
 }
 
 fn words(bytes: &[u8]) -> u64 {
@@ -377,85 +357,39 @@ impl Table {
         }
     }
 
-    /// Place `v` for `probe` in a newest-wins fill (see [`PointTable::build_newest`]): a new key
-    /// claims an empty slot; a key already placed keeps the newer of its two versions. Returns
-    /// whether a slot was claimed. Records each change's live bytes and tombstones in `part`.
-    fn place_newest<S>(
-        &self,
-        probe: &Probe<'_>,
-        v: &Version<'_>,
-        segment_of: &S,
-        part: &mut NewestPart,
-    ) -> bool
-    where
-        S: Fn(u64) -> Option<usize>,
-    {
-        let key_len = probe.key.len() as u64;
-        let stored = |location: Location, put: bool| Location {
-            len: if put { location.len } else { location.len | TOMBSTONE_BIT },
-            ..location
-        };
-        let count = |location: Location, key_len: u64, sign: i64, part: &mut NewestPart| {
-            if let Some(bytes) =
-                segment_of(location.offset).and_then(|s| part.live_bytes.get_mut(s))
+    /// `prepared` if it is the size `for_bulk(keys)` would choose or one step larger (its
+    /// estimate of the keys was a little high): never one a bulk fill could overfill, never one
+    /// that wastes more than half its memory. Else a fresh one.
+    fn prepared_or_bulk(prepared: Option<PreparedTable>, keys: usize) -> Self {
+        let needed = Self::bulk_capacity(keys);
+        match prepared {
+            Some(PreparedTable(table))
+                if table.capacity() >= needed && table.capacity() <= needed.saturating_mul(2) =>
             {
-                *bytes += sign * i64::from(location.len);
+                table
             }
-            part.key_bytes += sign * key_len as i64;
-        };
-        let mut i = probe.hash as usize & self.mask;
+            _ => Self::for_bulk(keys),
+        }
+    }
+
+    /// Feed `items` to `place` in order, each one's first slot prefetched `FILL_AHEAD` items
+    /// before it is placed (a bulk fill's misses overlap instead of following each other); stop
+    /// early when `place` returns `false`.
+    fn place_ahead<'k, I, V>(&self, mut items: I, mut place: impl FnMut(Probe<'k>, V) -> bool)
+    where
+        I: Iterator<Item = (Probe<'k>, V)>,
+    {
+        let mut ahead = std::collections::VecDeque::with_capacity(FILL_AHEAD);
         loop {
-            let slot = &self.slots[i];
-            let seq = slot.seq.load(Ordering::Acquire);
-            if seq & 1 == 1 {
-                // Another thread is writing the slot.
-                std::hint::spin_loop();
-                continue;
+            while ahead.len() < FILL_AHEAD {
+                let Some((probe, item)) = items.next() else { break };
+                self.prefetch(probe.hash);
+                ahead.push_back((probe, item));
             }
-            if seq == 0 {
-                // Never claimed: claim it, or look again once whoever did has written it.
-                if slot.seq.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
-                    continue;
-                }
-                slot.fill_key(probe);
-                slot.store_location(key_len, stored(v.location, v.put));
-                slot.seq.store(2, Ordering::Release);
-                part.placed += 1;
-                if v.put {
-                    count(v.location, key_len, 1, part);
-                } else {
-                    part.tombstones.push(i);
-                }
-                return true;
+            let Some((probe, item)) = ahead.pop_front() else { return };
+            if !place(probe, item) {
+                return;
             }
-            // Claimed and written whole (the Acquire above): its key no longer changes.
-            if slot.hash.load(Ordering::Relaxed) == probe.hash && slot.holds(probe) {
-                if slot
-                    .seq
-                    .compare_exchange(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-                let old = slot.location();
-                let old_put = old.len & TOMBSTONE_BIT == 0;
-                let newer = (v.location.lsn, v.location.segment_seq, v.location.offset)
-                    > (old.lsn, old.segment_seq, old.offset);
-                if newer {
-                    if old_put {
-                        count(old, key_len, -1, part);
-                    }
-                    slot.store_location(key_len, stored(v.location, v.put));
-                    if v.put {
-                        count(v.location, key_len, 1, part);
-                    } else if old_put {
-                        part.tombstones.push(i);
-                    }
-                }
-                slot.seq.store(seq + 2, Ordering::Release);
-                return false;
-            }
-            i = (i + 1) & self.mask;
         }
     }
 
@@ -487,6 +421,27 @@ impl Table {
     }
 }
 
+/// `work` run on each of `runs`, on threads of their own when there are several; the results
+/// in order. A panic on a thread is resumed here.
+fn on_threads<R, T, W>(runs: Vec<R>, work: W) -> Vec<T>
+where
+    R: Send,
+    T: Send,
+    W: Fn(R) -> T + Sync,
+{
+    if runs.len() <= 1 {
+        return runs.into_iter().map(work).collect();
+    }
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = runs.into_iter().map(|run| scope.spawn(move || work(run))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
+
 /// Fault in the fresh memory of a large table on several threads, one write per 4 KiB page:
 /// the kernel clears each page it maps (with huge pages, 2 MiB at a time), and on this kind of
 /// VM that clearing runs at ~1 GB/s per thread — a 256 MB table took ~250 ms on one thread and
@@ -512,44 +467,6 @@ fn first_touch_in_parallel(spare: &mut [std::mem::MaybeUninit<Slot>]) {
 
 /// A fresh table allocated ahead of a bulk build ([`PointTable::prepare`]), its memory faulted in.
 pub(crate) struct PreparedTable(Table);
-
-/// One version of a key met by a newest-wins fill ([`PointTable::build_newest`]): a put, or a
-/// tombstone (`put == false`), which removes the key if it is the newest.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Version<'k> {
-    pub(crate) key: &'k [u8],
-    pub(crate) location: Location,
-    pub(crate) put: bool,
-}
-
-/// What a newest-wins fill found besides the table: the live keys' record bytes per segment
-/// (by the index `segment_of` gave) and the live keys' lengths summed.
-#[derive(Debug, Default)]
-pub(crate) struct Newest {
-    pub(crate) live_bytes: Vec<u64>,
-    pub(crate) key_bytes: usize,
-}
-
-/// In a newest-wins fill, a slot whose version is a tombstone has this bit set in its record
-/// length until the fill ends (a record is shorter than 2^31 bytes).
-const TOMBSTONE_BIT: u32 = 1 << 31;
-const _: () = assert!(mcstore_recovery::limits::SEGMENT_BYTES_MAX < TOMBSTONE_BIT as u64);
-
-/// Slots a newest-wins fill's thread places at most before it adds them to the shared count
-/// (which bounds the table's fill: see `build_newest`).
-const NEWEST_COUNT_EVERY: usize = 256;
-
-/// One thread's share of a newest-wins fill.
-struct NewestPart {
-    /// Keys placed (puts and tombstones).
-    placed: usize,
-    /// Slots whose version became a tombstone (some later replaced by a newer put).
-    tombstones: Vec<usize>,
-    /// Per segment, live record bytes added and removed.
-    live_bytes: Vec<i64>,
-    /// Live key bytes added and removed.
-    key_bytes: i64,
-}
 
 /// The point table.
 pub(crate) struct PointTable {
@@ -643,179 +560,41 @@ impl PointTable {
         F: Fn(&T) -> Option<(&[u8], Location)> + Sync,
     {
         let hasher = foldhash::fast::RandomState::default();
-        // A prepared table is taken if it is the size `for_bulk` would choose or one step
-        // larger (its estimate of the keys was a little high): never one a bulk fill could
-        // overfill, never one that wastes more than half its memory.
-        let needed = Table::bulk_capacity(items.len());
-        let table = match prepared {
-            Some(PreparedTable(table))
-                if table.capacity() >= needed && table.capacity() <= needed.saturating_mul(2) =>
-            {
-                table
-            }
-            _ => Table::for_bulk(items.len()),
-        };
+        let table = Table::prepared_or_bulk(prepared, items.len());
         let fill = |chunk: &[T]| -> usize {
             let mut placed = 0;
-            let mut next = chunk.iter().filter_map(entry);
-            let mut ahead = std::collections::VecDeque::with_capacity(FILL_AHEAD);
-            loop {
-                while ahead.len() < FILL_AHEAD {
-                    let Some((key, location)) = next.next() else { break };
-                    let probe = Probe::new(&hasher, key);
-                    table.prefetch(probe.hash);
-                    ahead.push_back((probe, location));
-                }
-                let Some((probe, location)) = ahead.pop_front() else { break };
+            let entries = chunk
+                .iter()
+                .filter_map(entry)
+                .map(|(key, location)| (Probe::new(&hasher, key), location));
+            table.place_ahead(entries, |probe, location| {
                 table.place_unpublished(&probe, location);
                 placed += 1;
-            }
+                true
+            });
             placed
         };
-        let live = if threads <= 1 || items.len() < parallel_min {
-            fill(items)
+        let runs: Vec<&[T]> = if threads <= 1 || items.len() < parallel_min {
+            vec![items]
         } else {
-            std::thread::scope(|scope| {
-                let per = items.len().div_ceil(threads);
-                let handles: Vec<_> =
-                    items.chunks(per).map(|chunk| scope.spawn(move || fill(chunk))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                    .sum()
-            })
+            items.chunks(items.len().div_ceil(threads)).collect()
         };
+        let live = on_threads(runs, fill).into_iter().sum();
+        Self::built(table, hasher, live, live)
+    }
+
+    /// Publish a table a bulk build filled with `used` slots, `live` of them live.
+    fn built(
+        table: Table,
+        hasher: foldhash::fast::RandomState,
+        live: usize,
+        used: usize,
+    ) -> (Self, Writer) {
         let table = Arc::new(table);
-        let writer = Writer::new(live, live, Arc::clone(&table));
+        let writer = Writer::new(live, used, Arc::clone(&table));
         let points = Self { table: ArcSwap::new(table), hasher, hint: Default::default() };
         points.note_hint();
         (points, writer)
-    }
-
-    /// Build from every version of every key, unsorted (recovery's walked entries, as `version`
-    /// picks them: `None` skips an item), keeping the newest version of each key (highest LSN,
-    /// then segment sequence, then offset) and no key whose newest version is a tombstone. The
-    /// table is sized for about `keys` distinct keys (`prepared`'s, if it fits). `None` if more
-    /// distinct keys than that came (the estimate was wrong by far more than its error): the
-    /// caller builds another way.
-    ///
-    /// On several threads when there are at least `parallel_min` items, each placing its own
-    /// run of them: a slot's sequence word is its lock while the table is unpublished (0: never
-    /// claimed; odd: being written), so a key is compared only once written whole, and two
-    /// versions of one key met on two threads are decided one after the other.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn build_newest<T, F, S>(
-        pieces: &[&[T]],
-        version: &F,
-        keys: usize,
-        segment_of: &S,
-        segments: usize,
-        threads: usize,
-        parallel_min: usize,
-        prepared: Option<PreparedTable>,
-    ) -> Option<(Self, Writer, Newest)>
-    where
-        T: Sync,
-        F: for<'t> Fn(&'t T) -> Option<Version<'t>> + Sync,
-        S: Fn(u64) -> Option<usize> + Sync,
-    {
-        let hasher = foldhash::fast::RandomState::default();
-        let needed = Table::bulk_capacity(keys);
-        let table = match prepared {
-            Some(PreparedTable(table))
-                if table.capacity() >= needed && table.capacity() <= needed.saturating_mul(2) =>
-            {
-                table
-            }
-            _ => Table::for_bulk(keys),
-        };
-        let items: usize = pieces.iter().map(|p| p.len()).sum();
-        let threads = if threads <= 1 || items < parallel_min { 1 } else { threads };
-        // A fill past 3/4 full (keys far above the estimate) gives up. Each thread adds its
-        // placements to the shared count at least every `every`, so at most a quarter of the
-        // bound more are placed before every thread sees it: a probe always meets an empty slot.
-        let bound = table.capacity() / 4 * 3;
-        let runs = split_runs(pieces, threads);
-        let every = (bound / (4 * runs.len())).clamp(1, NEWEST_COUNT_EVERY);
-        let placed = AtomicUsize::new(0);
-        let fill = |run: Vec<&[T]>| -> Option<NewestPart> {
-            let mut part = NewestPart {
-                placed: 0,
-                tombstones: Vec::new(),
-                live_bytes: vec![0; segments],
-                key_bytes: 0,
-            };
-            let mut unreported = 0usize;
-            let mut next = run
-                .into_iter()
-                .flat_map(|p| p.iter())
-                .filter_map(version)
-                .map(|v| (Probe::new(&hasher, v.key), v));
-            let mut ahead = std::collections::VecDeque::with_capacity(FILL_AHEAD);
-            loop {
-                while ahead.len() < FILL_AHEAD {
-                    let Some((probe, v)) = next.next() else { break };
-                    table.prefetch(probe.hash);
-                    ahead.push_back((probe, v));
-                }
-                let Some((probe, v)) = ahead.pop_front() else { break };
-                if table.place_newest(&probe, &v, segment_of, &mut part) {
-                    unreported += 1;
-                    if unreported >= every {
-                        let total = placed.fetch_add(unreported, Ordering::Relaxed) + unreported;
-                        unreported = 0;
-                        if total > bound {
-                            return None;
-                        }
-                    }
-                }
-            }
-            Some(part)
-        };
-        let parts: Vec<Option<NewestPart>> = if runs.len() <= 1 {
-            runs.into_iter().map(fill).collect()
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> =
-                    runs.into_iter().map(|run| scope.spawn(move || fill(run))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                    .collect()
-            })
-        };
-        let parts: Vec<NewestPart> = parts.into_iter().collect::<Option<_>>()?;
-        // Tombstones that stayed the newest version leave their slots deleted.
-        let mut removed = 0;
-        for &i in parts.iter().flat_map(|p| p.tombstones.iter()) {
-            let slot = &table.slots[i];
-            if slot.hash.load(Ordering::Relaxed) != DELETED
-                && slot.record_len.load(Ordering::Relaxed) & TOMBSTONE_BIT != 0
-            {
-                slot.delete();
-                removed += 1;
-            }
-        }
-        let used: usize = parts.iter().map(|p| p.placed).sum();
-        // One thread's counts may be negative (it replaced versions another placed); their sums
-        // are not.
-        let mut live_bytes = vec![0i64; segments];
-        let mut key_bytes = 0i64;
-        for part in &parts {
-            for (total, delta) in live_bytes.iter_mut().zip(&part.live_bytes) {
-                *total += delta;
-            }
-            key_bytes += part.key_bytes;
-        }
-        let newest = Newest {
-            live_bytes: live_bytes.into_iter().map(|b| u64::try_from(b).unwrap_or(0)).collect(),
-            key_bytes: usize::try_from(key_bytes).unwrap_or(0),
-        };
-        let table = Arc::new(table);
-        let writer = Writer::new(used - removed, used, Arc::clone(&table));
-        let points = Self { table: ArcSwap::new(table), hasher, hint: Default::default() };
-        points.note_hint();
-        Some((points, writer, newest))
     }
 
     /// Allocate the table a bulk build of about `keys` keys fills — the slow part of a large
@@ -931,7 +710,7 @@ impl PointTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::Cell;
     use std::collections::HashMap;
     use std::sync::atomic::AtomicBool;
@@ -940,7 +719,7 @@ mod tests {
 
     thread_local! {
         /// Hashes are ANDed with this (tests of equal fingerprints narrow it).
-        pub(super) static HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
+        pub(crate) static HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
     }
 
     fn at(n: u64) -> Location {
@@ -955,7 +734,7 @@ mod tests {
         PointTable::build(&[], &pair, 1, usize::MAX, None)
     }
 
-    fn key(i: u64, long: bool) -> Vec<u8> {
+    pub(crate) fn key(i: u64, long: bool) -> Vec<u8> {
         let mut key = i.to_be_bytes().to_vec();
         if long {
             key.extend_from_slice(&[i as u8; 20]);
@@ -1071,103 +850,6 @@ mod tests {
         let probe = Probe::new(&foldhash::fast::RandomState::default(), b"k");
         table.place_unpublished(&probe, at(3));
         assert!(matches!(table.find(&probe), Ok((_, location)) if location == at(3)));
-    }
-
-    /// A newest-wins fill from versions met in any order, on several threads or one (with
-    /// fingerprints shared by many keys): each key holds its newest version, a key whose newest
-    /// version is a tombstone is absent, and the live bytes, key bytes and counts are the
-    /// model's.
-    #[test]
-    fn a_newest_wins_fill_matches_a_model() {
-        type Item = (Vec<u8>, Location, bool);
-        fn version(item: &Item) -> Option<Version<'_>> {
-            Some(Version { key: &item.0[..], location: item.1, put: item.2 })
-        }
-        let segment_of = |offset: u64| Some((offset / 10_000 % 8) as usize);
-        for (mask, threads, parallel_min) in [(u64::MAX, 4, 100), (0x7, 1, usize::MAX)] {
-            HASH_MASK.with(|m| m.set(mask));
-            let mut x = 0x2545_f491_4f6c_dd1du64;
-            let mut next = || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            };
-            // 3000 versions of 600 keys (short and long), LSNs and offsets in random order;
-            // some versions share an LSN and differ by segment sequence or offset.
-            let items: Vec<Item> = (0..3000u64)
-                .map(|n| {
-                    let k = next() % 600;
-                    let location = Location {
-                        offset: n * 160 + 64,
-                        len: 100 + (n % 50) as u32,
-                        segment_seq: next() % 3,
-                        lsn: next() % 2000 + 1,
-                    };
-                    (key(k, k % 4 == 0), location, next() % 5 != 0)
-                })
-                .collect();
-            let mut model: std::collections::HashMap<&[u8], (Location, bool)> = Default::default();
-            for (k, location, put) in &items {
-                let rank = |l: &Location| (l.lsn, l.segment_seq, l.offset);
-                let newest = model.get(&k[..]).is_none_or(|(old, _)| rank(location) > rank(old));
-                if newest {
-                    model.insert(&k[..], (*location, *put));
-                }
-            }
-            let pieces: Vec<&[Item]> = items.chunks(700).collect();
-            let (table, writer, newest) = PointTable::build_newest(
-                &pieces,
-                &version,
-                600,
-                &segment_of,
-                8,
-                threads,
-                parallel_min,
-                None,
-            )
-            .expect("the estimate was right");
-            let live: Vec<(&[u8], Location)> =
-                model.iter().filter(|(_, (_, put))| *put).map(|(k, (l, _))| (*k, *l)).collect();
-            assert_eq!(writer.live(), live.len(), "mask {mask:#x}");
-            assert_eq!(writer.used(), model.len());
-            for (k, (location, put)) in &model {
-                assert_eq!(table.get(k), put.then_some(*location), "mask {mask:#x}");
-            }
-            let mut bytes = vec![0u64; 8];
-            for (_, l) in &live {
-                bytes[segment_of(l.offset).unwrap()] += u64::from(l.len);
-            }
-            assert_eq!(newest.live_bytes, bytes);
-            assert_eq!(newest.key_bytes, live.iter().map(|(k, _)| k.len()).sum::<usize>());
-            // Far more keys than the estimate: the fill gives up instead of overfilling.
-            let under = PointTable::build_newest(
-                &pieces,
-                &version,
-                40,
-                &segment_of,
-                8,
-                threads,
-                parallel_min,
-                None,
-            );
-            assert!(under.is_none(), "mask {mask:#x}");
-        }
-        HASH_MASK.with(|m| m.set(u64::MAX));
-    }
-
-    #[test]
-    fn runs_cover_the_pieces_in_order_in_about_equal_lengths() {
-        let items: Vec<u32> = (0..103).collect();
-        let pieces: Vec<&[u32]> = vec![&items[..10], &items[10..10], &items[10..90], &items[90..]];
-        for runs in [1, 2, 3, 4, 200] {
-            let split = split_runs(&pieces, runs);
-            let flat: Vec<u32> = split.iter().flatten().flat_map(|p| p.iter().copied()).collect();
-            assert_eq!(flat, items, "{runs} runs");
-            assert!(split.len() <= runs);
-            let per = 103usize.div_ceil(runs);
-            assert!(split.iter().all(|r| r.iter().map(|p| p.len()).sum::<usize>() <= per));
-        }
     }
 
     /// A prepared table is filled when it is the size the build would choose or one step

@@ -96,7 +96,7 @@ impl ReplicaSet {
                 }
                 (None, Some(medium)) => (medium, found.state(i, &mut report.degraded)),
                 // `check` reports a member not given as missing.
-                (None, None) => return Err(found.missing(id)),
+                (None, None) => return Err(Found::missing(id)),
             };
             media.push(medium);
             identities.push(Identity { pool_uuid, state });
@@ -229,7 +229,8 @@ impl Found {
         Ok(Identity { pool_uuid: sb.pool_uuid, state: MemberState::Stale })
     }
 
-    fn missing(&self, member: MemberId) -> ReplicaError {
+    /// Member `member` was not given.
+    fn missing(member: MemberId) -> ReplicaError {
         ReplicaError::MissingMember {
             member,
             reason: "not given (file missing or not openable)".into(),
@@ -244,7 +245,7 @@ impl Found {
         let listed = self.table.members[i];
         let given = self.members.get(i).cloned().flatten();
         match (&given, self.superblocks.get(i).cloned().flatten()) {
-            (None, _) => Some(self.missing(id)),
+            (None, _) => Some(Self::missing(id)),
             (Some(_), None) if i == 0 => None,
             (Some(_), None) => Some(ReplicaError::MissingMember {
                 member: id,

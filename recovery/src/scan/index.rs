@@ -139,16 +139,18 @@ impl Walked {
     }
 }
 
-/// The order of the index: key ascending, then newest first (highest LSN; then higher segment
-/// sequence, then higher offset, so the result never depends on the order of collection).
+/// Which of two versions of one key is the newer, as a value to compare: the higher LSN wins,
+/// then the higher segment sequence, then the higher offset — so the choice never depends on
+/// the order the versions are met in. The one rule for the sorted index (`newest_first`) and
+/// for an index built from the unsorted walk (the engine's newest-wins fill).
+pub fn version_rank(lsn: Lsn, segment_seq: u64, offset: u64) -> (Lsn, u64, u64) {
+    (lsn, segment_seq, offset)
+}
+
+/// The order of the index: key ascending, then newest first ([`version_rank`] descending).
 fn newest_first(a: &Walked, b: &Walked) -> Ordering {
-    let (x, y) = (&a.record, &b.record);
-    a.key
-        .as_slice()
-        .cmp(b.key.as_slice())
-        .then(y.lsn.cmp(&x.lsn))
-        .then(y.segment_seq.cmp(&x.segment_seq))
-        .then(y.offset.cmp(&x.offset))
+    let rank = |w: &Walked| version_rank(w.record.lsn, w.record.segment_seq, w.record.offset);
+    a.key.as_slice().cmp(b.key.as_slice()).then_with(|| rank(b).cmp(&rank(a)))
 }
 
 /// An entry with its prefix beside it, so most comparisons read neither the key nor its bytes.
@@ -188,14 +190,6 @@ impl WalkedEntry {
     /// Sequence of the segment holding it.
     pub fn segment_seq(&self) -> u64 {
         self.1.record.segment_seq
-    }
-
-    /// Whether this version of a key wins over one at `(lsn, segment_seq, offset)`: the
-    /// higher LSN, then the higher segment sequence, then the higher offset — the index's order
-    /// (`newest_first`), so which wins never depends on the order the entries are met in.
-    pub fn is_newer_than(&self, lsn: Lsn, segment_seq: u64, offset: u64) -> bool {
-        let r = &self.1.record;
-        (r.lsn, r.segment_seq, r.offset) > (lsn, segment_seq, offset)
     }
 }
 

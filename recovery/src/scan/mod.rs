@@ -22,7 +22,7 @@ mod tally;
 mod walk;
 
 pub use damage::{Damage, DamageKind};
-pub use index::{IndexEntry, WalkedEntries, WalkedEntry};
+pub use index::{IndexEntry, WalkedEntries, WalkedEntry, version_rank};
 pub use key::EntryKey;
 pub use options::{Progress, Repairer, ScanOptions, ShutdownEvidence};
 pub use recover::recover;
