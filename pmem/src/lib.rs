@@ -18,6 +18,7 @@ pub mod poolset;
 pub mod raw;
 pub mod register;
 pub mod sim;
+pub mod xxh3;
 
 pub use error::{Error, Result};
 pub use mapped::{BadBlocks, MapOptions, MappedMedium, Mode, ModeRequest};

@@ -1,15 +1,14 @@
 //! The checksums of the format, chosen by measurement (see `docs/format.md`, "Checksums").
 //!
 //! Records, segment headers and superblocks: XXH3-64 with the default secret and seed 0 (faster
-//! than CRC-32 on cold 150-byte records on this machine, and 64 bits wide), computed by
-//! `twox-hash`, which picks AVX2 at run time. XXH3-64 is a specified function: any correct
-//! implementation gives the same value, which the tests below check against `xxhash-rust`.
+//! than CRC-32 on cold 150-byte records on this machine, and 64 bits wide), computed in one
+//! call by `twox-hash`, which picks AVX2 at run time, and over parts by `mcstore_pmem::xxh3`. XXH3-64
+//! is a specified function: any correct implementation gives the same value, which the tests
+//! below check against `xxhash-rust`.
 //! The committed-tail word: CRC-32, because its 32-bit check must detect every single-bit flip
 //! of the word, which a CRC guarantees and a hash does not.
 
-use std::hash::Hasher as _;
-
-use twox_hash::xxhash3_64::{DEFAULT_SECRET_LENGTH, RawHasher, SecretBuffer};
+use mcstore_pmem::xxh3::Xxh3Stream;
 
 /// XXH3-64 of `bytes`.
 #[inline]
@@ -20,25 +19,25 @@ pub fn hash64(bytes: &[u8]) -> u64 {
 /// XXH3-64 of bytes fed in parts: the same value as [`hash64`] over the parts joined, however
 /// they are split. Allocation-free (the default secret is static; the stripe buffer is inline).
 #[derive(Clone)]
-pub struct Hash64Stream(RawHasher<&'static [u8; DEFAULT_SECRET_LENGTH]>);
+pub struct Hash64Stream(Xxh3Stream);
 
 impl Hash64Stream {
     /// A stream that has seen no bytes.
     #[inline]
     pub fn new() -> Self {
-        Hash64Stream(RawHasher::new(SecretBuffer::default()))
+        Hash64Stream(Xxh3Stream::new())
     }
 
     /// Feed the next `bytes`.
     #[inline]
     pub fn update(&mut self, bytes: &[u8]) {
-        self.0.write(bytes);
+        self.0.update(bytes);
     }
 
     /// The hash of every byte fed so far.
     #[inline]
     pub fn digest(&self) -> u64 {
-        self.0.finish()
+        self.0.digest()
     }
 }
 
