@@ -38,8 +38,7 @@ const HUGE_PAGES_MIN_BYTES: usize = 4 << 20;
 /// Keys the bulk fill hashes and prefetches ahead of the one it places: their slot misses
 /// overlap instead of following each other (each is a DRAM miss in a large table).
 const FILL_AHEAD: usize = 16;
-/// Tables of at least this many bytes are first touched on several threads (see
-/// [`first_touch_in_parallel`]).
+/// Tables of at least this many bytes are written (first touched) on several threads.
 const PARALLEL_TOUCH_MIN_BYTES: usize = 32 << 20;
 /// A growth's table of at least this many bytes is allocated ahead on a thread of its own, and
 /// the table it replaces dropped on another (see `Writer::prepare_next`); smaller in tests, so
@@ -271,8 +270,8 @@ impl Table {
         Self::with_capacity_touched(capacity, true)
     }
 
-    /// A table of `capacity` slots (rounded up to a power of two), its pages first touched on
-    /// every core if `parallel` and it is large, else on this thread alone.
+    /// A table of `capacity` slots (rounded up to a power of two), its slots written on every
+    /// core if `parallel` and it is large, else on this thread alone.
     fn with_capacity_touched(capacity: usize, parallel: bool) -> Self {
         let capacity = capacity.next_power_of_two().max(MIN_CAPACITY);
         let mut slots: Vec<Slot> = Vec::with_capacity(capacity);
@@ -282,10 +281,15 @@ impl Table {
             // (a 4 KiB fault costs ~4 µs here), and probes later miss the TLB less.
             mcstore_pmem::hint::advise_huge_pages(slots.as_ptr().cast(), bytes);
         }
-        if parallel && bytes >= PARALLEL_TOUCH_MIN_BYTES {
-            first_touch_in_parallel(slots.spare_capacity_mut());
-        }
-        slots.resize_with(capacity, Slot::default);
+        // The kernel clears each fresh page at its first write, at ~1 GB/s per thread on this
+        // kind of VM (a 256 MB table took ~250 ms on one thread, docs/performance.md): a large
+        // table's slots are written on every core, each its own share, pages and all.
+        let threads = if parallel && bytes >= PARALLEL_TOUCH_MIN_BYTES {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(TOUCH_THREADS_MAX)
+        } else {
+            1
+        };
+        mcstore_pmem::hint::fill_in_parallel(&mut slots, capacity, threads, Slot::default);
         Self { slots: slots.into_boxed_slice(), mask: capacity - 1 }
     }
 
@@ -440,29 +444,6 @@ where
             .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     })
-}
-
-/// Fault in the fresh memory of a large table on several threads, one write per 4 KiB page:
-/// the kernel clears each page it maps (with huge pages, 2 MiB at a time), and on this kind of
-/// VM that clearing runs at ~1 GB/s per thread — a 256 MB table took ~250 ms on one thread and
-/// ~140 ms on two (docs/performance.md). The table's own fill then writes memory already mapped.
-fn first_touch_in_parallel(spare: &mut [std::mem::MaybeUninit<Slot>]) {
-    const SLOTS_PER_PAGE: usize = 4096 / std::mem::size_of::<Slot>();
-    let threads =
-        std::thread::available_parallelism().map_or(1, |n| n.get()).min(TOUCH_THREADS_MAX);
-    if threads <= 1 {
-        return;
-    }
-    let per = spare.len().div_ceil(threads).next_multiple_of(SLOTS_PER_PAGE);
-    std::thread::scope(|scope| {
-        for part in spare.chunks_mut(per) {
-            scope.spawn(move || {
-                for page in part.chunks_mut(SLOTS_PER_PAGE) {
-                    page[0].write(Slot::default());
-                }
-            });
-        }
-    });
 }
 
 /// A fresh table allocated ahead of a bulk build ([`PointTable::prepare`]), its memory faulted in.
