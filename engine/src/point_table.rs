@@ -558,7 +558,7 @@ impl PointTable {
         let runs: Vec<&[T]> = if threads <= 1 || items.len() < parallel_min {
             vec![items]
         } else {
-            items.chunks(items.len().div_ceil(threads)).collect()
+            items.chunks(items.len().div_ceil(threads).max(1)).collect()
         };
         let live = on_threads(runs, fill).into_iter().sum();
         Self::built(table, hasher, live, live)
@@ -762,6 +762,15 @@ pub(crate) mod tests {
     #[test]
     fn keys_sharing_a_fingerprint_stay_apart() {
         matches_a_model(0x7);
+    }
+
+    /// A build of no items asked to run on several threads from the first item on makes an
+    /// empty table (no empty run is cut).
+    #[test]
+    fn an_empty_bulk_build_on_threads_is_empty() {
+        let (table, writer) = PointTable::build(&[], &pair, 4, 0, None);
+        assert_eq!((writer.live(), writer.used()), (0, 0));
+        assert!(table.get(&key(1, false)).is_none());
     }
 
     #[test]

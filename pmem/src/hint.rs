@@ -57,8 +57,9 @@ pub fn advise_huge_pages(address: *const u8, len: usize) -> bool {
     false
 }
 
-/// Extend the empty `vec` to `len` values made by `init`, written on up to `threads` threads,
-/// each its own contiguous share (one thread when `threads` ≤ 1). For a large allocation that is
+/// Extend the empty `vec` to `len` values made by `init`, written on up to `threads` threads
+/// (this one among them), in contiguous shares (all on this thread when `threads` ≤ 1, or when
+/// no other can be started). For a large allocation that is
 /// still fresh memory: the thread that first writes a page takes its fault, and with it the
 /// kernel's clearing of the page, so that cost is shared as well as the writes. On this kind of
 /// VM the clearing runs at ~1 GB/s per thread (docs/performance.md).
@@ -81,16 +82,25 @@ where
     if threads <= 1 || len < 2 {
         fill(spare);
     } else {
-        let per = len.div_ceil(threads);
-        std::thread::scope(|scope| {
-            for part in spare.chunks_mut(per) {
-                scope.spawn(|| fill(part));
+        // Shares are taken from a common queue by this thread and the ones it starts, so a
+        // thread that cannot be started leaves its shares to the others.
+        let shares = parking_lot::Mutex::new(spare.chunks_mut(len.div_ceil(threads)));
+        let work = || {
+            while let Some(part) = shares.lock().next() {
+                fill(part);
             }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                let _ = std::thread::Builder::new().spawn_scoped(scope, work);
+            }
+            work();
         });
     }
-    // SAFETY: the first `len` values of the spare capacity were all written above (each share
-    // by its own thread, all joined by the scope; a panic in any would have unwound out of the
-    // scope before this line), and `len` ≤ the capacity (asserted).
+    // SAFETY: the first `len` values of the spare capacity were all written above (every share
+    // was taken from the queue and filled, by this thread or one the scope joined; a panic in
+    // any would have unwound out of the scope before this line), and `len` ≤ the capacity
+    // (asserted).
     unsafe { vec.set_len(len) };
 }
 

@@ -61,9 +61,10 @@ pub struct Xxh3Stream {
     stripe: usize,
     /// Bytes fed so far.
     total: u64,
-    /// Bytes fed but not accumulated: the whole input while it may be short; then the 1 to 64
-    /// bytes of the input's last stripe so far (a stripe is accumulated only once a byte
-    /// follows it, as XXH3 treats the last one apart).
+    /// Bytes fed but not accumulated: the whole input while it may be short (up to 256 bytes
+    /// right after it is known to be long); then the 1 to 64 bytes of the input's last stripe
+    /// so far (a stripe is accumulated only once a byte follows it, as XXH3 treats the last
+    /// one apart).
     buffer: [u8; BUFFER_BYTES],
     buffered: usize,
     /// Whether the input is known to be longer than `SHORT_MAX`.
@@ -160,12 +161,20 @@ impl Default for Xxh3Stream {
 fn stripes(acc: &mut [u64; 8], stripe: &mut usize, data: &[u8]) {
     debug_assert!(data.len().is_multiple_of(STRIPE));
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if std::arch::is_x86_feature_detected!("avx2") && !scalar_only() {
         // SAFETY: the CPU has AVX2 (checked just above).
         unsafe { avx2::stripes(acc, stripe, data, secret()) };
         return;
     }
     stripes_scalar(acc, stripe, data, secret());
+}
+
+/// Whether this thread takes the scalar loop even where AVX2 is present (a test's choice).
+fn scalar_only() -> bool {
+    #[cfg(test)]
+    return tests::scalar_only();
+    #[cfg(not(test))]
+    false
 }
 
 fn stripes_scalar(
@@ -331,6 +340,36 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Whether this test thread's streams take the scalar loop even where AVX2 is present.
+        static SCALAR_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    pub(super) fn scalar_only() -> bool {
+        SCALAR_ONLY.with(std::cell::Cell::get)
+    }
+
+    /// The stream on the scalar loop, fed in parts of every size from 1 to 300 bytes and one
+    /// whole, hashes as `twox-hash`'s one-shot (an independent implementation) for lengths
+    /// around every stripe and block boundary.
+    #[test]
+    fn the_scalar_stream_equals_the_one_shot() {
+        SCALAR_ONLY.with(|s| s.set(true));
+        let input: Vec<u8> =
+            (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for len in [0, 1, 64, 240, 241, 255, 256, 257, 1023, 1024, 1025, 1088, 2048, 2049, 5000] {
+            let expected = twox_hash::XxHash3_64::oneshot(&input[..len]);
+            for piece in [1, 7, 64, 65, 300, len.max(1)] {
+                let mut stream = Xxh3Stream::new();
+                for part in input[..len].chunks(piece) {
+                    stream.update(part);
+                }
+                assert_eq!(stream.digest(), expected, "{len} bytes in parts of {piece}");
+            }
+        }
+        SCALAR_ONLY.with(|s| s.set(false));
+    }
 
     /// The AVX2 loop and the scalar one leave the same accumulators and block position, from
     /// any position within a block.
