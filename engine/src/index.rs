@@ -43,6 +43,16 @@ impl std::fmt::Debug for Preparing {
     }
 }
 
+/// Threads that fill a bulk-built point table at most.
+const FILL_THREADS_MAX: usize = 4;
+
+/// A bulk fill's thread count, and `prepared`'s table once its thread is done (its panic — it
+/// only allocates — leaves the table to allocate in the fill).
+fn fill_setup(prepared: Option<Preparing>) -> (usize, Option<PreparedTable>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(FILL_THREADS_MAX);
+    (threads, prepared.and_then(|preparing| preparing.0.join().ok()))
+}
+
 /// `f` as the version picker of a newest-wins fill (each version borrows its entry's key).
 fn versions<F>(f: F) -> F
 where
@@ -115,9 +125,7 @@ impl Index {
         T: Send + Sync + 'static,
         F: Fn(&T) -> Option<(&[u8], Location)> + Send + Sync + 'static,
     {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        // The preparing thread's panic (it only allocates) leaves the table to allocate here.
-        let prepared = prepared.and_then(|preparing| preparing.0.join().ok());
+        let (threads, prepared) = fill_setup(prepared);
         let (points, writer) =
             PointTable::build(&items, &entry, threads, BULK_PARALLEL_MIN, prepared);
         let (order, key_bytes) = if items.len() < BULK_PARALLEL_MIN {
@@ -126,6 +134,11 @@ impl Index {
             let key_bytes = items.iter().filter_map(|item| Some(entry(item)?.0.len())).sum();
             (KeyOrder::in_background(items, move |item| Some(entry(item)?.0)), key_bytes)
         };
+        Self::assembled(points, writer, order, key_bytes)
+    }
+
+    /// The index of a filled point table and its key order.
+    fn assembled(points: PointTable, writer: Writer, order: KeyOrder, key_bytes: usize) -> Self {
         let count = writer.live();
         Self {
             points,
@@ -152,8 +165,7 @@ impl Index {
     where
         S: Fn(u64) -> Option<usize> + Sync,
     {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        let prepared = prepared.and_then(|preparing| preparing.0.join().ok());
+        let (threads, prepared) = fill_setup(prepared);
         let cleared = walked.cleared();
         let version = versions(move |e| {
             let put = match e.kind() {
@@ -185,13 +197,7 @@ impl Index {
         };
         let entries = writer.used() + usize::from(cleared > Lsn(0));
         let order = KeyOrder::of_walked(walked, writer.live() >= BULK_PARALLEL_MIN);
-        let count = writer.live();
-        let index = Self {
-            points,
-            write: Mutex::new(WriteSide { points: writer, order }),
-            keys: AtomicUsize::new(count),
-            key_bytes: AtomicUsize::new(newest.key_bytes),
-        };
+        let index = Self::assembled(points, writer, order, newest.key_bytes);
         Ok((index, newest.live_bytes, entries))
     }
 

@@ -141,13 +141,7 @@ impl Slot {
                 segment_seq: self.segment_seq.load(Ordering::Relaxed),
                 lsn: self.lsn.load(Ordering::Relaxed),
             };
-            let same = (offset_key >> OFFSET_BITS) as usize == probe.key.len()
-                && if probe.key.len() <= INLINE_KEY_BYTES {
-                    self.inline[0].load(Ordering::Relaxed) == probe.inline[0]
-                        && self.inline[1].load(Ordering::Relaxed) == probe.inline[1]
-                } else {
-                    self.long.load().as_deref().is_some_and(|long| **long == *probe.key)
-                };
+            let same = self.key_is(offset_key >> OFFSET_BITS, probe);
             fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) != before {
                 continue;
@@ -191,8 +185,13 @@ impl Slot {
 
     /// Whether the slot holds `probe`'s key (a slot only this thread writes).
     fn holds(&self, probe: &Probe<'_>) -> bool {
-        self.hash.load(Ordering::Relaxed) == probe.hash
-            && self.key_len() == probe.key.len() as u64
+        self.hash.load(Ordering::Relaxed) == probe.hash && self.key_is(self.key_len(), probe)
+    }
+
+    /// Whether the slot's key, `key_len` bytes long (as its `offset_key` says), is `probe`'s
+    /// (the hashes already equal).
+    fn key_is(&self, key_len: u64, probe: &Probe<'_>) -> bool {
+        key_len == probe.key.len() as u64
             && if probe.key.len() <= INLINE_KEY_BYTES {
                 self.inline[0].load(Ordering::Relaxed) == probe.inline[0]
                     && self.inline[1].load(Ordering::Relaxed) == probe.inline[1]
