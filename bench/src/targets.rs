@@ -21,6 +21,8 @@ pub enum Against {
     BestOf(&'static [&'static str]),
     /// One figure: (workload, case, engine).
     Figure(&'static str, String, &'static str),
+    /// The highest of the figures of these cases, with one workload and engine.
+    HighestOf(&'static str, &'static [&'static str], &'static str),
     /// Nothing: the figure itself is compared with the goal.
     Absolute,
 }
@@ -102,7 +104,7 @@ fn targets() -> Vec<Target> {
         vs("W6 C ≥ 1× LMDB", "W6", &case::ycsb('C'), Against::BestOf(&["lmdb"]), 1.0),
     ];
     for size in case::W7_SIZES {
-        let memcpy = Against::Figure("machine", case::MEMCPY.into(), "machine");
+        let memcpy = Against::HighestOf("machine", &[case::MEMCPY, case::MEMCPY_AT_W7], "machine");
         t.push(vs("W7 put ≥ 0.5× memcpy", "W7", &case::w7_put(size), memcpy.clone(), 0.5));
         t.push(vs("W7 get ≥ 0.7× memcpy", "W7", &case::w7_get(size), memcpy, 0.7));
     }
@@ -157,6 +159,10 @@ pub fn judge(results: &Results) -> Vec<Judged> {
             let reference = match &t.against {
                 Against::BestOf(engines) => results.best_of(t.workload, &t.case, engines),
                 Against::Figure(w, c, e) => results.value(w, c, e).map(|v| (format!("{e} {c}"), v)),
+                Against::HighestOf(w, cases, e) => cases
+                    .iter()
+                    .filter_map(|c| results.value(w, c, e).map(|v| (format!("{e} {c}"), v)))
+                    .reduce(|a, b| if b.1 > a.1 { b } else { a }),
                 Against::Absolute => Some(("goal".to_string(), 1.0)),
             };
             let ratio = match (value, &reference) {
@@ -221,5 +227,22 @@ mod tests {
         assert_eq!(find("W8").verdict, Verdict::Ok);
         assert_eq!(find("W9").verdict, Verdict::NotAvailable("no compaction yet".into()));
         assert!(matches!(find("W2").verdict, Verdict::NotAvailable(_)));
+    }
+
+    #[test]
+    fn w7_is_judged_against_the_higher_memcpy_of_the_run() {
+        let get = |r: &Results| {
+            judge(r).into_iter().find(|j| j.label.contains(&case::w7_get(4096))).unwrap()
+        };
+        let mut r = Results::default();
+        r.extend([Figure::new("W7", &case::w7_get(4096), "mcstore", 6.0, Unit::GbPerSec)]);
+        assert!(matches!(get(&r).verdict, Verdict::NotAvailable(_)), "no memcpy figure");
+        r.extend([Figure::new("machine", case::MEMCPY, "machine", 8.0, Unit::GbPerSec)]);
+        assert_eq!(get(&r).reference, Some((format!("machine {}", case::MEMCPY), 8.0)));
+        assert_eq!(get(&r).verdict, Verdict::Ok, "6 / 8 ≥ 0.7");
+        r.extend([Figure::new("machine", case::MEMCPY_AT_W7, "machine", 10.0, Unit::GbPerSec)]);
+        assert_eq!(get(&r).reference, Some((format!("machine {}", case::MEMCPY_AT_W7), 10.0)));
+        assert_eq!(get(&r).ratio, Some(0.6));
+        assert_eq!(get(&r).verdict, Verdict::Missed, "6 / 10 < 0.7");
     }
 }

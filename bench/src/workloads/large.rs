@@ -24,7 +24,10 @@ pub fn w7(ctx: &Ctx) -> Vec<Figure> {
         .iter()
         .flat_map(|&s| [(case::w7_put(s), Unit::GbPerSec), (case::w7_get(s), Unit::GbPerSec)])
         .collect();
-    let mut figures = Vec::new();
+    // The machine's memcpy right before the loops, beside the run's first one (see
+    // `case::MEMCPY_AT_W7`).
+    progress("W7", "machine", "memcpy");
+    let mut figures = vec![crate::machine::memcpy(case::MEMCPY_AT_W7)];
     for &engine in &ctx.engines {
         figures.extend(ctx.with_engine("W7", "w7", engine, data, &cases, |kv| {
             let name = engine.name();
