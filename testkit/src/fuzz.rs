@@ -53,22 +53,8 @@ const INPUT_BYTES_MAX: usize = 4096;
 /// fields, only at its own context; one flipped bit never decodes.
 pub fn codec(data: &[u8]) {
     let data = &data[..data.len().min(INPUT_BYTES_MAX)];
-    let word = |at: usize| {
-        let mut bytes = [0u8; 8];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = data.get(at + i).copied().unwrap_or(0);
-        }
-        u64::from_le_bytes(bytes)
-    };
-    let mut uuid = [0u8; 16];
-    uuid[..8].copy_from_slice(&word(16).to_le_bytes());
-    uuid[8..].copy_from_slice(&word(24).to_le_bytes());
-    let ctx = RecordContext {
-        offset: word(0) & 0x0000_FFFF_FFFF_FFF8,
-        segment_seq: word(8),
-        set_uuid: Uuid(uuid),
-    };
-    let rest = data.get(32..).unwrap_or_default();
+    let word = |at: usize| codec_word(data, at);
+    let (ctx, rest) = codec_record(data);
 
     // Decoding arbitrary bytes: no panic; a verified record re-encodes to its own bytes.
     let _ = decode_header(rest);
@@ -114,6 +100,30 @@ pub fn codec(data: &[u8]) {
         let flipped = stored ^ (1 << (word(8) % 64));
         assert!(decode_tail(flipped, ctx.segment_seq, &ctx.set_uuid).is_err(), "tail bit flip");
     }
+}
+
+/// The little-endian word at `at` of a `codec` input (zeros past its end).
+fn codec_word(data: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = data.get(at + i).copied().unwrap_or(0);
+    }
+    u64::from_le_bytes(bytes)
+}
+
+/// How `codec` reads its input: the record context its first 32 bytes give, and the bytes it
+/// decodes as a record (the rest).
+pub fn codec_record(data: &[u8]) -> (RecordContext, &[u8]) {
+    let word = |at: usize| codec_word(data, at);
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&word(16).to_le_bytes());
+    uuid[8..].copy_from_slice(&word(24).to_le_bytes());
+    let ctx = RecordContext {
+        offset: word(0) & 0x0000_FFFF_FFFF_FFF8,
+        segment_seq: word(8),
+        set_uuid: Uuid(uuid),
+    };
+    (ctx, data.get(32..).unwrap_or_default())
 }
 
 /// The deterministic base pool of `recover_image` and the model of its contents: fixed uuids,

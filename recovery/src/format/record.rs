@@ -173,6 +173,16 @@ fn write_head(out: &mut Vec<u8>, kind: RecordKind, lsn: Lsn, key: &[u8], value_l
     out.extend_from_slice(key);
 }
 
+/// A record's padding is zero (docs/format.md): the checksum covers it, so only a record
+/// written with other padding and a checksum over it (never this encoder) can fail here; such a
+/// record is not the one its fields would encode, and decodes as an error.
+fn check_padding(padding: &[u8]) -> Result<(), FormatError> {
+    match padding.iter().find(|&&b| b != 0) {
+        Some(&b) => Err(FormatError::InvalidField { field: "record padding", value: b.into() }),
+        None => Ok(()),
+    }
+}
+
 /// Decode the first `RECORD_HEADER_BYTES` of `bytes`: structural checks only (marker, kind,
 /// reserved bits, key length); the checksum is verified by [`decode_record`].
 pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, FormatError> {
@@ -244,6 +254,7 @@ pub(crate) fn verify_decoded<'a>(
     let value_end = key_end + header.value_len as usize;
     match (rec.get(RECORD_HEADER_BYTES..key_end), rec.get(key_end..value_end)) {
         (Some(key), Some(value)) => {
+            check_padding(rec.get(value_end..).unwrap_or_default())?;
             Ok(RecordRef { kind: header.kind, lsn: header.lsn, key, value })
         }
         _ => Err(FormatError::Truncated {
@@ -268,6 +279,8 @@ pub struct RecordVerifier {
     mix: u64,
     /// Bytes fed so far, the head included.
     fed: u64,
+    /// The first padding byte fed that was not zero, if any.
+    bad_padding: Option<u8>,
 }
 
 impl RecordVerifier {
@@ -285,7 +298,7 @@ impl RecordVerifier {
         let mut hasher = Hash64Stream::new();
         hasher.update(&head[OFF_LSN..]);
         let mix = context_mix(ctx.offset, ctx.segment_seq, &ctx.set_uuid.0);
-        Ok(RecordVerifier { header, hasher, mix, fed: head.len() as u64 })
+        Ok(RecordVerifier { header, hasher, mix, fed: head.len() as u64, bad_padding: None })
     }
 
     /// The decoded header (not yet verified against the payload).
@@ -297,6 +310,18 @@ impl RecordVerifier {
     #[inline]
     pub fn update(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
+        // The padding is the record's last bytes: whatever of it this piece holds must be zero.
+        let padding_at = RECORD_HEADER_BYTES as u64
+            + u64::from(self.header.key_len)
+            + u64::from(self.header.value_len);
+        let end = self.fed + bytes.len() as u64;
+        if end > padding_at {
+            let from = usize::try_from(padding_at.saturating_sub(self.fed)).unwrap_or(usize::MAX);
+            if self.bad_padding.is_none() {
+                self.bad_padding =
+                    bytes.get(from..).unwrap_or_default().iter().copied().find(|&b| b != 0);
+            }
+        }
         self.fed += bytes.len() as u64;
     }
 
@@ -312,6 +337,9 @@ impl RecordVerifier {
         }
         if self.hasher.digest() ^ self.mix != self.header.checksum {
             return Err(FormatError::BadChecksum { what: "record" });
+        }
+        if let Some(b) = self.bad_padding {
+            return Err(FormatError::InvalidField { field: "record padding", value: b.into() });
         }
         Ok(self.header)
     }
@@ -353,6 +381,35 @@ mod tests {
             joined.extend_from_slice(value);
             joined.extend(std::iter::repeat_n(0, padding));
             assert_eq!(joined[8..], whole[..], "{} {}", key.len(), value.len());
+        }
+    }
+
+    /// A record whose padding is not zero, with a checksum computed over that padding (as the
+    /// codec fuzz target built one), is an error for the whole-record decode and for the
+    /// streamed verifier fed in any pieces; with zero padding and the same fields it decodes.
+    #[test]
+    fn nonzero_padding_under_a_matching_checksum_is_refused() {
+        for value_len in [1usize, 100, 600, 70_001] {
+            let value = vec![0x27u8; value_len];
+            let mut rec = encode(RecordKind::Put, 4, b"key", &value, &ctx());
+            let value_end = RECORD_HEADER_BYTES + 3 + value_len;
+            assert!(rec.len() > value_end, "{value_len}: the record has padding");
+            *rec.last_mut().unwrap() = 0x65;
+            let mix = context_mix(ctx().offset, ctx().segment_seq, &ctx().set_uuid.0);
+            let sum = hash64(&rec[OFF_LSN..]) ^ mix;
+            rec[OFF_CHECKSUM..OFF_CHECKSUM + 8].copy_from_slice(&sum.to_le_bytes());
+            let refused = |e: FormatError| {
+                matches!(e, FormatError::InvalidField { field: "record padding", value: 0x65 })
+            };
+            assert!(decode_record(&rec, &ctx()).is_err_and(refused), "{value_len}");
+            for piece in [1usize, 7, 4096, usize::MAX] {
+                let head = RECORD_HEADER_BYTES + 3;
+                let mut verifier = RecordVerifier::new(&rec[..head], &ctx()).unwrap();
+                for part in rec[head..].chunks(piece.min(rec.len())) {
+                    verifier.update(part);
+                }
+                assert!(verifier.finish().is_err_and(refused), "{value_len} in pieces of {piece}");
+            }
         }
     }
 
