@@ -177,10 +177,17 @@ fn write_head(out: &mut Vec<u8>, kind: RecordKind, lsn: Lsn, key: &[u8], value_l
 /// written with other padding and a checksum over it (never this encoder) can fail here; such a
 /// record is not the one its fields would encode, and decodes as an error.
 fn check_padding(padding: &[u8]) -> Result<(), FormatError> {
-    match padding.iter().find(|&&b| b != 0) {
-        Some(&b) => Err(FormatError::InvalidField { field: "record padding", value: b.into() }),
-        None => Ok(()),
-    }
+    first_nonzero(padding).map_or(Ok(()), |b| Err(bad_padding(b)))
+}
+
+/// The first byte of `bytes` that is not zero.
+fn first_nonzero(bytes: &[u8]) -> Option<u8> {
+    bytes.iter().copied().find(|&b| b != 0)
+}
+
+/// The error of a record whose padding holds `byte`.
+fn bad_padding(byte: u8) -> FormatError {
+    FormatError::InvalidField { field: "record padding", value: byte.into() }
 }
 
 /// Decode the first `RECORD_HEADER_BYTES` of `bytes`: structural checks only (marker, kind,
@@ -318,8 +325,7 @@ impl RecordVerifier {
         if end > padding_at {
             let from = usize::try_from(padding_at.saturating_sub(self.fed)).unwrap_or(usize::MAX);
             if self.bad_padding.is_none() {
-                self.bad_padding =
-                    bytes.get(from..).unwrap_or_default().iter().copied().find(|&b| b != 0);
+                self.bad_padding = first_nonzero(bytes.get(from..).unwrap_or_default());
             }
         }
         self.fed += bytes.len() as u64;
@@ -338,10 +344,7 @@ impl RecordVerifier {
         if self.hasher.digest() ^ self.mix != self.header.checksum {
             return Err(FormatError::BadChecksum { what: "record" });
         }
-        if let Some(b) = self.bad_padding {
-            return Err(FormatError::InvalidField { field: "record padding", value: b.into() });
-        }
-        Ok(self.header)
+        self.bad_padding.map_or(Ok(self.header), |b| Err(bad_padding(b)))
     }
 }
 
