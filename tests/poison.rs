@@ -84,6 +84,58 @@ fn poisoned_value_on_mapped_medium_fails_its_key_only_with_real_sigbus() {
     assert!(db.stats().read_faults >= 1);
 }
 
+/// Large values in a mapped pool, whose gets copy and hash the value in one pass
+/// (`mcsafe::read_safe_hashing`): every length around the stripe, page and piece sizes, with
+/// short and long keys, reads back exactly through `get` and a reused `get_into` buffer; a byte
+/// changed in the file under a value, anywhere in it, fails that get as corrupt.
+#[test]
+fn large_values_on_a_mapped_medium_read_back_exactly_and_a_changed_byte_fails() {
+    let dir = shm_dir();
+    let path = dir.path().join("pool");
+    let map = MapOptions::new().mode(ModeRequest::ForcedPmem).max_len(8 << 20);
+    let medium = Arc::new(MappedMedium::create(&path, 8 << 20, &map).expect("create the file"));
+    let db = Db::create_on(medium, small_options()).expect("create_on the mapped medium");
+    let lens = [513, 600, 1000, 1025, 4095, 4096, 4097, 16_383, 16_385, 40_000, 60_000];
+    let keys = |i: usize| {
+        [vec![b'k'; 1], vec![b'm'; 16], vec![b'n'; 200]].map(|mut key| {
+            key.push(i as u8);
+            key
+        })
+    };
+    for (i, &len) in lens.iter().enumerate() {
+        for (j, key) in keys(i).iter().enumerate() {
+            db.put(key, distinct_value((3 * i + j) as u8, len)).expect("put");
+        }
+    }
+    let mut out = vec![0xee; 70_000];
+    for (i, &len) in lens.iter().enumerate() {
+        for (j, key) in keys(i).iter().enumerate() {
+            let value = distinct_value((3 * i + j) as u8, len);
+            assert_eq!(db.get(key).expect("get").as_deref(), Some(&value[..]), "{len} B, key {j}");
+            assert!(db.get_into(key, &mut out).expect("get_into"));
+            assert_eq!(out, value, "get_into, {len} B, key {j}");
+        }
+    }
+    let key = b"changed";
+    let value = distinct_value(200, 40_000);
+    db.put(key, &value).expect("put");
+    let at = find_unique(&std::fs::read(&path).expect("read the pool file"), &value);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open the pool file");
+    for within in [0, 63, 64, 4000, 20_000, 39_935, 39_999] {
+        let offset = at + within;
+        std::os::unix::fs::FileExt::write_at(&file, &[value[within as usize] ^ 0x10], offset)
+            .expect("change a byte");
+        match db.get(key) {
+            Err(Error::Corrupt { key: named, .. }) => assert_eq!(named.as_deref(), Some(&key[..])),
+            other => panic!("byte {within} changed: expected Corrupt, got {other:?}"),
+        }
+        std::os::unix::fs::FileExt::write_at(&file, &value[within as usize..][..1], offset)
+            .expect("restore the byte");
+        assert_eq!(db.get(key).expect("get").as_deref(), Some(&value[..]), "byte {within}");
+    }
+    assert!(!db.stats().failed);
+}
+
 fn first_segment_header() -> u64 {
     Geometry::for_segment_size(SEGMENT_BYTES).expect("geometry").segment_offset(SegmentId(0))
 }

@@ -1,5 +1,5 @@
 //! The read path: the record copied through the machine-check-safe copy (a small one whole; a
-//! large one head first, then its value in chunks hashed as they land), verified, then the
+//! large one head first, then its value copied and hashed in one pass), verified, then the
 //! commit barrier's check — clean register and good checksum → the value; otherwise re-look-up
 //! once, then the User policy (`docs/policy.md`).
 //!
@@ -33,11 +33,6 @@ const SMALL_RECORD_BYTES: usize = 512;
 /// Header and key bytes read into a stack buffer on the large-record path (longer keys use a
 /// heap buffer).
 const HEAD_STACK_BYTES: usize = RECORD_HEADER_BYTES + 224;
-/// A large record's value is copied and hashed in chunks of this many bytes: each chunk is
-/// hashed right after its copy, while it is still in L1 (half its 32 KiB), instead of a second
-/// pass over a value that no longer fits the cache (measured: `docs/performance.md`, "Large
-/// values").
-const VALUE_CHUNK_BYTES: usize = 16 << 10;
 
 /// Read the record at `location` into `buf` and verify it is a put of `key`. On success `buf`
 /// holds exactly the value. `buf` is resized, never zero-filled beyond what it grows by, so a
@@ -77,8 +72,8 @@ pub(crate) fn read_value_into(
 }
 
 /// The large-record path of [`read_value_into`]: header and key into a small buffer, the value
-/// and its padding straight into `buf`, chunk by chunk, each chunk hashed right after its copy;
-/// the padding is cut off once the checksum verified.
+/// and its padding straight into `buf`, hashed as they are copied (`Medium::read_hashing`); the
+/// padding is cut off once the checksum verified.
 fn read_large_into(
     medium: &dyn Medium,
     ctx: &RecordContext,
@@ -133,12 +128,11 @@ fn read_large_into(
     let value_len = verifier.header().value_len as usize;
     resize_for_overwrite(buf, body_len);
     let body_at = location.offset + head_len as u64;
-    for (i, chunk) in buf.chunks_mut(VALUE_CHUNK_BYTES).enumerate() {
-        medium
-            .read(body_at + (i * VALUE_CHUNK_BYTES) as u64, chunk, &mut register, Domain::User)
-            .map_err(|error| Error::pmem("reading a record value", error))?;
-        verifier.update(chunk);
-    }
+    verifier
+        .update_with(buf, |body, stream| {
+            medium.read_hashing(body_at, body, &mut register, Domain::User, stream)
+        })
+        .map_err(|error| Error::pmem("reading a record value", error))?;
     if let Some(fault) = fault_of(medium, &register, location) {
         return Ok(Err(BadRead::Media(fault)));
     }
@@ -319,7 +313,7 @@ pub(crate) fn user_fallback(
 mod tests {
     use mcstore_pmem::{Domain, ErrorRegister, Medium};
 
-    use super::{SMALL_RECORD_BYTES, VALUE_CHUNK_BYTES};
+    use super::SMALL_RECORD_BYTES;
     use crate::error::Error;
     use crate::test_support::{sim_db, small_options};
 
@@ -351,22 +345,27 @@ mod tests {
         assert!(!db.get_into("absent", &mut out).unwrap());
     }
 
-    /// A flipped bit anywhere in a large record (header, key, value in any chunk, padding) is
+    /// Bytes a mapped medium copies then hashes per piece when it does not do both in one pass
+    /// (`mcsafe::read_safe_hashing`): the values below span several.
+    const PIECE: usize = 16 << 10;
+
+    /// A flipped bit anywhere in a large record (header, key, value in any piece, padding) is
     /// never returned: the read fails with the key (User policy: Fail).
     #[test]
     fn a_flipped_bit_in_a_large_record_fails_the_read() {
         let (sim, db) = sim_db(4 << 20, small_options());
-        // Two chunks: the largest value a test segment (64 KiB) holds.
+        // Several pieces: the largest value a test segment (64 KiB) holds.
         let big = 60_000;
-        assert!(big > VALUE_CHUNK_BYTES);
+        assert!(big > PIECE);
         db.put("big", vec![3u8; 3001]).unwrap();
         db.put("bigger", vec![6u8; big]).unwrap();
         db.put("other", vec![4u8; 3001]).unwrap();
         for (key, value) in [(&b"big"[..], vec![3u8; 3001]), (b"bigger", vec![6u8; big])] {
             let location = db.inner.index.get(key).unwrap();
             let len = u64::from(location.len);
-            let chunk = VALUE_CHUNK_BYTES as u64;
-            for at in [8, 20, 33, len / 2, chunk + 50, len - 1].into_iter().filter(|&at| at < len) {
+            for at in
+                [8, 20, 33, len / 2, PIECE as u64 + 50, len - 1].into_iter().filter(|&at| at < len)
+            {
                 let mut byte = [0u8];
                 let mut register = ErrorRegister::deferred();
                 sim.read(location.offset + at, &mut byte, &mut register, Domain::Engine).unwrap();
@@ -385,12 +384,12 @@ mod tests {
         assert_eq!(db.get("other").unwrap().unwrap(), vec![4u8; 3001]);
     }
 
-    /// Poison in a large record's value — in its only chunk, or in the last chunk of a value
-    /// longer than one — is a media error naming the key.
+    /// Poison in a large record's value — in its middle, or in the last line of a value longer
+    /// than a piece — is a media error naming the key.
     #[test]
-    fn poison_in_a_large_value_is_a_media_error_in_any_chunk() {
+    fn poison_in_a_large_value_is_a_media_error_anywhere() {
         // (value length, whether the poisoned line is the value's last one)
-        for (len, at_end) in [(9000, false), (VALUE_CHUNK_BYTES + 20_077, true)] {
+        for (len, at_end) in [(9000, false), (PIECE + 20_077, true)] {
             let (sim, db) = sim_db(4 << 20, small_options());
             db.put("big", vec![5u8; len]).unwrap();
             let location = db.inner.index.get(b"big").unwrap();

@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use crate::mcsafe::MappingId;
 use crate::register::{Domain, ErrorRegister};
+use crate::xxh3::Xxh3Stream;
 
 /// Index of a member in a pool set (0 = primary).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -93,6 +94,22 @@ pub trait Medium: Send + Sync {
         register: &mut ErrorRegister,
         domain: Domain,
     ) -> Result<()>;
+
+    /// [`read`](Medium::read) that also feeds the bytes it wrote into `dst` to `hash`, as
+    /// `hash.update(dst)` right after it would. A mapped medium copies and hashes the bulk in one
+    /// pass (`mcsafe::read_safe_hashing`). Default: the read, then the update.
+    fn read_hashing(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        register: &mut ErrorRegister,
+        domain: Domain,
+        hash: &mut Xxh3Stream,
+    ) -> Result<()> {
+        self.read(offset, dst, register, domain)?;
+        hash.update(dst);
+        Ok(())
+    }
 
     /// Grow to `new_len` bytes (never shrinks; a smaller or equal length is a no-op). New bytes
     /// read as zero. The base of a mapping never moves, so concurrent readers stay valid.

@@ -15,9 +15,9 @@ const STRIPE: usize = 64;
 /// Bytes of the default secret.
 const SECRET_BYTES: usize = 192;
 /// Stripes per block: after each block the accumulators are scrambled.
-const STRIPES_PER_BLOCK: usize = (SECRET_BYTES - STRIPE) / 8;
+pub(crate) const STRIPES_PER_BLOCK: usize = (SECRET_BYTES - STRIPE) / 8;
 /// Where the secret's scramble key starts.
-const SCRAMBLE_KEY_AT: usize = SECRET_BYTES - STRIPE;
+pub(crate) const SCRAMBLE_KEY_AT: usize = SECRET_BYTES - STRIPE;
 /// Where the secret's key for the last stripe starts.
 const LAST_STRIPE_KEY_AT: usize = SECRET_BYTES - STRIPE - 7;
 /// Where the secret's key for merging the accumulators starts.
@@ -27,7 +27,7 @@ const SHORT_MAX: usize = 240;
 /// Bytes held before they are accumulated: a short input whole, then the last stripe's bytes.
 const BUFFER_BYTES: usize = 256;
 
-const PRIME32_1: u64 = 0x9E37_79B1;
+pub(crate) const PRIME32_1: u64 = 0x9E37_79B1;
 const PRIME32_2: u64 = 0x85EB_CA77;
 const PRIME32_3: u64 = 0xC2B2_AE3D;
 const PRIME64_1: u64 = 0x9E37_79B1_85EB_CA87;
@@ -114,9 +114,7 @@ impl Xxh3Stream {
                 return;
             }
         }
-        let held = &self.buffer[..self.buffered];
-        stripes(&mut self.acc, &mut self.stripe, held);
-        self.last.copy_from_slice(&held[held.len() - STRIPE..]);
+        self.accumulate_held();
         // The input's stripes but the last (1 to 64 bytes), which waits in the buffer.
         let keep = (input.len() - 1) % STRIPE + 1;
         let (body, rest) = input.split_at(input.len() - keep);
@@ -126,6 +124,68 @@ impl Xxh3Stream {
         }
         self.buffer[..keep].copy_from_slice(rest);
         self.buffered = keep;
+    }
+
+    /// Accumulate the held bytes, whole stripes (a byte is known to follow them).
+    fn accumulate_held(&mut self) {
+        let held = &self.buffer[..self.buffered];
+        if held.is_empty() {
+            return;
+        }
+        debug_assert!(self.long && held.len().is_multiple_of(STRIPE));
+        stripes(&mut self.acc, &mut self.stripe, held);
+        self.last.copy_from_slice(&held[held.len() - STRIPE..]);
+        self.buffered = 0;
+    }
+
+    /// Feed the `dst.len()` bytes a copy writes into `dst`, the copy and the hash made in one
+    /// pass where the stream allows. `copy(part, at)` copies `dst[at..]`'s `part`; `fused(part,
+    /// at, state)` copies it likewise while accumulating its whole stripes into `state`. Each
+    /// returns whether it finished; at the first that did not (a fault), the stream is put back
+    /// as it was and `false` returned, for the caller to copy `dst` again and hash it itself.
+    /// On `true` the stream is as if `update(dst)` had run.
+    pub(crate) fn update_copying(
+        &mut self,
+        dst: &mut [u8],
+        mut copy: impl FnMut(&mut [u8], usize) -> bool,
+        fused: impl FnOnce(&mut [u8], usize, &mut FusedState) -> bool,
+    ) -> bool {
+        // The bytes to feed first, so that the stream is long and its position a stripe
+        // boundary (every held byte is then a whole stripe).
+        let lead = if self.long {
+            (STRIPE - (self.total % STRIPE as u64) as usize) % STRIPE
+        } else {
+            BUFFER_BYTES - self.buffered
+        };
+        // The stripes in the middle; the last 1 to 64 bytes are held, as `update` holds them.
+        let body = dst.len().saturating_sub(lead + 1) / STRIPE * STRIPE;
+        if body == 0 {
+            if !copy(dst, 0) {
+                return false;
+            }
+            self.update(dst);
+            return true;
+        }
+        let before = self.clone();
+        let (head, rest) = dst.split_at_mut(lead);
+        let (middle, tail) = rest.split_at_mut(body);
+        if !copy(head, 0) {
+            return false;
+        }
+        self.update(head);
+        self.accumulate_held();
+        let mut state =
+            FusedState { acc: self.acc, secret: secret().as_ptr(), stripe: self.stripe };
+        if !fused(middle, lead, &mut state) || !copy(tail, lead + body) {
+            *self = before;
+            return false;
+        }
+        self.acc = state.acc;
+        self.stripe = state.stripe;
+        self.total += body as u64;
+        self.last.copy_from_slice(&middle[body - STRIPE..]);
+        self.update(tail);
+        true
     }
 
     /// XXH3-64 of every byte fed so far.
@@ -154,6 +214,37 @@ impl Xxh3Stream {
 impl Default for Xxh3Stream {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// What the copy-and-hash routine reads and updates (`mcsafe_copy_xxh3`, whose offsets assume
+/// this layout): the accumulators, the secret, and the stripe within the current block.
+#[repr(C)]
+pub(crate) struct FusedState {
+    pub(crate) acc: [u64; 8],
+    pub(crate) secret: *const u8,
+    pub(crate) stripe: usize,
+}
+
+const _: () = assert!(
+    std::mem::offset_of!(FusedState, secret) == 64
+        && std::mem::offset_of!(FusedState, stripe) == 72,
+    "mcsafe_copy_xxh3 reads the state at these offsets"
+);
+
+#[cfg(test)]
+impl FusedState {
+    /// A state at `acc` and `stripe` over the default secret.
+    pub(crate) fn new_for_test(acc: [u64; 8], stripe: usize) -> Self {
+        FusedState { acc, secret: secret().as_ptr(), stripe }
+    }
+
+    /// The accumulators and stripe the scalar loop leaves after accumulating `data` from this
+    /// state.
+    pub(crate) fn scalar_after(&self, data: &[u8]) -> ([u64; 8], usize) {
+        let (mut acc, mut stripe) = (self.acc, self.stripe);
+        stripes_scalar(&mut acc, &mut stripe, data, secret());
+        (acc, stripe)
     }
 }
 

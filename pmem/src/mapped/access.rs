@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::limits::{CACHE_LINE, PAGE_SIZE};
 use crate::medium::{FenceSite, Medium, MemberId};
 use crate::register::{Domain, ErrorRegister};
+use crate::xxh3::Xxh3Stream;
 
 use super::file;
 use super::glue;
@@ -181,6 +182,34 @@ impl Medium for MappedMedium {
                 self.member,
                 register,
                 domain,
+            )
+        };
+        Ok(())
+    }
+
+    #[inline]
+    fn read_hashing(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        register: &mut ErrorRegister,
+        domain: Domain,
+        hash: &mut Xxh3Stream,
+    ) -> Result<()> {
+        self.check_bounds(offset, dst.len() as u64)?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: as in `read`.
+        unsafe {
+            glue::read_hashing(
+                dst,
+                self.addr(offset),
+                self.reservation.base(),
+                self.member,
+                register,
+                domain,
+                hash,
             )
         };
         Ok(())

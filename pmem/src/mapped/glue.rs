@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::mcsafe::{self, FaultAt, FlushInsn};
 use crate::medium::MemberId;
 use crate::register::{Domain, ErrorRegister};
+use crate::xxh3::Xxh3Stream;
 
 /// Make sure the SIGBUS handler is installed (before the first read of a mapping).
 pub(super) fn ensure_handler() -> Result<()> {
@@ -49,6 +50,25 @@ pub(super) unsafe fn read(
     debug_assert!(src >= base, "read below the mapping's base");
     // SAFETY: forwarded from the caller.
     unsafe { mcsafe::read_safe(dst, src, base, member, register, domain) }
+}
+
+/// [`read`] that also feeds the copied bytes to `hash`.
+///
+/// # Safety
+/// As [`read`].
+#[inline(always)]
+pub(super) unsafe fn read_hashing(
+    dst: &mut [u8],
+    src: *const u8,
+    base: *const u8,
+    member: MemberId,
+    register: &mut ErrorRegister,
+    domain: Domain,
+    hash: &mut Xxh3Stream,
+) {
+    debug_assert!(src >= base, "read below the mapping's base");
+    // SAFETY: forwarded from the caller.
+    unsafe { mcsafe::read_safe_hashing(dst, src, base, member, register, domain, hash) }
 }
 
 /// Write back the lines of `[addr, addr + len)`; a fault (poison) is returned, not fatal.

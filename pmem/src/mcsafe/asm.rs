@@ -12,9 +12,10 @@ use super::call::RawOutcome;
 use super::dispatch::{MOVSB_MIN_BYTES, MOVSB_MIN_DISTANCE};
 use crate::limits::PAGE_SIZE;
 
-// Routines follow the System V ABI: rdi, rsi, rdx in; rax:rdx out. Beyond those they write only
-// rcx and r8 (vector and auto routines; plus ymm0-ymm7 and `vzeroupper`), rcx (movsb), or rcx and
-// r8-r10 (fragile): the inline-asm call sites in `call::copy` and `call::copy_auto` list exactly
+// Routines follow the System V ABI: rdi, rsi, rdx (and rcx for the hashing copy) in; rax:rdx out.
+// Beyond those they write only rcx and r8 (vector and auto routines; plus ymm0-ymm7 and
+// `vzeroupper`), rcx (movsb), rcx and r8-r10 (fragile), or r8-r10 and ymm0-ymm7 (the hashing
+// copy, which also writes its state's memory): the inline-asm call sites in `call` list exactly
 // these, so the compiler keeps live values in the other registers across the call instead of
 // saving them.
 std::arch::global_asm!(
@@ -261,6 +262,99 @@ std::arch::global_asm!(
     "    lea rcx, [rsi + rdx]",
     "    lea r8, [rdi + rdx]",
     "    jmp .Lv_big",
+    // --- copy and hash: (dst, src, stripes, state). Copies `stripes` whole 64-byte stripes
+    // and accumulates each into XXH3's accumulators as it passes through the registers (the
+    // stripe loop of `xxh3::avx2::stripes`, a block's scramble included). `state` is an
+    // `xxh3::FusedState`: the eight accumulators, the secret's address, the stripe within the
+    // block. The accumulators live in ymm0-ymm1 and are written back only when the routine
+    // finishes, so a fault leaves the state as it was. The source is prefetched 1 KiB ahead
+    // (the first kilobyte at once): the loop alone keeps too few lines in flight to stream a
+    // cold value (measured: `docs/performance.md`, "Large values"). A prefetch never faults. ---
+    ".p2align 4",
+    ".globl mcsafe_copy_xxh3",
+    ".hidden mcsafe_copy_xxh3",
+    "mcsafe_copy_xxh3:",
+    "    vmovdqu ymm0, ymmword ptr [rcx]",
+    "    vmovdqu ymm1, ymmword ptr [rcx + 32]",
+    "    mov r8, qword ptr [rcx + 64]",
+    "    mov r9, qword ptr [rcx + 72]",
+    "    lea r10, [r8 + 8 * r9]",
+    "    mov eax, {prime32_1}",
+    "    vmovq xmm7, rax",
+    "    vpbroadcastq ymm7, xmm7",
+    "    test rdx, rdx",
+    "    jz .Lx_done",
+    "    prefetcht0 byte ptr [rsi + 64]",
+    "    prefetcht0 byte ptr [rsi + 128]",
+    "    prefetcht0 byte ptr [rsi + 192]",
+    "    prefetcht0 byte ptr [rsi + 256]",
+    "    prefetcht0 byte ptr [rsi + 320]",
+    "    prefetcht0 byte ptr [rsi + 384]",
+    "    prefetcht0 byte ptr [rsi + 448]",
+    "    prefetcht0 byte ptr [rsi + 512]",
+    "    prefetcht0 byte ptr [rsi + 576]",
+    "    prefetcht0 byte ptr [rsi + 640]",
+    "    prefetcht0 byte ptr [rsi + 704]",
+    "    prefetcht0 byte ptr [rsi + 768]",
+    "    prefetcht0 byte ptr [rsi + 832]",
+    "    prefetcht0 byte ptr [rsi + 896]",
+    "    prefetcht0 byte ptr [rsi + 960]",
+    ".Lx_stripe:",
+    "    prefetcht0 byte ptr [rsi + 1024]",
+    "    vmovdqu ymm2, ymmword ptr [rsi]",
+    "    vmovdqu ymm3, ymmword ptr [rsi + 32]",
+    "    vmovdqu ymmword ptr [rdi], ymm2",
+    "    vmovdqu ymmword ptr [rdi + 32], ymm3",
+    // Each 64-bit lane: acc += (low half * high half of value ^ key) + the neighbouring lane's
+    // value.
+    "    vpxor ymm4, ymm2, ymmword ptr [r10]",
+    "    vpxor ymm5, ymm3, ymmword ptr [r10 + 32]",
+    "    vpshufd ymm6, ymm4, 0x31",
+    "    vpmuludq ymm4, ymm4, ymm6",
+    "    vpshufd ymm2, ymm2, 0x4E",
+    "    vpaddq ymm0, ymm0, ymm2",
+    "    vpaddq ymm0, ymm0, ymm4",
+    "    vpshufd ymm6, ymm5, 0x31",
+    "    vpmuludq ymm5, ymm5, ymm6",
+    "    vpshufd ymm3, ymm3, 0x4E",
+    "    vpaddq ymm1, ymm1, ymm3",
+    "    vpaddq ymm1, ymm1, ymm5",
+    "    add rsi, 64",
+    "    add rdi, 64",
+    "    add r10, 8",
+    "    inc r9",
+    "    cmp r9, {stripes_per_block}",
+    "    jne .Lx_next",
+    // The end of a block: acc = (acc ^ acc >> 47 ^ key) * PRIME32_1, in two 32-bit products.
+    "    vpsrlq ymm2, ymm0, 47",
+    "    vpxor ymm0, ymm0, ymm2",
+    "    vpxor ymm0, ymm0, ymmword ptr [r8 + {scramble_key_at}]",
+    "    vpsrlq ymm2, ymm0, 32",
+    "    vpmuludq ymm0, ymm0, ymm7",
+    "    vpmuludq ymm2, ymm2, ymm7",
+    "    vpsllq ymm2, ymm2, 32",
+    "    vpaddq ymm0, ymm0, ymm2",
+    "    vpsrlq ymm3, ymm1, 47",
+    "    vpxor ymm1, ymm1, ymm3",
+    "    vpxor ymm1, ymm1, ymmword ptr [r8 + {scramble_key_at} + 32]",
+    "    vpsrlq ymm3, ymm1, 32",
+    "    vpmuludq ymm1, ymm1, ymm7",
+    "    vpmuludq ymm3, ymm3, ymm7",
+    "    vpsllq ymm3, ymm3, 32",
+    "    vpaddq ymm1, ymm1, ymm3",
+    "    xor r9d, r9d",
+    "    mov r10, r8",
+    ".Lx_next:",
+    "    dec rdx",
+    "    jnz .Lx_stripe",
+    ".Lx_done:",
+    "    vmovdqu ymmword ptr [rcx], ymm0",
+    "    vmovdqu ymmword ptr [rcx + 32], ymm1",
+    "    mov qword ptr [rcx + 72], r9",
+    "    vzeroupper",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    ret",
     // --- flush loops: (addr, len), one instruction per 64-byte line ---
     ".p2align 4",
     ".globl mcsafe_flush_clwb",
@@ -325,6 +419,9 @@ std::arch::global_asm!(
     ".popsection",
     movsb_min_bytes = const MOVSB_MIN_BYTES,
     near_mask = const NEAR_MASK,
+    prime32_1 = const crate::xxh3::PRIME32_1,
+    stripes_per_block = const crate::xxh3::STRIPES_PER_BLOCK,
+    scramble_key_at = const crate::xxh3::SCRAMBLE_KEY_AT,
 );
 
 /// `(dst - src) & NEAR_MASK == 0` exactly when `(dst - src) mod 4096 < MOVSB_MIN_DISTANCE`.
@@ -343,6 +440,12 @@ unsafe extern "C" {
     pub(super) fn mcsafe_copy_fragile(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
     pub(super) fn mcsafe_copy_avx2(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
     pub(super) fn mcsafe_copy_auto(dst: *mut u8, src: *const u8, len: usize) -> RawOutcome;
+    pub(super) fn mcsafe_copy_xxh3(
+        dst: *mut u8,
+        src: *const u8,
+        stripes: usize,
+        state: *mut crate::xxh3::FusedState,
+    ) -> RawOutcome;
     pub(super) fn mcsafe_flush_clwb(addr: *const u8, len: usize) -> RawOutcome;
     pub(super) fn mcsafe_flush_clflushopt(addr: *const u8, len: usize) -> RawOutcome;
     pub(super) fn mcsafe_flush_clflush(addr: *const u8, len: usize) -> RawOutcome;
@@ -371,6 +474,7 @@ mod tests {
             mcsafe_copy_fragile as *const () as usize,
             mcsafe_copy_avx2 as *const () as usize,
             mcsafe_copy_auto as *const () as usize,
+            mcsafe_copy_xxh3 as *const () as usize,
             mcsafe_flush_clwb as *const () as usize,
             mcsafe_flush_clflushopt as *const () as usize,
             mcsafe_flush_clflush as *const () as usize,

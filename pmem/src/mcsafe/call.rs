@@ -8,9 +8,25 @@
 #![expect(unsafe_code, reason = "calls the hand-written copy and flush routines")]
 
 use super::asm::{
-    mcsafe_copy_auto, mcsafe_copy_avx2, mcsafe_copy_fragile, mcsafe_copy_movsb,
+    mcsafe_copy_auto, mcsafe_copy_avx2, mcsafe_copy_fragile, mcsafe_copy_movsb, mcsafe_copy_xxh3,
     mcsafe_flush_clflush, mcsafe_flush_clflushopt, mcsafe_flush_clwb,
 };
+
+/// `asm!` calling the vector routine named `routine` with the given operands, every vector
+/// register listed as clobbered: the routines write some of ymm0-ymm7, and their `vzeroupper`
+/// clears the upper halves of all sixteen.
+macro_rules! call_vector_routine {
+    ($($operands:tt)*) => {
+        std::arch::asm!(
+            "call {routine}",
+            $($operands)*
+            out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+            out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+            out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+            out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+        )
+    };
+}
 
 /// What a routine returns in `rax:rdx`.
 #[repr(C)]
@@ -121,8 +137,7 @@ pub(crate) unsafe fn copy(
         // SAFETY: as above, and the caller checked AVX2. The routine writes rcx, r8 and ymm0-ymm7,
         // and its `vzeroupper` clears the upper halves of ymm0-ymm15, so all sixteen are clobbered.
         Routine::Avx2 => unsafe {
-            std::arch::asm!(
-                "call {routine}",
+            call_vector_routine!(
                 routine = sym mcsafe_copy_avx2,
                 inout("rdi") dst => _,
                 inout("rsi") src => _,
@@ -130,22 +145,6 @@ pub(crate) unsafe fn copy(
                 out("rax") addr,
                 out("rcx") _,
                 out("r8") _,
-                out("xmm0") _,
-                out("xmm1") _,
-                out("xmm2") _,
-                out("xmm3") _,
-                out("xmm4") _,
-                out("xmm5") _,
-                out("xmm6") _,
-                out("xmm7") _,
-                out("xmm8") _,
-                out("xmm9") _,
-                out("xmm10") _,
-                out("xmm11") _,
-                out("xmm12") _,
-                out("xmm13") _,
-                out("xmm14") _,
-                out("xmm15") _,
             )
         },
     }
@@ -165,8 +164,7 @@ pub(crate) unsafe fn copy_auto(dst: *mut u8, src: *const u8, len: usize) -> RawO
     // SAFETY: the caller upholds the contract of both routines auto may run; the clobbers are
     // the union of theirs (rep movsb adds nothing the vector copy does not already list).
     unsafe {
-        std::arch::asm!(
-            "call {routine}",
+        call_vector_routine!(
             routine = sym mcsafe_copy_auto,
             inout("rdi") dst => _,
             inout("rsi") src => _,
@@ -174,22 +172,40 @@ pub(crate) unsafe fn copy_auto(dst: *mut u8, src: *const u8, len: usize) -> RawO
             out("rax") addr,
             out("rcx") _,
             out("r8") _,
-            out("xmm0") _,
-            out("xmm1") _,
-            out("xmm2") _,
-            out("xmm3") _,
-            out("xmm4") _,
-            out("xmm5") _,
-            out("xmm6") _,
-            out("xmm7") _,
-            out("xmm8") _,
-            out("xmm9") _,
-            out("xmm10") _,
-            out("xmm11") _,
-            out("xmm12") _,
-            out("xmm13") _,
-            out("xmm14") _,
-            out("xmm15") _,
+        )
+    };
+    RawOutcome { addr, info }
+}
+
+/// Copy `stripes` whole 64-byte stripes from `src` to `dst` with `mcsafe_copy_xxh3`,
+/// accumulating each into `state` (see [`crate::xxh3::FusedState`]); a claimed fault stops it
+/// with `state` as it was.
+///
+/// # Safety
+/// As [`copy`] with `Routine::Avx2` for `64 * stripes` bytes; `state` must be valid for reads and
+/// writes, its secret readable for the default secret's 192 bytes and its stripe below a block's.
+#[inline(always)]
+pub(crate) unsafe fn copy_xxh3(
+    dst: *mut u8,
+    src: *const u8,
+    stripes: usize,
+    state: *mut crate::xxh3::FusedState,
+) -> RawOutcome {
+    let addr: usize;
+    let info: u64;
+    // SAFETY: the caller upholds the routine's contract; it writes r8-r10, ymm0-ymm7 (and by its
+    // `vzeroupper` the upper halves of all sixteen), `state`'s memory and `dst`'s.
+    unsafe {
+        call_vector_routine!(
+            routine = sym mcsafe_copy_xxh3,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            inout("rdx") stripes => info,
+            inout("rcx") state => _,
+            out("rax") addr,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
         )
     };
     RawOutcome { addr, info }
@@ -245,6 +261,43 @@ mod tests {
     fn check_routine(routine: Routine) {
         // SAFETY: forwarded from `check_copy`, whose ranges are live, distinct and long enough.
         check_copy(&format!("{routine:?}"), |d, s, n| unsafe { copy(routine, d, s, n) });
+    }
+
+    /// The copy-and-hash routine copies exactly and leaves the accumulators and block position
+    /// the scalar stripe loop leaves, from every position within a block and across blocks.
+    #[test]
+    fn the_hashing_copy_matches_the_scalar_stripe_loop() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let src: Vec<u8> = (0..64 * 100 + 64).map(|i| (i * 131 + 7) as u8).collect();
+        let initial: [u64; 8] =
+            std::array::from_fn(|i| 0x0123_4567_89ab_cdef_u64.rotate_left(9 * i as u32));
+        for start in 0..crate::xxh3::STRIPES_PER_BLOCK {
+            for stripes in [0, 1, 2, 15, 16, 17, 33, 100] {
+                for src_off in [0, 5] {
+                    let data = &src[src_off..src_off + 64 * stripes];
+                    let mut state = crate::xxh3::FusedState::new_for_test(initial, start);
+                    let expected = state.scalar_after(data);
+                    let mut dst = vec![0xeeu8; data.len() + 1];
+                    // SAFETY: AVX2 is present; both ranges are live and distinct; the state is
+                    // built over the default secret, its stripe below a block's.
+                    let out = unsafe {
+                        copy_xxh3(
+                            dst.as_mut_ptr().wrapping_add(1),
+                            data.as_ptr(),
+                            stripes,
+                            &mut state,
+                        )
+                    };
+                    let what = format!("from stripe {start}, {stripes} stripes, offset {src_off}");
+                    assert_eq!(out.fault(), None, "{what}");
+                    assert_eq!(&dst[1..], data, "{what}");
+                    assert_eq!(dst[0], 0xee, "{what}");
+                    assert_eq!((state.acc, state.stripe), expected, "{what}");
+                }
+            }
+        }
     }
 
     fn check_copy(name: &str, copy: impl Fn(*mut u8, *const u8, usize) -> RawOutcome) {

@@ -13,6 +13,7 @@ use super::handler::sigbus_blocked;
 use crate::limits::{CACHE_LINE, PAGE_SIZE};
 use crate::medium::MemberId;
 use crate::register::{Domain, ErrorRegister, Fault, FaultCode, Mask};
+use crate::xxh3::Xxh3Stream;
 
 /// The poisoned unit around a claimed fault, as `(start address, length)`: a page for
 /// `BUS_ADRERR` (emulated poison; `si_addr_lsb` is not valid there), `max(64, 1 << lsb)` for a
@@ -75,6 +76,86 @@ pub unsafe fn read_safe(
         };
         recover(read, fault, routine);
     }
+}
+
+/// [`read_safe`] of `dst.len()` bytes that also feeds them to `hash`, as `hash.update(dst)` after
+/// the copy would. On an AVX2 CPU under the automatic copy choice, from 8 KiB, the whole stripes
+/// in the middle are copied and hashed in one pass (`mcsafe_copy_xxh3`: each 64 bytes are hashed from the
+/// registers they pass through, instead of being read again from the cache). If that meets a
+/// fault, `read_safe` copies the whole range again (recording exactly what it records alone) and
+/// the stream hashes what it left in `dst`.
+///
+/// # Safety
+/// As [`read_safe`].
+pub unsafe fn read_safe_hashing(
+    dst: &mut [u8],
+    src: *const u8,
+    base: *const u8,
+    member: MemberId,
+    register: &mut ErrorRegister,
+    domain: Domain,
+    hash: &mut Xxh3Stream,
+) {
+    let finished = dst.len() >= FUSED_MIN_BYTES
+        && Dispatch::load().is_auto_avx2()
+        && hash.update_copying(
+            dst,
+            |part, at| {
+                // SAFETY: `part` is `dst[at..][..part.len()]`, so its source lies in the
+                // caller's range; AVX2 is present (the dispatch says so).
+                let outcome =
+                    unsafe { call::copy_auto(part.as_mut_ptr(), src.wrapping_add(at), part.len()) };
+                finished_cleanly(outcome)
+            },
+            |part, at, state| {
+                // SAFETY: as above; `part` is whole stripes and `state` is the stream's own,
+                // over the default secret.
+                let outcome = unsafe {
+                    call::copy_xxh3(part.as_mut_ptr(), src.wrapping_add(at), part.len() / 64, state)
+                };
+                finished_cleanly(outcome)
+            },
+        );
+    if finished {
+        return;
+    }
+    // Each piece is hashed right after its copy, while it is in cache. Pieces end on the
+    // source's page boundaries, so the register records what one read of the range would
+    // (adjacent units merge); under `Immediate` the read is one piece, as it stops at a fault.
+    let mut at = 0;
+    while at < dst.len() {
+        let end = match register.mask() {
+            Mask::Deferred => {
+                let next = (src as usize + at) / HASHED_PIECE_BYTES * HASHED_PIECE_BYTES;
+                (next + HASHED_PIECE_BYTES - src as usize).min(dst.len())
+            }
+            Mask::Immediate => dst.len(),
+        };
+        let piece = &mut dst[at..end];
+        // SAFETY: `piece` is `dst[at..end]`, so its source lies in the caller's range.
+        unsafe { read_safe(piece, src.wrapping_add(at), base, member, register, domain) };
+        hash.update(piece);
+        at = end;
+    }
+}
+
+/// The shortest read [`read_safe_hashing`] copies and hashes in one pass. Below it the one pass
+/// measured no faster than a copy, then a hash from L1 (4 KiB values: 2.26–2.33 GB/s against
+/// 2.30–2.42; 8 KiB: 3.36–3.79 against 3.25–3.40; `docs/performance.md`, "Large values").
+const FUSED_MIN_BYTES: usize = 8 << 10;
+
+/// The piece [`read_safe_hashing`] copies, then hashes, when it does not do both in one pass:
+/// half of a 32 KiB L1 (measured: `docs/performance.md`, "Large values"), whole pages.
+const HASHED_PIECE_BYTES: usize = 16 << 10;
+const _: () = assert!(HASHED_PIECE_BYTES.is_multiple_of(PAGE_SIZE as usize));
+
+/// Whether a routine finished (else: clear the upper vector halves its fault left dirty).
+fn finished_cleanly(outcome: call::RawOutcome) -> bool {
+    if outcome.fault().is_some() {
+        call::after_avx2_fault();
+        return false;
+    }
+    true
 }
 
 /// [`read_safe`] between two Rust slices: the machine-check-safe copy routine, its dispatch and
@@ -261,12 +342,48 @@ mod tests {
 
     /// Read `[off, off + len)` of `file` and check every byte and the register exactly.
     fn check(file: &PoisonedFile, off: usize, len: usize, mask: Mask) {
+        check_read(file, off, len, mask, |dst, reg| {
+            // SAFETY: the range lies in the file's live mapping; `dst` is a separate vector.
+            unsafe { read_safe(dst, file.at(off), file.at(0), MemberId(2), reg, Domain::Engine) }
+        });
+    }
+
+    /// [`check`] through `read_safe_hashing`, the stream fed `fed` bytes before: and the stream
+    /// then hashes exactly those bytes and what the read left in `dst`.
+    fn check_hashing(file: &PoisonedFile, off: usize, len: usize, mask: Mask, fed: usize) {
+        let before: Vec<u8> = (0..fed).map(|i| (i * 7 + 3) as u8).collect();
+        let mut hash = Xxh3Stream::new();
+        hash.update(&before);
+        let dst = check_read(file, off, len, mask, |dst, reg| {
+            // SAFETY: as in `check`.
+            unsafe {
+                read_safe_hashing(
+                    dst,
+                    file.at(off),
+                    file.at(0),
+                    MemberId(2),
+                    reg,
+                    Domain::Engine,
+                    &mut hash,
+                )
+            }
+        });
+        let expected = twox_hash::XxHash3_64::oneshot(&[before, dst].concat());
+        assert_eq!(hash.digest(), expected, "hash of off {off} len {len} {mask:?} after {fed}");
+    }
+
+    /// Run `read` over `[off, off + len)` of `file` and check every byte it wrote and the
+    /// register exactly; the bytes read.
+    fn check_read(
+        file: &PoisonedFile,
+        off: usize,
+        len: usize,
+        mask: Mask,
+        read: impl FnOnce(&mut [u8], &mut ErrorRegister),
+    ) -> Vec<u8> {
         let mut dst = vec![0xa5u8; len];
         let mut reg = ErrorRegister::new(mask);
-        // SAFETY: the range lies in the file's live mapping; `dst` is a separate vector.
-        unsafe {
-            read_safe(&mut dst, file.at(off), file.at(0), MemberId(2), &mut reg, Domain::Engine)
-        };
+        read(&mut dst, &mut reg);
         let expected = expected_faults(file, off, len, mask);
         let what = format!("off {off} len {len} {mask:?} {:?}", copy_variant());
         assert_eq!(reg.faults(), &expected[..], "{what}");
@@ -280,6 +397,7 @@ mod tests {
             let want = if at >= stop || file.is_poisoned(at / PAGE) { 0 } else { file.pattern(at) };
             assert_eq!(byte, want, "byte {at} of {what}");
         }
+        dst
     }
 
     fn poison_matrix() {
@@ -305,6 +423,15 @@ mod tests {
                 check(&file, 6 * PAGE - len, len + 1, mask);
                 check(&file, 4 * PAGE + 1, len, mask);
             }
+            // The copy that hashes as it goes: poison in its middle stripes, at its ends, and
+            // in several places, from streams at each kind of position.
+            for fed in [0, 48, 241, 300] {
+                check_hashing(&file, PAGE + 10, 2 * PAGE + 100, mask, fed);
+                check_hashing(&file, 3 * PAGE + 100, 2 * PAGE, mask, fed);
+                check_hashing(&file, 5 * PAGE + 7, PAGE + 9, mask, fed);
+                check_hashing(&file, 100, 8 * PAGE - 300, mask, fed);
+                check_hashing(&file, 2 * PAGE - 70, 100, mask, fed);
+            }
         }
     }
 
@@ -319,6 +446,21 @@ mod tests {
             poison_matrix();
         }
         set_copy_variant(CopyVariant::Auto);
+    }
+
+    /// The hashing read, under the automatic choice (which copies and hashes the middle
+    /// stripes in one pass), copies every length and hashes as the one-shot XXH3 does, from a
+    /// stream at every kind of position: short, just long, mid-stripe, on a stripe boundary.
+    #[test]
+    fn the_hashing_read_copies_and_hashes_every_length() {
+        let _guard = VARIANT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set_copy_variant(CopyVariant::Auto);
+        let file = PoisonedFile::new(8);
+        for fed in [0, 1, 48, 64, 200, 240, 241, 256, 300, 1024, 1030] {
+            for len in (0..300).chain([511, 512, 1023, 1024, 1025, 4096, 4097, 16_384, 30_000]) {
+                check_hashing(&file, 3 + len % 61, len, Mask::Deferred, fed);
+            }
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod stream;
 mod testutil;
 
 pub use crate::limits::MAPPING_TABLE_CAPACITY;
-pub use copy::{copy_from_slice_checked, read_safe};
+pub use copy::{copy_from_slice_checked, read_safe, read_safe_hashing};
 pub use cpu::{CpuFeatures, FlushInsn, cpu_features};
 pub use dispatch::{CopyVariant, copy_variant, set_copy_variant};
 pub use flush::{FaultAt, flush_range, sfence};

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::mcsafe::MappingId;
 use crate::medium::{FenceSite, Medium, MemberId};
 use crate::register::{Domain, ErrorRegister};
+use crate::xxh3::Xxh3Stream;
 
 /// Most heals one lockstep operation on one member may run before the member is given up
 /// (each heal clears at least the first poisoned span the member reported).
@@ -169,6 +170,17 @@ impl Medium for PoolSet {
         domain: Domain,
     ) -> Result<()> {
         self.members[0].medium.read(offset, dst, register, domain)
+    }
+
+    fn read_hashing(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        register: &mut ErrorRegister,
+        domain: Domain,
+        hash: &mut Xxh3Stream,
+    ) -> Result<()> {
+        self.members[0].medium.read_hashing(offset, dst, register, domain, hash)
     }
 
     fn grow(&self, new_len: u64) -> Result<()> {

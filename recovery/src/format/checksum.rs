@@ -34,6 +34,13 @@ impl Hash64Stream {
         self.0.update(bytes);
     }
 
+    /// The XXH3 stream itself, for a reader that copies and hashes in one pass
+    /// ([`mcstore_pmem::Medium::read_hashing`]).
+    #[inline]
+    pub(crate) fn stream_mut(&mut self) -> &mut Xxh3Stream {
+        &mut self.0
+    }
+
     /// The hash of every byte fed so far.
     #[inline]
     pub fn digest(&self) -> u64 {

@@ -9,6 +9,7 @@ use super::checksum::{Hash64Stream, context_mix, hash64};
 use super::error::FormatError;
 use super::ids::{Lsn, Uuid};
 use crate::limits::KEY_BYTES_MAX;
+use mcstore_pmem::xxh3::Xxh3Stream;
 
 /// Bytes of a record header.
 pub const RECORD_HEADER_BYTES: usize = 32;
@@ -317,6 +318,29 @@ impl RecordVerifier {
     #[inline]
     pub fn update(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
+        self.note_fed(bytes);
+    }
+
+    /// Feed the next `dst.len()` bytes of the record after its head as `fill` writes them:
+    /// `fill(dst, stream)` must fill `dst` whole and feed the stream exactly the bytes it left
+    /// there, as [`Medium::read_hashing`] does (which copies and hashes in one pass). Returns what
+    /// `fill` returns.
+    ///
+    /// [`Medium::read_hashing`]: mcstore_pmem::Medium::read_hashing
+    #[inline]
+    pub fn update_with<R>(
+        &mut self,
+        dst: &mut [u8],
+        fill: impl FnOnce(&mut [u8], &mut Xxh3Stream) -> R,
+    ) -> R {
+        let filled = fill(dst, self.hasher.stream_mut());
+        self.note_fed(dst);
+        filled
+    }
+
+    /// Count `bytes` as fed (their hash is the caller's) and check what of the padding they hold.
+    #[inline]
+    fn note_fed(&mut self, bytes: &[u8]) {
         // The padding is the record's last bytes: whatever of it this piece holds must be zero.
         let padding_at = RECORD_HEADER_BYTES as u64
             + u64::from(self.header.key_len)
