@@ -40,17 +40,32 @@ enum Step {
     Reopen,
 }
 
-/// One step: tag `% 8` — 0–2 put, 3 remove, 4–5 poison a page (`[page: u8]`, modulo the pool's
-/// pages), 6 clear a page's poison, 7 reopen.
+/// Tags from this one that would be puts put a large value ([`large_value`]).
+const LARGE_PUT_TAG: u8 = 0xF0;
+
+/// One step: tag `% 8` — 0–2 put (a large value when the tag is at least [`LARGE_PUT_TAG`]),
+/// 3 remove, 4–5 poison a page (`[page: u8]`, modulo the pool's pages), 6 clear a page's poison,
+/// 7 reopen.
 fn decode_step(input: &mut Input<'_>) -> Step {
     let pages = MAPPED_POOL_BYTES / PAGE;
-    match input.byte() % 8 {
+    let tag = input.byte();
+    match tag % 8 {
+        0..=2 if tag >= LARGE_PUT_TAG => Step::Put(input.key(), large_value(input)),
         0..=2 => Step::Put(input.key(), input.value()),
         3 => Step::Remove(input.key()),
         4 | 5 => Step::Poison(u64::from(input.byte()) % pages * PAGE),
         6 => Step::Clear(u64::from(input.byte()) % pages * PAGE),
         _ => Step::Reopen,
     }
+}
+
+/// A value of 8 to 32 KiB (`[len: u16, seed: u8]`), long enough for a get to copy and hash it in
+/// one pass (`mcsafe::read_safe_hashing`), so poison meets that copy; its bytes count up from the
+/// seed.
+fn large_value(input: &mut Input<'_>) -> Bytes {
+    let len = (8 << 10) + usize::from(input.u16()) % (24 << 10);
+    let seed = input.byte();
+    (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
 }
 
 /// Removes the pool file when the scenario ends (a panic included).
@@ -215,12 +230,28 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         input.extend_from_slice(&[6, page, 0, 1, 1, 30, 4, 7]);
         seeds.push((format!("page{page}"), input));
     }
+    // put "a" (16 KiB), poison a page inside it (a get meets it in its one-pass copy), put "b",
+    // reopen, clear the page, reopen.
+    let page = u8::try_from(log + 2).unwrap_or(0);
+    seeds.push((
+        format!("large-page{page}"),
+        vec![LARGE_PUT_TAG, 1, 0, 0x00, 0x20, 5, 4, page, 0, 1, 1, 9, 9, 7, 6, page, 7],
+    ));
     seeds
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A large value's get meets the poison in its one-pass copy and fails with a media
+    /// error; the other key reads.
+    #[test]
+    fn the_large_value_seed_meets_poison_in_the_one_pass_copy() {
+        let (_, input) = seeds().into_iter().find(|(name, _)| name.starts_with("large")).unwrap();
+        assert_eq!(input[0] % 8, 0, "the seed starts with a put");
+        assert!(run(&input) >= 1, "the poisoned large value did not fail its get");
+    }
 
     #[test]
     fn the_seeds_meet_real_sigbus_and_leave_no_file_behind() {
