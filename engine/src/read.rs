@@ -27,8 +27,9 @@ pub(crate) enum BadRead {
 }
 
 /// Records up to this many bytes are copied whole into a stack buffer and verified in one
-/// pass; the value is then copied out (cheap at this size). Larger records are read in parts
-/// so the value is copied once, straight into the caller's buffer, and hashed there.
+/// pass; the value is then copied out (cheap at this size). Larger records are read in two
+/// parts, the head and then the value, which is copied once, straight into the caller's buffer,
+/// and hashed as it is copied.
 const SMALL_RECORD_BYTES: usize = 512;
 /// Header and key bytes read into a stack buffer on the large-record path (longer keys use a
 /// heap buffer).
@@ -345,8 +346,8 @@ mod tests {
         assert!(!db.get_into("absent", &mut out).unwrap());
     }
 
-    /// Bytes a mapped medium copies then hashes per piece when it does not do both in one pass
-    /// (`mcsafe::read_safe_hashing`): the values below span several.
+    /// The piece a mapped medium copies, then hashes, when it does not do both in one pass
+    /// (`mcsafe::read_safe_hashing`): positions on both sides of one are tested below.
     const PIECE: usize = 16 << 10;
 
     /// A flipped bit anywhere in a large record (header, key, value in any piece, padding) is

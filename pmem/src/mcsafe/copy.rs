@@ -80,10 +80,11 @@ pub unsafe fn read_safe(
 
 /// [`read_safe`] of `dst.len()` bytes that also feeds them to `hash`, as `hash.update(dst)` after
 /// the copy would. On an AVX2 CPU under the automatic copy choice, from 8 KiB, the whole stripes
-/// in the middle are copied and hashed in one pass (`mcsafe_copy_xxh3`: each 64 bytes are hashed from the
-/// registers they pass through, instead of being read again from the cache). If that meets a
-/// fault, `read_safe` copies the whole range again (recording exactly what it records alone) and
-/// the stream hashes what it left in `dst`.
+/// in the middle are copied and hashed in one pass (`mcsafe_copy_xxh3`: each 64 bytes are hashed
+/// from the registers they pass through, instead of being read again from the cache). If that
+/// meets a fault, `read_safe` copies the whole range again (recording exactly what it records
+/// alone) and the stream hashes what it left in `dst`. Otherwise the range is copied and hashed
+/// piece by piece.
 ///
 /// # Safety
 /// As [`read_safe`].
