@@ -104,6 +104,17 @@ fn run_micro(dir: &Path, all_variants: bool) -> Result<Vec<report::Row>, String>
         let raw = RawRegion::create(&scratch.join("raw.pool"), len as usize)
             .map_err(|e| format!("create raw region: {e}"))?;
         rows.extend(micro::persist::run(&medium, &raw));
+        drop(medium);
+        let span = micro::hashing::SPAN_BYTES;
+        let large =
+            MappedMedium::create(&scratch.join("values.pool"), span, &options.max_len(span))
+                .map_err(|e| format!("create bench pool: {e}"))?;
+        let piece: Vec<u8> =
+            (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+        for at in (0..span).step_by(piece.len()) {
+            large.write(at, &piece).map_err(|e| e.to_string())?;
+        }
+        rows.extend(micro::hashing::run(&large));
         Ok(rows)
     })();
     let _ = std::fs::remove_dir_all(&scratch);

@@ -1,4 +1,6 @@
-//! Micro workloads of the device layer: the machine-check-safe copy and the persist path.
+//! Micro workloads of the device layer: the machine-check-safe copy, a large value's read and
+//! checksum, and the persist path.
 
 pub mod copy;
+pub mod hashing;
 pub mod persist;
