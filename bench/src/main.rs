@@ -79,7 +79,7 @@ struct Cli {
 enum Command {
     /// The engine workloads (the default).
     Run,
-    /// Micro workloads of the device layer: mcsafe copy and persist.
+    /// Micro workloads of the device layer: mcsafe copy, read and hash of large values, persist.
     Micro,
     /// W8's crashing writer (run by the bench itself).
     #[command(name = "w8-writer", hide = true)]
