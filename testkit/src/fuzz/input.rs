@@ -67,9 +67,13 @@ impl<'a> Input<'a> {
         } else {
             usize::from(self.u16()) % (VALUE_BYTES_MAX + 1)
         };
-        let seed = self.byte();
-        (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
+        counting_value(len, self.byte())
     }
+}
+
+/// A value of `len` bytes counting up from `seed` (so distinct values rarely coincide).
+pub fn counting_value(len: usize, seed: u8) -> Bytes {
+    (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
 }
 
 #[cfg(test)]
