@@ -15,6 +15,8 @@ pub const W4_GET_2: &str = "get, 2 threads";
 pub const W5_SCAN_10: &str = "scan 10";
 /// W5: full scan (figure: records per second).
 pub const W5_FULL: &str = "full scan";
+/// W5: full scan on the calling thread alone (mcstore with its read-ahead off).
+pub const W5_FULL_ONE_CORE: &str = "full scan, one core";
 /// W7 value sizes.
 pub const W7_SIZES: [usize; 3] = [4 << 10, 64 << 10, 1 << 20];
 /// W8: recovery, GB of log per second.

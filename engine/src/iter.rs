@@ -22,6 +22,13 @@ use crate::index::{IndexKey, Location};
 use crate::limits::ITER_CHUNK_KEYS;
 use crate::value::Value;
 
+mod ahead;
+
+use ahead::{Next, ReadAhead};
+
+/// One item of an iteration.
+type Item = Result<(Value, Value)>;
+
 /// Iterator over `(key, value)` pairs, ascending; `.rev()` or `next_back` for descending.
 /// An item that cannot be read is an `Err` item; iteration continues after it.
 pub struct Iter {
@@ -32,6 +39,10 @@ pub struct Iter {
     /// Where small items' keys and values are copied: each is a slice of this block (one
     /// allocation per block instead of two per item).
     arena: BytesMut,
+    /// The front end's read-ahead, once a forward scan is long enough (`ahead.rs`).
+    ahead: Option<ReadAhead>,
+    /// A read-ahead may still start: none was started, and the back end was never used.
+    ahead_allowed: bool,
 }
 
 /// Iterator over the keys of a range, ascending (`.rev()` for descending): the index alone,
@@ -68,6 +79,10 @@ const ARENA_BLOCK_BYTES: usize = 16 << 10;
 /// allocation, so a value kept from an iteration holds at most a block, never a large value's
 /// neighbours.
 const ARENA_ITEM_MAX: usize = 1 << 10;
+
+/// Chunks the front end fetches (and warms) itself before a read-ahead thread may start: a
+/// short scan never starts one.
+const AHEAD_AFTER_CHUNKS: u32 = 4;
 
 /// Bytes of a record's start a chunk's warm-up prefetches (its last line too, when longer): a
 /// large value is streamed by its own read, not pulled in ahead of time.
@@ -109,27 +124,36 @@ impl Cursor {
     /// Fetch the next chunk for one end (handing it to `fetched` first); moves that end's
     /// cursor past it.
     fn refill(&mut self, db: &Db, reverse: bool, fetched: impl FnOnce(&[IndexKey])) {
-        if self.exhausted {
-            return;
-        }
         let refills = &mut self.refills[usize::from(reverse)];
         let limit =
             if *refills == 0 { FIRST_CHUNK_KEYS.min(ITER_CHUNK_KEYS) } else { ITER_CHUNK_KEYS };
         *refills += 1;
-        let keys =
-            db.inner.index.keys_between(borrow(&self.low), borrow(&self.high), limit, reverse);
-        let Some(last) = keys.last() else {
-            self.exhausted = true;
+        let keys = self.fetch(db, reverse, limit);
+        if keys.is_empty() {
             return;
-        };
+        }
         fetched(&keys);
         if reverse {
-            self.high = Bound::Excluded(Arc::from(last.as_slice()));
             self.back.extend(keys);
         } else {
-            self.low = Bound::Excluded(Arc::from(last.as_slice()));
             self.front.extend(keys);
         }
+    }
+
+    /// The next `limit` keys at most for one end, its cursor moved past them; none once nothing
+    /// is left between the two ends.
+    fn fetch(&mut self, db: &Db, reverse: bool, limit: usize) -> Vec<IndexKey> {
+        if self.exhausted {
+            return Vec::new();
+        }
+        let keys =
+            db.inner.index.keys_between(borrow(&self.low), borrow(&self.high), limit, reverse);
+        match keys.last() {
+            None => self.exhausted = true,
+            Some(last) if reverse => self.high = Bound::Excluded(Arc::from(last.as_slice())),
+            Some(last) => self.low = Bound::Excluded(Arc::from(last.as_slice())),
+        }
+        keys
     }
 
     /// The next key claimed by one end: its own buffer, a new chunk, or what the other end
@@ -180,37 +204,111 @@ fn warm(db: &Db, keys: &[IndexKey]) {
 
 impl Iter {
     pub(crate) fn new(db: Db, low: Bound<Arc<[u8]>>, high: Bound<Arc<[u8]>>) -> Self {
-        Self { db, cursor: Cursor::new(low, high), buf: Vec::new(), arena: BytesMut::new() }
+        Self {
+            db,
+            cursor: Cursor::new(low, high),
+            buf: Vec::new(),
+            arena: BytesMut::new(),
+            ahead: None,
+            ahead_allowed: true,
+        }
     }
 
-    fn next_item(&mut self, reverse: bool) -> Option<Result<(Value, Value)>> {
+    fn next_item(&mut self, reverse: bool) -> Option<Item> {
+        if reverse {
+            // The back end may reach keys the front end fetched ahead: from here on both ends
+            // take from the queue, and no read-ahead starts again.
+            self.ahead_allowed = false;
+            if let Some(ahead) = &mut self.ahead {
+                ahead.settle();
+            }
+        } else {
+            self.start_read_ahead();
+        }
         loop {
-            let db = &self.db;
-            let key = self.cursor.next_key(db, reverse, |keys| warm(db, keys))?;
+            let key = if reverse {
+                // The back end takes the front end's fetched keys last: they are the lowest.
+                let db = &self.db;
+                match self.cursor.next_key(db, true, |keys| warm(db, keys)) {
+                    Some(key) => key,
+                    None => match self.ahead.as_mut()?.pop_back()? {
+                        Next::Item(item) => return Some(item),
+                        Next::Key(key) => key,
+                    },
+                }
+            } else {
+                let ahead = self.ahead.as_mut().map(|ahead| {
+                    ahead.fill(&self.db, &mut self.cursor);
+                    ahead.pop_front(&self.db, &mut self.buf, &mut self.arena)
+                });
+                match ahead.flatten() {
+                    Some(Next::Item(item)) => return Some(item),
+                    Some(Next::Key(key)) => key,
+                    None => {
+                        let db = &self.db;
+                        self.cursor.next_key(db, false, |keys| warm(db, keys))?
+                    }
+                }
+            };
             match self.db.inner.read(&key, &mut self.buf, "iterate") {
-                Ok(true) => return Some(Ok(self.item(&key))),
+                Ok(true) => return Some(Ok(item(&mut self.arena, &key, &self.buf))),
                 Ok(false) => continue,
                 Err(error) => return Some(Err(error)),
             }
         }
     }
+
+    /// Whether this iteration may read ahead on a thread of its own once it is long (see
+    /// [`Options::scan_read_ahead`](crate::Options::scan_read_ahead), which gives the default):
+    /// `false` keeps every read on the iterating thread.
+    #[must_use]
+    pub fn read_ahead(mut self, read_ahead: bool) -> Self {
+        self.ahead_allowed &= read_ahead;
+        self
+    }
+
+    /// Start the read-ahead thread when a forward scan has fetched `AHEAD_AFTER_CHUNKS` chunks
+    /// and produced them, the store allows it (`Options::scan_read_ahead`, `background`) and another core
+    /// exists to run it.
+    fn start_read_ahead(&mut self) {
+        if !self.ahead_allowed
+            || self.cursor.refills[0] < AHEAD_AFTER_CHUNKS
+            || !self.cursor.front.is_empty()
+            || self.cursor.exhausted
+        {
+            return;
+        }
+        self.ahead_allowed = false;
+        let options = &self.db.inner.options;
+        if options.scan_read_ahead
+            && options.background
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+        {
+            self.ahead = ReadAhead::start(&self.db);
+        }
+    }
+
+    /// Whether a read-ahead thread runs for this iterator.
+    #[cfg(test)]
+    fn reading_ahead(&self) -> bool {
+        self.ahead.as_ref().is_some_and(ReadAhead::running)
+    }
 }
 
-impl Iter {
-    /// `key` and the value in `buf` as owned values: small ones slices of the current block.
-    fn item(&mut self, key: &[u8]) -> (Value, Value) {
-        let len = key.len() + self.buf.len();
-        if len > ARENA_ITEM_MAX {
-            return (Value::copy_from_slice(key), Value::copy_from_slice(&self.buf));
-        }
-        if self.arena.capacity() - self.arena.len() < len {
-            self.arena = BytesMut::with_capacity(ARENA_BLOCK_BYTES);
-        }
-        self.arena.extend_from_slice(key);
-        let key = Value::from_bytes(self.arena.split().freeze());
-        self.arena.extend_from_slice(&self.buf);
-        (key, Value::from_bytes(self.arena.split().freeze()))
+/// `key` and `value` as owned values: small ones slices of `arena`'s current block (a new block
+/// when it is full).
+fn item(arena: &mut BytesMut, key: &[u8], value: &[u8]) -> (Value, Value) {
+    let len = key.len() + value.len();
+    if len > ARENA_ITEM_MAX {
+        return (Value::copy_from_slice(key), Value::copy_from_slice(value));
     }
+    if arena.capacity() - arena.len() < len {
+        *arena = BytesMut::with_capacity(ARENA_BLOCK_BYTES);
+    }
+    arena.extend_from_slice(key);
+    let key = Value::from_bytes(arena.split().freeze());
+    arena.extend_from_slice(value);
+    (key, Value::from_bytes(arena.split().freeze()))
 }
 
 impl Iterator for Iter {
@@ -264,6 +362,9 @@ impl DoubleEndedIterator for Keys {
 
 #[cfg(test)]
 mod tests {
+    use mcstore_pmem::SimMedium;
+
+    use crate::error::Error;
     use crate::test_support::{sim_db, small_options};
 
     fn keys(
@@ -303,6 +404,133 @@ mod tests {
         );
     }
 
+    /// Keys 0..n with values of several lengths (small ones share the item blocks, some over
+    /// `ARENA_ITEM_MAX` and over a small record), in a store whose background work may run.
+    fn long_store(n: u32, options: crate::Options) -> (std::sync::Arc<SimMedium>, crate::Db) {
+        let (sim, db) = sim_db(16 << 20, options.background(true));
+        for i in 0..n {
+            db.put(k(i), value(i)).unwrap();
+        }
+        (sim, db)
+    }
+
+    fn value(i: u32) -> Vec<u8> {
+        vec![i as u8; [3, 100, 700, 1500][i as usize % 4]]
+    }
+
+    /// A long forward scan starts its read-ahead thread and still yields every item once, in
+    /// key order, with its bytes; with the option off it yields the same without one.
+    #[test]
+    fn a_long_forward_scan_reads_ahead_and_keeps_every_item_in_order() {
+        for read_ahead in [true, false] {
+            let (_sim, db) = long_store(3000, small_options().scan_read_ahead(read_ahead));
+            let mut iter = db.iter();
+            let mut seen = Vec::new();
+            let mut started = false;
+            while let Some(item) = iter.next() {
+                let (key, value) = item.unwrap();
+                seen.push((key.to_vec(), value.to_vec()));
+                started |= iter.reading_ahead();
+            }
+            assert_eq!(started, read_ahead);
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = (0..3000).map(|i| (k(i), value(i))).collect();
+            assert!(seen == expected, "read ahead {read_ahead}: items differ");
+        }
+    }
+
+    /// A read-ahead over values of 20 KiB (chunks cut at their byte bound) yields every item
+    /// in order with its bytes.
+    #[test]
+    fn a_read_ahead_over_large_values_keeps_every_item() {
+        let (_sim, db) = sim_db(16 << 20, small_options().background(true));
+        let value = |i: u32| vec![i as u8; 20 << 10];
+        for i in 0..400 {
+            db.put(k(i), value(i)).unwrap();
+        }
+        let mut iter = db.iter();
+        let mut seen = Vec::new();
+        let mut started = false;
+        while let Some(item) = iter.next() {
+            let (key, bytes) = item.unwrap();
+            started |= iter.reading_ahead();
+            seen.push((key.to_vec(), bytes.to_vec()));
+        }
+        assert!(started);
+        assert!(seen == (0..400).map(|i| (k(i), value(i))).collect::<Vec<_>>());
+    }
+
+    /// The back end, used after the front end read ahead, takes what the front end fetched
+    /// last: the two ends meet with every key produced exactly once, each end in its order.
+    #[test]
+    fn both_ends_meet_after_a_read_ahead() {
+        let (_sim, db) = long_store(3000, small_options());
+        let mut iter = db.iter();
+        let mut front: Vec<Vec<u8>> = Vec::new();
+        while front.len() < 1000 {
+            front.push(iter.next().unwrap().unwrap().0.to_vec());
+        }
+        assert!(iter.reading_ahead());
+        let mut back = Vec::new();
+        let mut from_back = true;
+        loop {
+            let item = if from_back { iter.next_back() } else { iter.next() };
+            let Some(item) = item else { break };
+            let key = item.unwrap().0.to_vec();
+            if from_back {
+                back.push(key)
+            } else {
+                front.push(key)
+            }
+            from_back = !from_back;
+        }
+        assert!(!iter.reading_ahead(), "the back end stopped the thread");
+        assert!(front.windows(2).all(|w| w[0] < w[1]) && back.windows(2).all(|w| w[0] > w[1]));
+        back.reverse();
+        front.extend(back);
+        assert_eq!(front, (0..3000).map(k).collect::<Vec<_>>());
+    }
+
+    /// A key removed, and one overwritten, beyond what the read-ahead has fetched: the first is
+    /// skipped, the second read as it is now.
+    #[test]
+    fn keys_changed_ahead_of_the_read_ahead_are_read_as_they_are() {
+        let (_sim, db) = long_store(3000, small_options());
+        let mut iter = db.iter();
+        for _ in 0..300 {
+            iter.next().unwrap().unwrap();
+        }
+        assert!(iter.reading_ahead());
+        rest_after_changes(iter, &db, 2000, 2500, 2699);
+    }
+
+    /// Poisoned records in consecutive chunks (read by the read-ahead thread and by the
+    /// iterating thread in turn) each yield a media error in their place; the scan goes on.
+    #[test]
+    fn media_errors_met_ahead_come_in_their_place() {
+        let (sim, db) = long_store(3000, small_options());
+        let bad: Vec<u32> = (0..6).map(|j| 1001 + 64 * j).collect();
+        for &i in &bad {
+            let location = db.inner.index.get(&k(i)).unwrap();
+            // A line inside the 152-byte record: no neighbour shares it.
+            sim.inject_poison((location.offset + 63) & !63, 64).unwrap();
+        }
+        let mut iter = db.iter();
+        let mut order = Vec::new();
+        let mut started = false;
+        while let Some(item) = iter.next() {
+            started |= iter.reading_ahead();
+            order.push(match item {
+                Ok((key, _)) => Ok(key.to_vec()),
+                Err(Error::Media { key, .. }) => Err(key.unwrap().to_vec()),
+                Err(other) => panic!("expected a media error, got {other:?}"),
+            });
+        }
+        assert!(started);
+        let expected: Vec<Result<Vec<u8>, Vec<u8>>> =
+            (0..3000).map(|i| if bad.contains(&i) { Err(k(i)) } else { Ok(k(i)) }).collect();
+        assert!(order == expected, "every item in its place, the poisoned ones as errors");
+    }
+
     #[test]
     fn both_ends_meet_without_repeating_a_key() {
         let (_sim, db) = sim_db(1 << 20, small_options());
@@ -328,13 +556,25 @@ mod tests {
         }
         let mut iter = db.iter();
         assert_eq!(iter.next().unwrap().unwrap().0.to_vec(), k(0));
-        db.remove(k(5)).unwrap();
-        db.put(k(6), "changed").unwrap();
+        rest_after_changes(iter, &db, 5, 6, 8);
+    }
+
+    /// Remove key `removed` and overwrite key `changed`, then check that the rest of `iter`
+    /// holds `left` items, not the removed key, and the changed key's new value.
+    fn rest_after_changes(
+        iter: super::Iter,
+        db: &crate::Db,
+        removed: u32,
+        changed: u32,
+        left: usize,
+    ) {
+        db.remove(k(removed)).unwrap();
+        db.put(k(changed), "changed").unwrap();
         let rest: Vec<(Vec<u8>, Vec<u8>)> =
             iter.map(|item| item.map(|(a, b)| (a.to_vec(), b.to_vec())).unwrap()).collect();
-        assert_eq!(rest.len(), 8);
-        assert!(!rest.iter().any(|(key, _)| *key == k(5)));
-        assert!(rest.contains(&(k(6), b"changed".to_vec())));
+        assert_eq!(rest.len(), left);
+        assert!(!rest.iter().any(|(key, _)| *key == k(removed)));
+        assert!(rest.contains(&(k(changed), b"changed".to_vec())));
     }
 
     #[test]

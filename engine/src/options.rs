@@ -74,6 +74,8 @@ pub struct Options {
     /// Open through damage no member could repair, dropping it (`salvage`).
     pub(crate) salvage: bool,
     pub(crate) background: bool,
+    /// A long forward scan may read ahead on a thread of its own (`scan_read_ahead`).
+    pub(crate) scan_read_ahead: bool,
     pub(crate) segment_size_bytes: u64,
     pub(crate) flush_interval: Duration,
     pub(crate) compaction_interval: Option<Duration>,
@@ -103,6 +105,7 @@ impl Default for Options {
             read_only: false,
             salvage: false,
             background: true,
+            scan_read_ahead: true,
             segment_size_bytes: limits::DEFAULT_SEGMENT_BYTES,
             flush_interval: limits::DEFAULT_FLUSH_INTERVAL,
             compaction_interval: Some(limits::DEFAULT_COMPACTION_INTERVAL),
@@ -205,6 +208,19 @@ impl Options {
     #[must_use]
     pub fn background(mut self, background: bool) -> Self {
         self.background = background;
+        self
+    }
+
+    /// Whether a long forward scan reads ahead on a thread of its own (default on; it also
+    /// needs `background` and a machine with more than one core). Once an iterator has produced
+    /// a few chunks of keys going forward, that thread reads every other chunk (index lookups,
+    /// verified copies, items) while the iterating thread reads the chunks between, so a full
+    /// scan waits on memory from two cores. Items still come in key order, each read through
+    /// the barrier as any read is; an iterator whose back end is used stops its thread. Off:
+    /// every scan runs on the iterating thread alone.
+    #[must_use]
+    pub fn scan_read_ahead(mut self, read_ahead: bool) -> Self {
+        self.scan_read_ahead = read_ahead;
         self
     }
 

@@ -79,13 +79,11 @@ impl Kv for McStore {
     }
 
     fn scan(&self, start: &[u8], limit: usize) -> KvResult<(usize, usize)> {
-        let (mut items, mut bytes) = (0, 0);
-        for item in self.db.range(start..).take(limit) {
-            let (k, v) = item.map_err(|e| err("mcstore scan")(&e))?;
-            items += 1;
-            bytes += k.as_slice().len() + v.as_slice().len();
-        }
-        Ok((items, bytes))
+        count(self.db.range(start..).take(limit))
+    }
+
+    fn scan_one_core(&self, start: &[u8], limit: usize) -> Option<KvResult<(usize, usize)>> {
+        Some(count(self.db.range(start..).read_ahead(false).take(limit)))
     }
 
     fn read_modify_write(
@@ -110,4 +108,17 @@ impl Kv for McStore {
         let used_segments = u64::from(s.segments_total - s.segments_free);
         Ok(used_segments * s.segment_size_bytes)
     }
+}
+
+/// The items of a scan and their keys' and values' bytes.
+fn count(
+    scan: impl Iterator<Item = mcstore::Result<(mcstore::Value, mcstore::Value)>>,
+) -> KvResult<(usize, usize)> {
+    let (mut items, mut bytes) = (0, 0);
+    for item in scan {
+        let (k, v) = item.map_err(|e| err("mcstore scan")(&e))?;
+        items += 1;
+        bytes += k.as_slice().len() + v.as_slice().len();
+    }
+    Ok((items, bytes))
 }

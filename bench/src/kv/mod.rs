@@ -40,6 +40,12 @@ pub trait Kv: Send + Sync {
     /// Visit up to `limit` pairs in key order from `start`; returns the bytes of keys and values
     /// seen (the caller divides by the count it expects).
     fn scan(&self, start: &[u8], limit: usize) -> KvResult<(usize, usize)>;
+    /// `scan` on the calling thread alone, for an engine whose scan may also use another core
+    /// (mcstore's read-ahead); `None` for the others, whose scans use one.
+    fn scan_one_core(&self, start: &[u8], limit: usize) -> Option<KvResult<(usize, usize)>> {
+        let _ = (start, limit);
+        None
+    }
     /// Replace the value of `key` with `f(current)`, durably.
     fn read_modify_write(
         &self,
