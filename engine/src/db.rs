@@ -248,6 +248,32 @@ impl Inner {
         }
     }
 
+    /// Read `key` into `buf` as `read_versioned` does, but only where the read is clean and the
+    /// record at most `max_len` bytes: the LSN and length of the record read, `Some(None)` if
+    /// absent. A longer record, one that does not read cleanly (poison, damage), a medium error or
+    /// a latched store give `None`, and no policy runs: the iterator's read-ahead leaves such a
+    /// key to the caller's own read, in its turn.
+    pub(crate) fn read_if_clean(
+        &self,
+        key: &[u8],
+        buf: &mut Vec<u8>,
+        max_len: u64,
+    ) -> Option<Option<(u64, u64)>> {
+        self.latch.check().ok()?;
+        let _reader = self.epochs.enter();
+        let Some(location) = self.lookup(key) else { return Some(None) };
+        if u64::from(location.len) > max_len {
+            return None;
+        }
+        match read_value_into(self.medium.as_ref(), &self.set_uuid, key, location, buf) {
+            Ok(Ok(())) => {
+                Counters::add(&self.counters.reads, 1);
+                Some(Some((location.lsn, u64::from(location.len))))
+            }
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
     /// The current value of `key` as a `Value`.
     pub(crate) fn read_value(&self, key: &[u8], site: &'static str) -> Result<Option<Value>> {
         let mut buf = Vec::new();

@@ -214,10 +214,11 @@ impl Options {
     /// Whether a long forward scan reads ahead on a thread of its own (default on; it also
     /// needs `background` and a machine with more than one core). Once an iterator has produced
     /// a few chunks of keys going forward, that thread reads every other chunk (index lookups,
-    /// verified copies, items) while the iterating thread reads the chunks between, so a full
-    /// scan waits on memory from two cores. Items still come in key order, each read through
-    /// the barrier as any read is; an iterator whose back end is used stops its thread. Off:
-    /// every scan runs on the iterating thread alone.
+    /// verified copies) while the iterating thread reads the chunks between, so a full scan
+    /// waits on memory from two cores. Only clean reads are made ahead, and an item read ahead
+    /// is handed out only if its key still holds that version: the iterator's guarantees, its
+    /// errors and its policy actions are those of a scan without it (docs/concurrency.md). Off:
+    /// every scan runs on the iterating thread alone (`Iter::read_ahead` sets it per iterator).
     #[must_use]
     pub fn scan_read_ahead(mut self, read_ahead: bool) -> Self {
         self.scan_read_ahead = read_ahead;
