@@ -5,10 +5,12 @@
 //! copied under the ordered set's mutex, so writers wait at most that long); each key's value is
 //! read lock-free through the barrier when the item is produced. A fetched chunk is warmed first
 //! (the software prefetch: its index slots are prefetched, then its records' lines, back to back,
-//! so their cache misses overlap instead of costing one dependent miss per item). INVARIANT: the
-//! front and back cursors bound a shrinking unclaimed range, so no key is produced twice; a key
-//! removed before its item is produced is skipped; every key live for the whole iteration is
-//! produced exactly once.
+//! so their cache misses overlap instead of costing one dependent miss per item). A long forward
+//! scan also reads every other chunk ahead on a thread of its own (`ahead.rs`), handing out
+//! what it read only while each key still holds the version read. INVARIANT: the front and back
+//! cursors bound a shrinking unclaimed range, so no key is produced twice; a key removed before
+//! its item is produced is skipped; every key live for the whole iteration is produced exactly
+//! once.
 
 use std::collections::VecDeque;
 use std::ops::Bound;
@@ -279,8 +281,8 @@ impl Iter {
     }
 
     /// Start the read-ahead thread when a forward scan has fetched `AHEAD_AFTER_CHUNKS` chunks
-    /// and produced them, the store allows it (`Options::scan_read_ahead`, `background`) and another core
-    /// exists to run it.
+    /// and produced them, the store allows it (`Options::scan_read_ahead`, `background`) and
+    /// another core exists to run it.
     fn start_read_ahead(&mut self) {
         if !self.ahead_allowed
             || self.cursor.refills[0] < AHEAD_AFTER_CHUNKS
