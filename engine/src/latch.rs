@@ -17,7 +17,8 @@ pub(crate) struct Latch {
 }
 
 impl Latch {
-    /// `Err(Failed)` once tripped.
+    /// `Err(Failed)` once tripped. Inlined: a write checks several times (one load each).
+    #[inline]
     pub(crate) fn check(&self) -> Result<()> {
         if self.tripped.load(Ordering::Acquire) { Err(self.failed()) } else { Ok(()) }
     }
@@ -37,6 +38,7 @@ impl Latch {
     }
 
     /// The error every call returns once tripped.
+    #[cold]
     pub(crate) fn failed(&self) -> Error {
         let reason = self.reason.lock().clone().unwrap_or_else(|| "unknown".to_string());
         Error::Failed { reason }

@@ -43,7 +43,13 @@ const PARALLEL_TOUCH_MIN_BYTES: usize = 32 << 20;
 /// A growth's table of at least this many bytes is allocated ahead on a thread of its own, and
 /// the table it replaces dropped on another (see `Writer::prepare_next`); smaller in tests, so
 /// that their growths take that path.
-const PREPARE_NEXT_MIN_BYTES: usize = if cfg!(test) { 16 << 10 } else { 32 << 20 };
+const PREPARE_NEXT_MIN_BYTES: usize = if cfg!(test) { 16 << 10 } else { 4 << 20 };
+/// A table starts preparing its successor once `used * PREPARE_AT_DEN` reaches
+/// `capacity * PREPARE_AT_NUM`: half the way to the growth at 3/4, so the growth's stall no
+/// longer waits for a first touch slowed by the host (prepared from half full on, a 64 MiB
+/// table was sometimes not ready: a 46–53 ms stall in a 400 k put loop).
+const PREPARE_AT_NUM: usize = 3;
+const PREPARE_AT_DEN: usize = 8;
 /// Threads that first-touch a large table at most.
 const TOUCH_THREADS_MAX: usize = 4;
 /// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
@@ -494,14 +500,14 @@ impl Writer {
         Writer { live, used, table, next: None }
     }
 
-    /// Once the table is half full, start allocating the table its growth will fill (at 3/4,
-    /// with no removal meanwhile: `keys_capacity` of the live keys then) on a thread of its
-    /// own, when that table is large: its first touch, where the kernel clears every page
-    /// (~1 GB/s on this kind of VM), was a fifth of a fresh-key put loop's CPU time, all of it
-    /// in the writer's stall at the growth (docs/performance.md).
+    /// Once the table is 3/8 full (`PREPARE_AT_*`), start allocating the table its growth
+    /// will fill (at 3/4, with no removal meanwhile: `keys_capacity` of the live keys then) on
+    /// a thread of its own, when that table is large: its first touch, where the kernel
+    /// clears every page (~1 GB/s on this kind of VM), was a fifth of a fresh-key put loop's
+    /// CPU time, all of it in the writer's stall at the growth (docs/performance.md).
     fn prepare_next(&mut self) {
         let capacity = self.table.capacity();
-        if self.next.is_some() || self.used * 2 < capacity {
+        if self.next.is_some() || self.used * PREPARE_AT_DEN < capacity * PREPARE_AT_NUM {
             return;
         }
         let next = Table::keys_capacity(capacity / LOAD_DEN * LOAD_NUM + 1);
@@ -793,7 +799,7 @@ pub(crate) mod tests {
         assert_eq!(writer.live, 5000 - 5000usize.div_ceil(11));
     }
 
-    /// Past half full, a large table's growth target is allocated on a thread of its own; the
+    /// Past 3/8 full, a large table's growth target is allocated on a thread of its own; the
     /// growth fills it (the prepared table, of the size the growth wants) and every key stays;
     /// a clear forgets it.
     #[test]
@@ -810,11 +816,11 @@ pub(crate) mod tests {
             put(&table, &mut writer);
         }
         let capacity = table.capacity();
-        while writer.used * 2 < capacity {
-            assert!(writer.next.is_none(), "not before half full");
+        while writer.used * PREPARE_AT_DEN < capacity * PREPARE_AT_NUM {
+            assert!(writer.next.is_none(), "not before 3/8 full");
             put(&table, &mut writer);
         }
-        assert!(writer.next.is_some(), "prepared at half full");
+        assert!(writer.next.is_some(), "prepared at 3/8 full");
         while table.capacity() == capacity {
             put(&table, &mut writer);
         }

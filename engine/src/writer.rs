@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mcstore_pmem::Medium;
-use mcstore_recovery::format::{Geometry, RecordKind, SegmentId, Superblock};
+use mcstore_recovery::format::{Geometry, RecordKind, SegmentId, Superblock, TailWords, Uuid};
 use mcstore_recovery::pool;
 
 use crate::error::{Error, Result};
@@ -73,6 +73,15 @@ pub(crate) struct OpenSegment {
     pub seq: u64,
     /// Bytes reserved in its data area (the published tail, in `commit.rs`, may lag behind).
     pub tail: u64,
+    /// Its committed-tail words (made without a CRC pass per publish).
+    pub words: TailWords,
+}
+
+impl OpenSegment {
+    /// Segment `id` of sequence `seq` in set `set_uuid`, with `tail` bytes reserved.
+    pub(crate) fn new(id: SegmentId, seq: u64, set_uuid: &Uuid, tail: u64) -> Self {
+        OpenSegment { id, seq, tail, words: TailWords::new(seq, set_uuid) }
+    }
 }
 
 /// What the writer starts from (from recovery or a fresh pool).
@@ -319,7 +328,7 @@ impl LogWriter {
         self.free.remove(&id.0);
         self.open_sealed = false;
         self.rolls += 1;
-        let open = OpenSegment { id, seq, tail: 0 };
+        let open = OpenSegment::new(id, seq, &self.superblock.set_uuid, 0);
         self.open = Some(open);
         Ok(open)
     }

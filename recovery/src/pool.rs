@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::format::{
     FORMAT_VERSION, Features, Geometry, Lsn, MAGIC, MemberState, SEGMENT_DATA_OFFSET,
     SEGMENT_HEADER_BYTES, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, SegmentHeader, SegmentId,
-    SegmentState, Superblock, Uuid, encode_tail,
+    SegmentState, Superblock, TailWords, Uuid,
 };
 use crate::limits::{SEGMENT_BYTES_DEFAULT, SUPERBLOCK_AREA_BYTES};
 use crate::sites;
@@ -246,19 +246,19 @@ pub fn flush_records(medium: &dyn Medium, offset: u64, len: u64) -> Result<()> {
 }
 
 /// Publish `tail` (bytes used in the data area, 8-aligned, ≤ capacity) as segment `id`'s
-/// committed tail: one `store_u64` of the checked word, flush, fence `TAIL_PUBLISH`.
+/// committed tail: one `store_u64` of the checked word (`words`: the segment's sequence and
+/// set), flush, fence `TAIL_PUBLISH`.
 pub fn publish_tail(
     medium: &dyn Medium,
     g: &Geometry,
     id: SegmentId,
-    seq: u64,
-    set_uuid: &Uuid,
+    words: &TailWords,
     tail: u64,
 ) -> Result<()> {
     assert!(tail <= g.data_capacity(), "tail {tail} beyond capacity {}", g.data_capacity());
     let at = g.tail_offset(id);
     // PERSIST: the single failure-atomic store that commits every record below `tail`.
-    medium.store_u64(at, encode_tail(tail, seq, set_uuid))?;
+    medium.store_u64(at, words.encode(tail))?;
     medium.flush(at, 8)?;
     medium.fence(sites::TAIL_PUBLISH)?;
     Ok(())

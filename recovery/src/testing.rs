@@ -3,7 +3,9 @@
 
 use mcstore_pmem::{Medium, SimMedium};
 
-use crate::format::{Lsn, RecordContext, RecordKind, SegmentId, Superblock, encode_record};
+use crate::format::{
+    Lsn, RecordContext, RecordKind, SegmentId, Superblock, TailWords, encode_record,
+};
 use crate::pool::{self, CreateParams};
 
 /// A pool of `segments` segments of 64 KiB on a fresh SimMedium.
@@ -62,7 +64,13 @@ impl Appender {
         }
         pool::persist_records(medium, start, &bytes)?;
         self.tail += bytes.len() as u64;
-        pool::publish_tail(medium, &g, self.id, self.seq, &sb.set_uuid, self.tail)?;
+        pool::publish_tail(
+            medium,
+            &g,
+            self.id,
+            &TailWords::new(self.seq, &sb.set_uuid),
+            self.tail,
+        )?;
         Ok(offsets)
     }
 

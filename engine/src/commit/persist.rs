@@ -155,14 +155,8 @@ impl Inner {
             return Err(Error::recovery("persisting records", error));
         }
         // PERSIST: one failure-atomic store publishes the whole group (TAIL_PUBLISH).
-        let published = pool::publish_tail(
-            self.medium.as_ref(),
-            &self.geometry,
-            open.id,
-            open.seq,
-            &self.set_uuid,
-            to,
-        );
+        let published =
+            pool::publish_tail(self.medium.as_ref(), &self.geometry, open.id, &open.words, to);
         if let Err(error) = published {
             self.latch.trip(format!("publishing the committed tail failed: {error}"));
             return Err(Error::recovery("publishing the committed tail", error));

@@ -31,7 +31,7 @@ pub(super) fn writer_start(
 ) -> WriterStart {
     let open = open_segment
         .and_then(|id| segments.iter().find(|s| s.id == id))
-        .map(|s| OpenSegment { id: s.id, seq: s.seq, tail: s.tail });
+        .map(|s| OpenSegment::new(s.id, s.seq, &superblock.set_uuid, s.tail));
     // Free: never used, or reclaimed by compaction (a header over an empty tail) unless it
     // is the segment to append to.
     let reclaimed = |s: &mcstore_recovery::SegmentInfo| {

@@ -111,12 +111,20 @@ impl MappedMedium {
     }
 
     /// `Error::Poisoned` if `[start, end)` touches a page this medium knows to be poisoned.
+    /// Inlined (every write, store and flush checks: one load while nothing is poisoned).
+    #[inline]
     pub(super) fn check_poison(&self, start: u64, end: u64) -> Result<()> {
         // Relaxed suffices: injection sets the flag before it maps a hole, and racing a write
         // with an injection over the same page is outside the contract (see `inject_poison`).
         if !self.any_poison.load(Ordering::Relaxed) {
             return Ok(());
         }
+        self.check_known_poison(start, end)
+    }
+
+    /// `check_poison` once some page is known poisoned.
+    #[cold]
+    fn check_known_poison(&self, start: u64, end: u64) -> Result<()> {
         match self.state.lock().poison.first_overlap(start, end) {
             None => Ok(()),
             Some((s, e)) => {

@@ -28,4 +28,4 @@ pub use segment::{SegmentHeader, SegmentState};
 pub use superblock::{
     FORMAT_VERSION, MAGIC, MemberState, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_OFFSETS, Superblock,
 };
-pub use tail::{decode_tail, encode_tail};
+pub use tail::{TailWords, decode_tail, encode_tail};
