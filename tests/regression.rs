@@ -50,6 +50,11 @@ fn mapped_poison_corpus_replays() {
     assert!(replay("mapped_poison", fuzz::mapped_poison) >= 9);
 }
 
+#[test]
+fn scan_ahead_corpus_replays() {
+    assert!(replay("scan_ahead", fuzz::scan_ahead) >= 5);
+}
+
 /// Every target in `fuzz/Cargo.toml` has a body here and a committed corpus.
 #[test]
 fn every_fuzz_target_has_a_body_and_a_corpus() {

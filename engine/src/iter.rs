@@ -301,9 +301,9 @@ impl Iter {
         }
     }
 
-    /// Whether a read-ahead thread runs for this iterator.
-    #[cfg(test)]
-    fn reading_ahead(&self) -> bool {
+    /// Whether a read-ahead thread serves this iterator (see [`Iter::read_ahead`]): it starts
+    /// once a forward scan has produced its first chunks, if the store allows it.
+    pub fn reading_ahead(&self) -> bool {
         self.ahead.as_ref().is_some_and(ReadAhead::running)
     }
 }

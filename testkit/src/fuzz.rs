@@ -3,10 +3,12 @@
 //! panics, a round trip that changes a value, a recovery that is not idempotent, a single flipped
 //! bit that goes unreported; and in the submodules an acknowledged write lost at a crash
 //! ([`crash_ops`]), wrong data or an untyped failure under poison ([`poison_ops`], and with real
-//! `SIGBUS` on a mapped pool, [`mapped_poison`]).
+//! `SIGBUS` on a mapped pool, [`mapped_poison`]), and wrong or missing items from a scan read
+//! ahead on a second thread ([`scan_ahead`]).
 //!
 //! INVARIANT: bodies are deterministic (the base pool is built from fixed uuids, pid and time)
 //! and bounded (pools ≤ 256 KiB, inputs truncated), so a finding reproduces from its input.
+//! `scan_ahead` runs a read-ahead thread whose timing varies; what its scans yield does not.
 
 use std::sync::{Arc, OnceLock};
 
@@ -28,19 +30,20 @@ mod mapped_poison;
 mod poison_ops;
 
 pub use crash_ops::crash_ops;
-pub use mapped_poison::mapped_poison;
+pub use mapped_poison::{mapped_poison, scan_ahead};
 pub use poison_ops::poison_ops;
 
 /// A fuzz target's body.
 pub type Body = fn(&[u8]);
 
 /// Every fuzz target: its name and its body.
-pub const TARGETS: [(&str, Body); 5] = [
+pub const TARGETS: [(&str, Body); 6] = [
     ("codec", codec),
     ("recover_image", recover_image),
     ("crash_ops", crash_ops),
     ("poison_ops", poison_ops),
     ("mapped_poison", mapped_poison),
+    ("scan_ahead", scan_ahead),
 ];
 
 /// Size of the base pool `recover_image` mutates: superblocks and three 64 KiB segments.
@@ -276,6 +279,7 @@ pub fn seed_inputs() -> Vec<(&'static str, String, Vec<u8>)> {
         ("crash_ops", crash_ops::seeds()),
         ("poison_ops", poison_ops::seeds()),
         ("mapped_poison", mapped_poison::seeds()),
+        ("scan_ahead", mapped_poison::scan_seeds()),
     ];
     for (target, list) in more {
         seeds.extend(list.into_iter().map(|(name, input)| (target, name, input)));

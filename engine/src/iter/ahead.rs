@@ -311,7 +311,6 @@ impl ReadAhead {
     }
 
     /// Whether the thread still runs.
-    #[cfg(test)]
     pub(super) fn running(&self) -> bool {
         self.reader.is_some()
     }
