@@ -44,12 +44,13 @@ const PARALLEL_TOUCH_MIN_BYTES: usize = 32 << 20;
 /// the table it replaces dropped on another (see `Writer::prepare_next`); smaller in tests, so
 /// that their growths take that path.
 const PREPARE_NEXT_MIN_BYTES: usize = if cfg!(test) { 16 << 10 } else { 4 << 20 };
-/// A table starts preparing its successor once `used * PREPARE_AT_DEN` reaches
-/// `capacity * PREPARE_AT_NUM`: half the way to the growth at 3/4, so the growth's stall no
-/// longer waits for a first touch slowed by the host (prepared from half full on, a 64 MiB
-/// table was sometimes not ready: a 46–53 ms stall in a 400 k put loop).
-const PREPARE_AT_NUM: usize = 3;
-const PREPARE_AT_DEN: usize = 8;
+/// A table starts preparing its successor (four times its size) once `used * PREPARE_AT_DEN`
+/// reaches `capacity * PREPARE_AT_NUM`: half full, a third of the way to the growth at 3/4.
+/// Earlier would give the first touch more time (a 64 MiB successor was sometimes not ready: a
+/// 46–53 ms stall in a 400 k put loop), but a store whose keys stay in the band would hold the
+/// unused successor longer (docs/performance.md, session 13).
+const PREPARE_AT_NUM: usize = 1;
+const PREPARE_AT_DEN: usize = 2;
 /// Threads that first-touch a large table at most.
 const TOUCH_THREADS_MAX: usize = 4;
 /// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
@@ -476,7 +477,7 @@ pub(crate) struct Writer {
     table: Arc<Table>,
     /// The table the next growth expects to fill, being allocated on a thread of its own (see
     /// [`Writer::prepare_next`]).
-    next: Option<std::thread::JoinHandle<Table>>,
+    next: Option<Prepared>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -500,7 +501,7 @@ impl Writer {
         Writer { live, used, table, next: None }
     }
 
-    /// Once the table is 3/8 full (`PREPARE_AT_*`), start allocating the table its growth
+    /// Once the table is half full (`PREPARE_AT_*`), start allocating the table its growth
     /// will fill (at 3/4, with no removal meanwhile: `keys_capacity` of the live keys then) on
     /// a thread of its own, when that table is large: its first touch, where the kernel
     /// clears every page (~1 GB/s on this kind of VM), was a fifth of a fresh-key put loop's
@@ -516,16 +517,28 @@ impl Writer {
         }
         let thread = std::thread::Builder::new().name("mcstore-index-grow".into());
         // Touched on that thread alone: the other cores are the writers'.
-        self.next = thread.spawn(move || Table::with_capacity_touched(next, false)).ok();
+        let thread = thread.spawn(move || Table::with_capacity_touched(next, false)).ok();
+        self.next = thread.map(|thread| Prepared { capacity: next, thread });
     }
 }
 
+/// A growth's table being allocated on a thread of its own (`Writer::prepare_next`).
+struct Prepared {
+    /// Its slots (a power of two).
+    capacity: usize,
+    thread: std::thread::JoinHandle<Table>,
+}
+
 impl Table {
-    /// The fresh table for a growth to `capacity` slots: the one `next` prepared if it has that
-    /// size (waiting for it if need be), else one allocated now.
-    fn take_next(next: &mut Option<std::thread::JoinHandle<Table>>, capacity: usize) -> Table {
-        match next.take().and_then(|thread| thread.join().ok()) {
-            Some(table) if table.capacity() == capacity => table,
+    /// The fresh table for a growth to `capacity` slots: the one `next` prepares if it has that
+    /// size (waiting for it if need be), else one allocated now. A prepared table of another
+    /// size (keys were removed meanwhile) is left to its thread, which drops it: the writer
+    /// neither waits for its first touch nor reads its slots to drop it.
+    fn take_next(next: &mut Option<Prepared>, capacity: usize) -> Table {
+        match next.take() {
+            Some(prepared) if prepared.capacity == capacity => {
+                prepared.thread.join().unwrap_or_else(|_| Table::with_capacity(capacity))
+            }
             _ => Table::with_capacity(capacity),
         }
     }
@@ -799,7 +812,7 @@ pub(crate) mod tests {
         assert_eq!(writer.live, 5000 - 5000usize.div_ceil(11));
     }
 
-    /// Past 3/8 full, a large table's growth target is allocated on a thread of its own; the
+    /// Past half full, a large table's growth target is allocated on a thread of its own; the
     /// growth fills it (the prepared table, of the size the growth wants) and every key stays;
     /// a clear forgets it.
     #[test]
@@ -817,10 +830,10 @@ pub(crate) mod tests {
         }
         let capacity = table.capacity();
         while writer.used * PREPARE_AT_DEN < capacity * PREPARE_AT_NUM {
-            assert!(writer.next.is_none(), "not before 3/8 full");
+            assert!(writer.next.is_none(), "not before half full");
             put(&table, &mut writer);
         }
-        assert!(writer.next.is_some(), "prepared at 3/8 full");
+        assert!(writer.next.is_some(), "prepared at half full");
         while table.capacity() == capacity {
             put(&table, &mut writer);
         }
@@ -832,6 +845,43 @@ pub(crate) mod tests {
         assert!(keys.iter().enumerate().all(|(i, k)| table.get(k) == Some(at(i as u64))));
         table.clear(&mut writer);
         assert!(writer.next.is_none() && table.get(&key(0, false)).is_none());
+    }
+
+    /// Keys removed after the successor was prepared: the growth (a rebuild without the
+    /// removed slots) wants another size, allocates it, and leaves the prepared table to its
+    /// thread; every live key stays and no removed one comes back.
+    #[test]
+    fn a_growth_of_another_size_leaves_the_prepared_table() {
+        let (table, mut writer) = empty();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let put = |table: &PointTable, writer: &mut Writer, keys: &mut Vec<Vec<u8>>| {
+            let n = keys.len() as u64;
+            keys.push(key(n, n.is_multiple_of(5)));
+            assert_eq!(table.upsert(writer, &keys[n as usize], at(n)), None);
+        };
+        while table.capacity() * 4 * std::mem::size_of::<Slot>() < PREPARE_NEXT_MIN_BYTES {
+            put(&table, &mut writer, &mut keys);
+        }
+        let capacity = table.capacity();
+        while writer.next.is_none() {
+            put(&table, &mut writer, &mut keys);
+        }
+        let prepared = writer.next.as_ref().map(|p| p.capacity);
+        assert_eq!(prepared, Some(Table::keys_capacity(capacity / 4 * 3 + 1)));
+        // Remove three keys in four, then put until the table is rebuilt.
+        let removed: Vec<usize> = (0..keys.len()).filter(|i| i % 4 != 0).collect();
+        for &i in &removed {
+            assert_eq!(table.remove(&mut writer, &keys[i]), Some(at(i as u64)));
+        }
+        while table.capacity() == capacity && writer.next.is_some() {
+            put(&table, &mut writer, &mut keys);
+        }
+        assert!(writer.next.is_none(), "the prepared table was let go");
+        assert_ne!(Some(table.capacity()), prepared, "a table of the size the rebuild wanted");
+        for (i, k) in keys.iter().enumerate() {
+            let live = !removed.contains(&i);
+            assert_eq!(table.get(k), live.then_some(at(i as u64)), "key {i}");
+        }
     }
 
     /// A table large enough to be first touched on several threads starts with every slot

@@ -7,7 +7,8 @@
 //! ahead on a second thread ([`scan_ahead`]).
 //!
 //! INVARIANT: bodies are deterministic (the base pool is built from fixed uuids, pid and time)
-//! and bounded (pools ≤ 256 KiB, inputs truncated), so a finding reproduces from its input.
+//! and bounded (pools ≤ 256 KiB, 1 MiB for `scan_ahead`; inputs truncated), so a finding
+//! reproduces from its input.
 //! `scan_ahead` runs a read-ahead thread whose timing varies; what its scans yield does not.
 
 use std::sync::{Arc, OnceLock};
