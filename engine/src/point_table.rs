@@ -45,10 +45,11 @@ const PARALLEL_TOUCH_MIN_BYTES: usize = 32 << 20;
 /// that their growths take that path.
 const PREPARE_NEXT_MIN_BYTES: usize = if cfg!(test) { 16 << 10 } else { 4 << 20 };
 /// A table starts preparing its successor (four times its size) once `used * PREPARE_AT_DEN`
-/// reaches `capacity * PREPARE_AT_NUM`: half full, a third of the way to the growth at 3/4.
-/// Earlier would give the first touch more time (a 64 MiB successor was sometimes not ready: a
-/// 46–53 ms stall in a 400 k put loop), but a store whose keys stay in the band would hold the
-/// unused successor longer (docs/performance.md, session 13).
+/// reaches `capacity * PREPARE_AT_NUM`: half full, so the successor is touched while the next
+/// quarter of the slots fills, up to the growth at 3/4. Earlier would give the first touch more
+/// time (a 64 MiB successor was sometimes not ready: a 46–53 ms stall in a 400 k put loop), but
+/// a store whose keys stay below the growth would hold the unused successor from lower down
+/// (docs/performance.md, session 13).
 const PREPARE_AT_NUM: usize = 1;
 const PREPARE_AT_DEN: usize = 2;
 /// Threads that first-touch a large table at most.

@@ -16,8 +16,9 @@
 //! fill a run of keys, and scan every key — stopping early or editing keys ahead of the cursor
 //! as it goes. Oracle of a scan: keys ascending; every item's value allowed (a key removed
 //! ahead of the cursor never comes, one overwritten comes with its new value); errors only
-//! after poison, as above; and before any poison, every key the model holds comes. The
-//! read-ahead thread's timing varies from run to run; what the iterator yields does not.
+//! after poison, as above; and a full scan yields every key the model holds for sure, or a
+//! media error in its place. The read-ahead thread's timing varies from run to run; what the
+//! iterator yields does not.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
