@@ -52,6 +52,10 @@ const PREPARE_NEXT_MIN_BYTES: usize = if cfg!(test) { 16 << 10 } else { 4 << 20 
 /// (docs/performance.md, session 13).
 const PREPARE_AT_NUM: usize = 1;
 const PREPARE_AT_DEN: usize = 2;
+/// While a large table's growth copies it on a thread of its own (`Growth`), the writer goes on
+/// writing it up to this load; past it the writer waits for the copy.
+const GROWING_LOAD_NUM: usize = 7;
+const GROWING_LOAD_DEN: usize = 8;
 /// Threads that first-touch a large table at most.
 const TOUCH_THREADS_MAX: usize = 4;
 /// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
@@ -235,20 +239,62 @@ impl Slot {
         }
     }
 
-    /// Copy a live slot into an empty one of another table (rebuilds; no reader sees `self`
-    /// being written because the table is not yet published).
-    fn copy_into(&self, to: &Slot) {
-        to.hash.store(self.hash.load(Ordering::Relaxed), Ordering::Relaxed);
-        to.inline[0].store(self.inline[0].load(Ordering::Relaxed), Ordering::Relaxed);
-        to.inline[1].store(self.inline[1].load(Ordering::Relaxed), Ordering::Relaxed);
-        let key_len = self.key_len();
-        // A short key has no `long` (an empty slot's is `None` already): skipping the `ArcSwap`
-        // load and store keeps a growth's copy to plain stores (its debt bookkeeping was ~5 % of
-        // a fresh-key put).
-        if key_len > INLINE_KEY_BYTES as u64 {
-            to.long.store(self.long.load_full());
+    /// The slot's key and location if it is live, consistent under the sequence lock (the
+    /// writer may be changing the slot: a growth copies on a thread of its own).
+    fn snapshot(&self) -> Option<Snapshot> {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let hash = self.hash.load(Ordering::Relaxed);
+            let snapshot = (hash != EMPTY && hash != DELETED).then(|| {
+                let key_len = self.key_len();
+                Snapshot {
+                    hash,
+                    inline: [
+                        self.inline[0].load(Ordering::Relaxed),
+                        self.inline[1].load(Ordering::Relaxed),
+                    ],
+                    // A short key has no `long`: skipping the `ArcSwap` load keeps a growth's
+                    // copy to plain loads and stores (its debt bookkeeping was ~5 % of a
+                    // fresh-key put).
+                    long: (key_len > INLINE_KEY_BYTES as u64)
+                        .then(|| self.long.load_full())
+                        .flatten(),
+                    key_len,
+                    location: self.location(),
+                }
+            });
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return snapshot;
+            }
         }
-        to.store_location(key_len, self.location());
+    }
+}
+
+/// A live slot's contents, read whole ([`Slot::snapshot`]).
+struct Snapshot {
+    hash: u64,
+    inline: [u64; 2],
+    /// `Some` exactly when the key is longer than `INLINE_KEY_BYTES`.
+    long: Option<Arc<Box<[u8]>>>,
+    key_len: u64,
+    location: Location,
+}
+
+impl Snapshot {
+    /// Write into an empty slot of a table not yet published.
+    fn place(self, to: &Slot) {
+        to.hash.store(self.hash, Ordering::Relaxed);
+        to.inline[0].store(self.inline[0], Ordering::Relaxed);
+        to.inline[1].store(self.inline[1], Ordering::Relaxed);
+        if self.long.is_some() {
+            to.long.store(self.long);
+        }
+        to.store_location(self.key_len, self.location);
     }
 }
 
@@ -413,21 +459,50 @@ impl Table {
         i
     }
 
-    /// Copy every live slot of `self` into the fresh table `to`. The target slot of the live
-    /// slot `COPY_AHEAD` slots further on is prefetched first, so the copy's misses in the
-    /// fresh table overlap instead of following each other.
-    fn copy_live_into(&self, to: &Table) {
+    /// Copy every live slot of `self` into the fresh table `to`; the slots placed. Each slot
+    /// is read whole, so the writer may go on writing `self` meanwhile (a slot it changes is
+    /// copied as it was before or after). The target slot of the live slot `COPY_AHEAD` slots
+    /// further on is prefetched first, so the copy's misses in the fresh table overlap instead
+    /// of following each other.
+    fn copy_live_into(&self, to: &Table) -> usize {
         let live = |slot: &Slot| {
             let hash = slot.hash.load(Ordering::Relaxed);
             (hash != EMPTY && hash != DELETED).then_some(hash)
         };
+        let mut placed = 0;
         for (i, slot) in self.slots.iter().enumerate() {
             if let Some(ahead) = self.slots.get(i + COPY_AHEAD).and_then(live) {
                 to.prefetch(ahead);
             }
-            if let Some(hash) = live(slot) {
-                slot.copy_into(&to.slots[to.first_empty(hash)]);
+            if let Some(snapshot) = slot.snapshot() {
+                let at = to.first_empty(snapshot.hash);
+                snapshot.place(&to.slots[at]);
+                placed += 1;
             }
+        }
+        placed
+    }
+
+    /// Point `probe`'s key at `location` in a table not yet published (the end of a
+    /// [`Growth`]); whether it took an empty slot.
+    fn upsert_unpublished(&self, probe: &Probe<'_>, location: Location) -> bool {
+        match self.find(probe) {
+            Ok((i, _)) => {
+                self.slots[i].write(None, location);
+                false
+            }
+            Err(free) => {
+                let empty = self.slots[free].hash.load(Ordering::Relaxed) == EMPTY;
+                self.slots[free].write(Some(probe), location);
+                empty
+            }
+        }
+    }
+
+    /// Forget `probe`'s key in a table not yet published.
+    fn remove_unpublished(&self, probe: &Probe<'_>) {
+        if let Ok((i, _)) = self.find(probe) {
+            self.slots[i].delete();
         }
     }
 }
@@ -479,6 +554,12 @@ pub(crate) struct Writer {
     /// The table the next growth expects to fill, being allocated on a thread of its own (see
     /// [`Writer::prepare_next`]).
     next: Option<Prepared>,
+    /// A large table's growth in progress.
+    growth: Option<Growth>,
+    /// A growth's copy waits here, to start (`false`) or to end (`true`), while tests hold the
+    /// gate (see `tests::Gate`).
+    #[cfg(test)]
+    copy_gate: Option<(Arc<tests::Gate>, bool)>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -499,7 +580,24 @@ impl Writer {
     }
 
     fn new(live: usize, used: usize, table: Arc<Table>) -> Self {
-        Writer { live, used, table, next: None }
+        Writer {
+            live,
+            used,
+            table,
+            next: None,
+            growth: None,
+            #[cfg(test)]
+            copy_gate: None,
+        }
+    }
+
+    /// Note a key changed in the table (put, overwritten or removed; `new` when it was not
+    /// live before) while a growth copies the table.
+    fn note_changed(&mut self, key: &[u8], new: bool) {
+        if let Some(growth) = &mut self.growth {
+            growth.changed.push(key);
+            growth.room -= usize::from(new);
+        }
     }
 
     /// Once the table is half full (`PREPARE_AT_*`), start allocating the table its growth
@@ -509,7 +607,10 @@ impl Writer {
     /// CPU time, all of it in the writer's stall at the growth (docs/performance.md).
     fn prepare_next(&mut self) {
         let capacity = self.table.capacity();
-        if self.next.is_some() || self.used * PREPARE_AT_DEN < capacity * PREPARE_AT_NUM {
+        if self.next.is_some()
+            || self.growth.is_some()
+            || self.used * PREPARE_AT_DEN < capacity * PREPARE_AT_NUM
+        {
             return;
         }
         let next = Table::keys_capacity(capacity / LOAD_DEN * LOAD_NUM + 1);
@@ -520,6 +621,41 @@ impl Writer {
         // Touched on that thread alone: the other cores are the writers'.
         let thread = thread.spawn(move || Table::with_capacity_touched(next, false)).ok();
         self.next = thread.map(|thread| Prepared { capacity: next, thread });
+    }
+}
+
+/// A large table's growth, in the background: a thread of its own copies the table's live
+/// slots into the fresh one (the one `Writer::next` prepared, or one it allocates), while the
+/// writer goes on writing the current table — up to `GROWING_LOAD`, and up to `room` keys more
+/// — and notes every key it changes. The growth's end ([`PointTable::end_growth`]) sets those
+/// keys again in the fresh table, as the current table has them, and publishes it. A copy of
+/// 786 k keys took 26 ms on the writer's thread, and a successor still being first touched made
+/// the writer wait 158 ms (docs/performance.md, session 14).
+struct Growth {
+    /// The copy: the fresh table and its slots used.
+    thread: std::thread::JoinHandle<(Table, usize)>,
+    /// Keys changed since the copy began.
+    changed: ChangedKeys,
+    /// Keys the fresh table can still take without passing its growth threshold.
+    room: usize,
+}
+
+/// Keys, back to back in one buffer.
+#[derive(Default)]
+struct ChangedKeys {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl ChangedKeys {
+    fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end])
     }
 }
 
@@ -645,57 +781,147 @@ impl PointTable {
         key: &[u8],
         location: Location,
     ) -> Option<Location> {
+        self.end_growth_if_due(writer);
         let probe = Probe::new(&self.hasher, key);
         debug_assert!(Arc::ptr_eq(&writer.table, &self.table.load()));
-        let table = &writer.table;
-        let free = match table.find(&probe) {
+        let free = match writer.table.find(&probe) {
             Ok((i, old)) => {
-                table.slots[i].write(None, location);
+                writer.table.slots[i].write(None, location);
+                writer.note_changed(key, false);
                 return Some(old);
             }
             Err(free) => free,
         };
         writer.live += 1;
-        if table.slots[free].hash.load(Ordering::Relaxed) == DELETED {
-            table.slots[free].write(Some(&probe), location);
-        } else if (writer.used + 1) * LOAD_DEN <= table.capacity() * LOAD_NUM {
+        let capacity = writer.table.capacity();
+        if writer.table.slots[free].hash.load(Ordering::Relaxed) == DELETED {
+            writer.table.slots[free].write(Some(&probe), location);
+        } else if (writer.used + 1) * LOAD_DEN <= capacity * LOAD_NUM {
             writer.used += 1;
-            table.slots[free].write(Some(&probe), location);
+            writer.table.slots[free].write(Some(&probe), location);
             writer.prepare_next();
+        } else if writer.growth.is_some() || self.start_growth(writer) {
+            // `end_growth_if_due` left room below `GROWING_LOAD`.
+            writer.used += 1;
+            writer.table.slots[free].write(Some(&probe), location);
         } else {
             // The fresh table is not yet published: the new key goes in before readers see it.
             let fresh = Table::take_next(&mut writer.next, Table::keys_capacity(writer.live));
-            table.copy_live_into(&fresh);
+            writer.table.copy_live_into(&fresh);
             fresh.place_unpublished(&probe, location);
             writer.used = writer.live;
-            let old = self.publish(writer, fresh);
-            // A large grown-out table is dropped on a thread of its own (its drop reads every
-            // slot for long keys, then unmaps it); here if none can be started. Readers that
-            // still hold it keep it alive either way.
-            if old.capacity() * std::mem::size_of::<Slot>() >= PREPARE_NEXT_MIN_BYTES {
-                let thread = std::thread::Builder::new().name("mcstore-index-drop".into());
-                drop(thread.spawn(move || drop(old)));
-            }
+            self.publish_retiring(writer, fresh);
+            return None;
         }
+        writer.note_changed(key, true);
         None
+    }
+
+    /// Start copying the table into a fresh one on a thread of its own if the fresh one is
+    /// large (see [`Growth`]); whether it started.
+    fn start_growth(&self, writer: &mut Writer) -> bool {
+        let capacity = Table::keys_capacity(writer.live);
+        if capacity * std::mem::size_of::<Slot>() < PREPARE_NEXT_MIN_BYTES {
+            return false;
+        }
+        let mut next = writer.next.take();
+        let from = Arc::clone(&writer.table);
+        #[cfg(test)]
+        let gate = writer.copy_gate.clone();
+        #[cfg(test)]
+        let wait = move |after: bool| {
+            if let Some((gate, _)) = gate.as_ref().filter(|(_, at)| *at == after) {
+                gate.wait();
+            }
+        };
+        let copy = move || {
+            #[cfg(test)]
+            wait(false);
+            let fresh = Table::take_next(&mut next, capacity);
+            let used = from.copy_live_into(&fresh);
+            #[cfg(test)]
+            wait(true);
+            (fresh, used)
+        };
+        let Ok(thread) = std::thread::Builder::new().name("mcstore-index-copy".into()).spawn(copy)
+        else {
+            return false;
+        };
+        // Every key live at some time during the growth takes a slot of the fresh table: the
+        // `live - 1` there now and the new ones, this one first (`note_changed` counts it). At
+        // most 3/8 of `capacity` are live, so the subtraction cannot wrap.
+        let room = capacity / LOAD_DEN * LOAD_NUM - (writer.live - 1);
+        writer.growth = Some(Growth { thread, changed: ChangedKeys::default(), room });
+        true
+    }
+
+    /// End the growth in progress if its copy is done, or if the next key could pass
+    /// `GROWING_LOAD` in the current table or the fresh table's room.
+    fn end_growth_if_due(&self, writer: &mut Writer) {
+        let Some(growth) = &writer.growth else { return };
+        let full = (writer.used + 1) * GROWING_LOAD_DEN
+            > writer.table.capacity() * GROWING_LOAD_NUM
+            || growth.room == 0;
+        if full || growth.thread.is_finished() {
+            self.end_growth(writer);
+        }
+    }
+
+    /// Wait for the growth's copy, set every key changed since it began as the current table
+    /// has it, and publish the fresh table.
+    fn end_growth(&self, writer: &mut Writer) {
+        let Some(growth) = writer.growth.take() else { return };
+        let (fresh, mut used) =
+            growth.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // Each key's slots in both tables are prefetched `FILL_AHEAD` keys ahead.
+        let current = &writer.table;
+        let changed = growth.changed.iter().map(|key| (Probe::new(&self.hasher, key), ()));
+        let changed = changed.inspect(|(probe, ())| current.prefetch(probe.hash));
+        fresh.place_ahead(changed, |probe, ()| {
+            match current.find(&probe) {
+                Ok((_, location)) => {
+                    used += usize::from(fresh.upsert_unpublished(&probe, location))
+                }
+                Err(_) => fresh.remove_unpublished(&probe),
+            }
+            true
+        });
+        debug_assert!(used * LOAD_DEN <= fresh.capacity() * LOAD_NUM);
+        writer.used = used;
+        self.publish_retiring(writer, fresh);
+    }
+
+    /// Publish `fresh` in place of the current table, which a large table leaves to a thread
+    /// of its own to drop (its drop reads every slot for long keys, then unmaps it); here if
+    /// none can be started. Readers that still hold it keep it alive either way.
+    fn publish_retiring(&self, writer: &mut Writer, fresh: Table) {
+        let old = self.publish(writer, fresh);
+        if old.capacity() * std::mem::size_of::<Slot>() >= PREPARE_NEXT_MIN_BYTES {
+            let thread = std::thread::Builder::new().name("mcstore-index-drop".into());
+            drop(thread.spawn(move || drop(old)));
+        }
     }
 
     /// Forget `key`; its location if it was present.
     pub(crate) fn remove(&self, writer: &mut Writer, key: &[u8]) -> Option<Location> {
+        self.end_growth_if_due(writer);
         let probe = Probe::new(&self.hasher, key);
         debug_assert!(Arc::ptr_eq(&writer.table, &self.table.load()));
         let table = &writer.table;
         let (i, old) = table.find(&probe).ok()?;
         table.slots[i].delete();
         writer.live -= 1;
+        writer.note_changed(key, false);
         Some(old)
     }
 
     /// Forget every key.
     pub(crate) fn clear(&self, writer: &mut Writer) {
         drop(self.publish(writer, Table::with_capacity(MIN_CAPACITY)));
-        // A table prepared for the old one's growth is left to its thread, which drops it.
+        // A table prepared for the old one's growth, or a growth's copy, is left to its thread,
+        // which drops it.
         writer.next = None;
+        writer.growth = None;
         writer.live = 0;
         writer.used = 0;
     }
@@ -720,6 +946,34 @@ pub(crate) mod tests {
     thread_local! {
         /// Hashes are ANDed with this (tests of equal fingerprints narrow it).
         pub(crate) static HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
+    }
+
+    /// A gate a growth's copy waits at: held, reached (the copy waits there), open.
+    pub(crate) struct Gate(AtomicU32);
+
+    impl Gate {
+        fn held() -> Arc<Self> {
+            Arc::new(Gate(AtomicU32::new(0)))
+        }
+
+        /// The copy's side: say it got here, and wait until the gate opens.
+        pub(super) fn wait(&self) {
+            let _ = self.0.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+            while self.0.load(Ordering::SeqCst) != 2 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+
+        /// Wait until the copy waits at the gate.
+        fn reached(&self) {
+            while self.0.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+
+        fn open(&self) {
+            self.0.store(2, Ordering::SeqCst);
+        }
     }
 
     fn at(n: u64) -> Location {
@@ -878,11 +1132,141 @@ pub(crate) mod tests {
             put(&table, &mut writer, &mut keys);
         }
         assert!(writer.next.is_none(), "the prepared table was let go");
+        table.end_growth(&mut writer);
         assert_ne!(Some(table.capacity()), prepared, "a table of the size the rebuild wanted");
         for (i, k) in keys.iter().enumerate() {
             let live = !removed.contains(&i);
             assert_eq!(table.get(k), live.then_some(at(i as u64)), "key {i}");
         }
+    }
+
+    /// Live slots of the published table.
+    fn live_slots(table: &PointTable) -> usize {
+        let live = |slot: &&Slot| slot.hash.load(Ordering::Relaxed) > DELETED;
+        table.table.load().slots.iter().filter(live).count()
+    }
+
+    /// Put fresh keys until the table has at least 4096 slots (room for 512 keys past the
+    /// growth threshold) and a put starts its growth in the background, its copy held by
+    /// `gate`.
+    fn up_to_a_background_growth(
+        table: &PointTable,
+        writer: &mut Writer,
+        model: &mut HashMap<Vec<u8>, Location>,
+        gate: &Arc<Gate>,
+        after: bool,
+    ) {
+        let mut n = model.len() as u64;
+        loop {
+            let capacity = table.capacity();
+            let at_growth = (writer.used + 1) * LOAD_DEN > capacity * LOAD_NUM;
+            let big = Table::keys_capacity(writer.live + 1) * std::mem::size_of::<Slot>()
+                >= PREPARE_NEXT_MIN_BYTES;
+            let last = at_growth && big && capacity >= 4096;
+            if last {
+                writer.copy_gate = Some((Arc::clone(gate), after));
+            }
+            let k = key(n, n.is_multiple_of(3));
+            assert_eq!(table.upsert(writer, &k, at(n)), None);
+            model.insert(k, at(n));
+            n += 1;
+            if last {
+                assert!(writer.growth.is_some(), "the growth copies in the background");
+                assert_eq!(table.capacity(), capacity, "the current table stays meanwhile");
+                return;
+            }
+        }
+    }
+
+    fn matches(table: &PointTable, writer: &Writer, model: &HashMap<Vec<u8>, Location>) {
+        for (k, location) in model {
+            assert_eq!(table.get(k), Some(*location));
+        }
+        assert_eq!(writer.live, model.len());
+        assert_eq!(live_slots(table), model.len(), "no other key is live");
+    }
+
+    /// While a large table's growth copies it, keys are overwritten, removed, put back and put
+    /// new, short and long, and the current table serves them; the fresh table published at
+    /// the end has every key as the current table had it, and no key removed meanwhile:
+    /// whether the changes come before the copy reads the table or after.
+    #[test]
+    fn a_background_growth_keeps_the_changes_made_during_its_copy() {
+        changes_during_a_background_growth(false);
+        changes_during_a_background_growth(true);
+    }
+
+    fn changes_during_a_background_growth(after_the_copy: bool) {
+        let (table, mut writer) = empty();
+        let mut model = HashMap::new();
+        let gate = Gate::held();
+        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, after_the_copy);
+        gate.reached();
+        let capacity = table.capacity();
+        let old: Vec<Vec<u8>> = model.keys().take(300).cloned().collect();
+        for (i, k) in old.iter().enumerate() {
+            let i = i as u64;
+            match i % 3 {
+                0 => assert!(table.upsert(&mut writer, k, at(50_000 + i)).is_some()),
+                _ => assert!(table.remove(&mut writer, k).is_some()),
+            }
+        }
+        for (i, k) in old.iter().enumerate().filter(|(i, _)| i % 6 == 1) {
+            assert_eq!(table.upsert(&mut writer, k, at(60_000 + i as u64)), None);
+        }
+        for i in 0..40u64 {
+            let k = key(1_000_000 + i, i % 2 == 0);
+            assert_eq!(table.upsert(&mut writer, &k, at(70_000 + i)), None);
+        }
+        // The model, changed the same way.
+        for (i, k) in old.iter().enumerate() {
+            let i = i as u64;
+            match i % 6 {
+                0 | 3 => drop(model.insert(k.clone(), at(50_000 + i))),
+                1 => drop(model.insert(k.clone(), at(60_000 + i))),
+                _ => drop(model.remove(k)),
+            }
+        }
+        for i in 0..40u64 {
+            model.insert(key(1_000_000 + i, i % 2 == 0), at(70_000 + i));
+        }
+        assert_eq!(table.capacity(), capacity, "still copying");
+        matches(&table, &writer, &model);
+        gate.open();
+        table.end_growth(&mut writer);
+        assert!(writer.growth.is_none());
+        assert!(table.capacity() > capacity, "the fresh table is published");
+        matches(&table, &writer, &model);
+        assert!(writer.used * LOAD_DEN <= table.capacity() * LOAD_NUM);
+    }
+
+    /// A growth whose copy is slow: the writer goes on putting into the current table up to
+    /// `GROWING_LOAD`, never past it, then waits for the copy; every key is there afterwards.
+    #[test]
+    fn a_background_growth_that_falls_behind_stops_the_table_at_its_limit() {
+        let (table, mut writer) = empty();
+        let mut model = HashMap::new();
+        let gate = Gate::held();
+        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, false);
+        let capacity = table.capacity();
+        let released = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                released.store(true, Ordering::SeqCst);
+                gate.open();
+            });
+            let mut n = 2_000_000u64;
+            while table.capacity() == capacity {
+                assert!(writer.used * GROWING_LOAD_DEN <= capacity * GROWING_LOAD_NUM);
+                let k = key(n, false);
+                assert_eq!(table.upsert(&mut writer, &k, at(n)), None);
+                model.insert(k, at(n));
+                n += 1;
+            }
+        });
+        assert!(released.load(Ordering::SeqCst), "the table changed only after the copy ran");
+        matches(&table, &writer, &model);
     }
 
     /// A table large enough to be first touched on several threads starts with every slot
