@@ -26,11 +26,61 @@ use mcstore_recovery::scan::WalkedEntries;
 /// the tree (1/`REBUILD_DIVISOR`); smaller runs are inserted key by key.
 const REBUILD_DIVISOR: usize = 8;
 
+/// The largest chunk of the pending run, in keys.
+const RUN_CHUNK_MAX: usize = 16 << 10;
+/// The smallest.
+const RUN_CHUNK_MIN: usize = 64;
+
+/// The pending run: keys in chunks, each as large as the run before it (from `RUN_CHUNK_MIN`
+/// up to `RUN_CHUNK_MAX` keys), so a push never moves the run. One vector's doubling copied
+/// it whole: a put stalled 16 ms when the run reached 512 k keys (docs/performance.md,
+/// session 14).
+#[derive(Debug, Default)]
+struct Run {
+    chunks: Vec<Vec<OrderKey>>,
+    len: usize,
+}
+
+impl Run {
+    fn push(&mut self, key: OrderKey) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(key),
+            _ => {
+                let mut chunk = Vec::with_capacity(self.len.clamp(RUN_CHUNK_MIN, RUN_CHUNK_MAX));
+                chunk.push(key);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The keys in one vector, in the order pushed.
+    fn into_vec(mut self) -> Vec<OrderKey> {
+        if self.chunks.len() == 1 {
+            return self.chunks.pop().unwrap_or_default();
+        }
+        let mut keys = Vec::with_capacity(self.len);
+        for chunk in self.chunks {
+            keys.extend(chunk);
+        }
+        keys
+    }
+}
+
 /// The ordered set of live keys.
 #[derive(Debug, Default)]
 pub(crate) struct KeyOrder {
     sorted: BTreeSet<OrderKey>,
-    pending: Vec<OrderKey>,
+    pending: Run,
     /// The recovered keys' tree, while a background thread builds it.
     building: Option<JoinHandle<BTreeSet<OrderKey>>>,
 }
@@ -89,7 +139,7 @@ impl KeyOrder {
     pub(crate) fn from_sorted<'k>(keys: impl Iterator<Item = &'k [u8]>) -> (Self, usize) {
         let mut key_bytes = 0;
         let sorted = tree_of(keys.inspect(|key| key_bytes += key.len()));
-        (Self { sorted, pending: Vec::new(), building: None }, key_bytes)
+        (Self { sorted, pending: Run::default(), building: None }, key_bytes)
     }
 
     /// [`KeyOrder::from_sorted`] on a background thread that owns `items` (and drops them when
@@ -114,7 +164,7 @@ impl KeyOrder {
             tree_of(entries.iter().filter(|e| e.kind == RecordKind::Put).map(|e| &e.key[..]))
         }
         if !background {
-            return Self { sorted: tree(walked), pending: Vec::new(), building: None };
+            return Self { sorted: tree(walked), pending: Run::default(), building: None };
         }
         Self::in_background_with(walked, tree)
     }
@@ -136,7 +186,7 @@ impl KeyOrder {
                 Ok(()) => {
                     return Self {
                         sorted: BTreeSet::new(),
-                        pending: Vec::new(),
+                        pending: Run::default(),
                         building: Some(handle),
                     };
                 }
@@ -144,7 +194,7 @@ impl KeyOrder {
             },
             Err(_) => job,
         };
-        Self { sorted: build(work), pending: Vec::new(), building: None }
+        Self { sorted: build(work), pending: Run::default(), building: None }
     }
 
     /// The tree, once the background build (if any) has finished.
@@ -156,7 +206,7 @@ impl KeyOrder {
         &mut self.sorted
     }
 
-    /// Add `key`, which is not live. O(1) (amortized, the run's growth).
+    /// Add `key`, which is not live. O(1).
     pub(crate) fn insert_new(&mut self, key: &[u8]) {
         self.pending.push(OrderKey::new(IndexKey::from(key)));
     }
@@ -176,7 +226,7 @@ impl KeyOrder {
     /// point map.
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = IndexKey> {
         let sorted = std::mem::take(self.tree()).into_iter();
-        sorted.chain(std::mem::take(&mut self.pending)).map(|k| k.key)
+        sorted.chain(std::mem::take(&mut self.pending).chunks.into_iter().flatten()).map(|k| k.key)
     }
 
     /// Whether a background build has not yet been waited for.
@@ -197,7 +247,7 @@ impl KeyOrder {
         if self.pending.is_empty() {
             return;
         }
-        let mut run = std::mem::take(&mut self.pending);
+        let mut run = std::mem::take(&mut self.pending).into_vec();
         run.sort_unstable();
         if run.len() * REBUILD_DIVISOR < self.sorted.len() {
             for key in run {
@@ -310,6 +360,22 @@ mod tests {
         let taken: BTreeSet<_> = order.take_all().map(|k| k.to_vec()).collect();
         assert_eq!(taken, model);
         assert!(all(&mut order).is_empty());
+    }
+
+    /// The pending run keeps its keys where they were first put (no chunk is ever moved or
+    /// outgrows `RUN_CHUNK_MAX`) and gives them back in the order put.
+    #[test]
+    fn the_pending_run_never_moves_its_keys() {
+        let mut run = Run::default();
+        for i in 0..100_000u64 {
+            let before: Vec<*const OrderKey> = run.chunks.iter().map(|c| c.as_ptr()).collect();
+            run.push(OrderKey::new(IndexKey::from(&i.to_be_bytes()[..])));
+            assert!(run.chunks.iter().zip(&before).all(|(c, &then)| c.as_ptr() == then));
+        }
+        assert!(run.chunks.iter().all(|c| c.capacity() <= RUN_CHUNK_MAX));
+        assert_eq!(run.len(), 100_000);
+        let keys = run.into_vec();
+        assert!(keys.iter().enumerate().all(|(i, k)| k.key[..] == (i as u64).to_be_bytes()));
     }
 
     /// Inserts only append; an ordered read merges the run (a rebuild when it is large against

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
 
 use crate::index::Location;
 
@@ -56,6 +57,11 @@ const PREPARE_AT_DEN: usize = 2;
 /// writing it up to this load; past it the writer waits for the copy.
 const GROWING_LOAD_NUM: usize = 7;
 const GROWING_LOAD_DEN: usize = 8;
+/// A growth's copy sets the keys changed meanwhile again in rounds, each taking those changed
+/// during the previous one, until a round takes fewer than this many keys (the writer sets the
+/// rest) or after `REPLAY_ROUNDS_MAX` rounds.
+const REPLAY_DONE_KEYS: usize = 64;
+const REPLAY_ROUNDS_MAX: usize = 8;
 /// Threads that first-touch a large table at most.
 const TOUCH_THREADS_MAX: usize = 4;
 /// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
@@ -129,15 +135,27 @@ enum Seen {
 }
 
 impl Slot {
-    /// The slot's view of `probe`, consistent under the sequence lock.
-    fn read(&self, probe: &Probe<'_>) -> Seen {
+    /// What `read` makes of the slot, read again until no write overlapped it (the sequence
+    /// lock's reader side).
+    fn consistent<T>(&self, mut read: impl FnMut(&Self) -> T) -> T {
         loop {
             let before = self.seq.load(Ordering::Acquire);
             if before & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
-            let hash = self.hash.load(Ordering::Relaxed);
+            let value = read(self);
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return value;
+            }
+        }
+    }
+
+    /// The slot's view of `probe`, consistent under the sequence lock.
+    fn read(&self, probe: &Probe<'_>) -> Seen {
+        self.consistent(|slot| {
+            let hash = slot.hash.load(Ordering::Relaxed);
             if hash == EMPTY {
                 // Slots never return to empty: no key was ever placed at or past this slot in
                 // this probe's cluster.
@@ -146,20 +164,19 @@ impl Slot {
             if hash != probe.hash {
                 return Seen::Other;
             }
-            let offset_key = self.offset_key.load(Ordering::Relaxed);
+            let offset_key = slot.offset_key.load(Ordering::Relaxed);
             let location = Location {
                 offset: offset_key & ((1 << OFFSET_BITS) - 1),
-                len: self.record_len.load(Ordering::Relaxed),
-                segment_seq: self.segment_seq.load(Ordering::Relaxed),
-                lsn: self.lsn.load(Ordering::Relaxed),
+                len: slot.record_len.load(Ordering::Relaxed),
+                segment_seq: slot.segment_seq.load(Ordering::Relaxed),
+                lsn: slot.lsn.load(Ordering::Relaxed),
             };
-            let same = self.key_is(offset_key >> OFFSET_BITS, probe);
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) != before {
-                continue;
+            if slot.key_is(offset_key >> OFFSET_BITS, probe) {
+                Seen::Match(location)
+            } else {
+                Seen::Other
             }
-            return if same { Seen::Match(location) } else { Seen::Other };
-        }
+        })
     }
 
     /// Store `location` (writer only; `key` set when the slot takes a new key).
@@ -242,36 +259,27 @@ impl Slot {
     /// The slot's key and location if it is live, consistent under the sequence lock (the
     /// writer may be changing the slot: a growth copies on a thread of its own).
     fn snapshot(&self) -> Option<Snapshot> {
-        loop {
-            let before = self.seq.load(Ordering::Acquire);
-            if before & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let hash = self.hash.load(Ordering::Relaxed);
-            let snapshot = (hash != EMPTY && hash != DELETED).then(|| {
-                let key_len = self.key_len();
+        self.consistent(|slot| {
+            let hash = slot.hash.load(Ordering::Relaxed);
+            (hash != EMPTY && hash != DELETED).then(|| {
+                let key_len = slot.key_len();
                 Snapshot {
                     hash,
                     inline: [
-                        self.inline[0].load(Ordering::Relaxed),
-                        self.inline[1].load(Ordering::Relaxed),
+                        slot.inline[0].load(Ordering::Relaxed),
+                        slot.inline[1].load(Ordering::Relaxed),
                     ],
                     // A short key has no `long`: skipping the `ArcSwap` load keeps a growth's
                     // copy to plain loads and stores (its debt bookkeeping was ~5 % of a
                     // fresh-key put).
                     long: (key_len > INLINE_KEY_BYTES as u64)
-                        .then(|| self.long.load_full())
+                        .then(|| slot.long.load_full())
                         .flatten(),
                     key_len,
-                    location: self.location(),
+                    location: slot.location(),
                 }
-            });
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == before {
-                return snapshot;
-            }
-        }
+            })
+        })
     }
 }
 
@@ -556,10 +564,10 @@ pub(crate) struct Writer {
     next: Option<Prepared>,
     /// A large table's growth in progress.
     growth: Option<Growth>,
-    /// A growth's copy waits here, to start (`false`) or to end (`true`), while tests hold the
-    /// gate (see `tests::Gate`).
+    /// A growth's copy waits here while tests hold the gate (see `tests::Gate`): before it
+    /// copies (stage 0), before its rounds (1), or before it returns (2).
     #[cfg(test)]
-    copy_gate: Option<(Arc<tests::Gate>, bool)>,
+    copy_gate: Option<(Arc<tests::Gate>, u8)>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -595,7 +603,7 @@ impl Writer {
     /// live before) while a growth copies the table.
     fn note_changed(&mut self, key: &[u8], new: bool) {
         if let Some(growth) = &mut self.growth {
-            growth.changed.push(key);
+            growth.changed.lock().push(key);
             growth.room -= usize::from(new);
         }
     }
@@ -627,15 +635,20 @@ impl Writer {
 /// A large table's growth, in the background: a thread of its own copies the table's live
 /// slots into the fresh one (the one `Writer::next` prepared, or one it allocates), while the
 /// writer goes on writing the current table — up to `GROWING_LOAD`, and up to `room` keys more
-/// — and notes every key it changes. The growth's end ([`PointTable::end_growth`]) sets those
-/// keys again in the fresh table, as the current table has them, and publishes it. A copy of
-/// 786 k keys took 26 ms on the writer's thread, and a successor still being first touched made
-/// the writer wait 158 ms (docs/performance.md, session 14).
+/// — and notes every key it changes. The copy's thread then sets the keys noted meanwhile
+/// again in the fresh table, as the current table has them, in rounds (`REPLAY_*`); the
+/// growth's end ([`PointTable::end_growth`]) sets the last few and publishes the fresh table.
+/// A copy of 786 k keys took 26 ms on the writer's thread, and a successor still being first
+/// touched made the writer wait 158 ms (docs/performance.md, session 14).
+///
+/// Why each key ends right: a key is noted after each change; a round takes the keys noted so
+/// far, then reads each in the current table — so it sees that change or a later one, and a
+/// later one is noted again, for a later round or the end, which reads with the writer idle.
 struct Growth {
     /// The copy: the fresh table and its slots used.
     thread: std::thread::JoinHandle<(Table, usize)>,
-    /// Keys changed since the copy began.
-    changed: ChangedKeys,
+    /// Keys changed and not yet taken by a round.
+    changed: Arc<Mutex<ChangedKeys>>,
     /// Keys the fresh table can still take without passing its growth threshold.
     room: usize,
 }
@@ -656,6 +669,33 @@ impl ChangedKeys {
     fn iter(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end])
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Set each key in `fresh` (not yet published) as `current` has it now; the empty slots
+    /// that took one. Each key's slots in both tables are prefetched `FILL_AHEAD` keys ahead.
+    fn replay(
+        &self,
+        hasher: &foldhash::fast::RandomState,
+        current: &Table,
+        fresh: &Table,
+    ) -> usize {
+        let mut used = 0;
+        let keys = self.iter().map(|key| (Probe::new(hasher, key), ()));
+        let keys = keys.inspect(|(probe, ())| current.prefetch(probe.hash));
+        fresh.place_ahead(keys, |probe, ()| {
+            match current.find(&probe) {
+                Ok((_, location)) => {
+                    used += usize::from(fresh.upsert_unpublished(&probe, location))
+                }
+                Err(_) => fresh.remove_unpublished(&probe),
+            }
+            true
+        });
+        used
     }
 }
 
@@ -826,21 +866,37 @@ impl PointTable {
         }
         let mut next = writer.next.take();
         let from = Arc::clone(&writer.table);
+        let changed = Arc::new(Mutex::new(ChangedKeys::default()));
+        let noted = Arc::clone(&changed);
+        let hasher = self.hasher.clone();
+        #[cfg(test)]
+        let mask = tests::HASH_MASK.with(|mask| mask.get());
         #[cfg(test)]
         let gate = writer.copy_gate.clone();
         #[cfg(test)]
-        let wait = move |after: bool| {
-            if let Some((gate, _)) = gate.as_ref().filter(|(_, at)| *at == after) {
+        let wait = move |stage: u8| {
+            if let Some((gate, _)) = gate.as_ref().filter(|(_, at)| *at == stage) {
                 gate.wait();
             }
         };
         let copy = move || {
             #[cfg(test)]
-            wait(false);
-            let fresh = Table::take_next(&mut next, capacity);
-            let used = from.copy_live_into(&fresh);
+            tests::HASH_MASK.with(|m| m.set(mask));
             #[cfg(test)]
-            wait(true);
+            wait(0);
+            let fresh = Table::take_next(&mut next, capacity);
+            let mut used = from.copy_live_into(&fresh);
+            #[cfg(test)]
+            wait(1);
+            for _ in 0..REPLAY_ROUNDS_MAX {
+                let round = std::mem::take(&mut *noted.lock());
+                used += round.replay(&hasher, &from, &fresh);
+                if round.len() < REPLAY_DONE_KEYS {
+                    break;
+                }
+            }
+            #[cfg(test)]
+            wait(2);
             (fresh, used)
         };
         let Ok(thread) = std::thread::Builder::new().name("mcstore-index-copy".into()).spawn(copy)
@@ -851,7 +907,7 @@ impl PointTable {
         // `live - 1` there now and the new ones, this one first (`note_changed` counts it). At
         // most 3/8 of `capacity` are live, so the subtraction cannot wrap.
         let room = capacity / LOAD_DEN * LOAD_NUM - (writer.live - 1);
-        writer.growth = Some(Growth { thread, changed: ChangedKeys::default(), room });
+        writer.growth = Some(Growth { thread, changed, room });
         true
     }
 
@@ -867,25 +923,13 @@ impl PointTable {
         }
     }
 
-    /// Wait for the growth's copy, set every key changed since it began as the current table
-    /// has it, and publish the fresh table.
+    /// Wait for the growth's copy, set the keys changed since its last round as the current
+    /// table has them, and publish the fresh table.
     fn end_growth(&self, writer: &mut Writer) {
         let Some(growth) = writer.growth.take() else { return };
         let (fresh, mut used) =
             growth.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        // Each key's slots in both tables are prefetched `FILL_AHEAD` keys ahead.
-        let current = &writer.table;
-        let changed = growth.changed.iter().map(|key| (Probe::new(&self.hasher, key), ()));
-        let changed = changed.inspect(|(probe, ())| current.prefetch(probe.hash));
-        fresh.place_ahead(changed, |probe, ()| {
-            match current.find(&probe) {
-                Ok((_, location)) => {
-                    used += usize::from(fresh.upsert_unpublished(&probe, location))
-                }
-                Err(_) => fresh.remove_unpublished(&probe),
-            }
-            true
-        });
+        used += growth.changed.lock().replay(&self.hasher, &writer.table, &fresh);
         debug_assert!(used * LOAD_DEN <= fresh.capacity() * LOAD_NUM);
         writer.used = used;
         self.publish_retiring(writer, fresh);
@@ -1154,7 +1198,7 @@ pub(crate) mod tests {
         writer: &mut Writer,
         model: &mut HashMap<Vec<u8>, Location>,
         gate: &Arc<Gate>,
-        after: bool,
+        stage: u8,
     ) {
         let mut n = model.len() as u64;
         loop {
@@ -1164,7 +1208,7 @@ pub(crate) mod tests {
                 >= PREPARE_NEXT_MIN_BYTES;
             let last = at_growth && big && capacity >= 4096;
             if last {
-                writer.copy_gate = Some((Arc::clone(gate), after));
+                writer.copy_gate = Some((Arc::clone(gate), stage));
             }
             let k = key(n, n.is_multiple_of(3));
             assert_eq!(table.upsert(writer, &k, at(n)), None);
@@ -1189,18 +1233,20 @@ pub(crate) mod tests {
     /// While a large table's growth copies it, keys are overwritten, removed, put back and put
     /// new, short and long, and the current table serves them; the fresh table published at
     /// the end has every key as the current table had it, and no key removed meanwhile:
-    /// whether the changes come before the copy reads the table or after.
+    /// whether the changes come before the copy reads the table, after it (its rounds set
+    /// them), or after its rounds (the growth's end sets them).
     #[test]
     fn a_background_growth_keeps_the_changes_made_during_its_copy() {
-        changes_during_a_background_growth(false);
-        changes_during_a_background_growth(true);
+        for stage in 0..3 {
+            changes_during_a_background_growth(stage);
+        }
     }
 
-    fn changes_during_a_background_growth(after_the_copy: bool) {
+    fn changes_during_a_background_growth(stage: u8) {
         let (table, mut writer) = empty();
         let mut model = HashMap::new();
         let gate = Gate::held();
-        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, after_the_copy);
+        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, stage);
         gate.reached();
         let capacity = table.capacity();
         let old: Vec<Vec<u8>> = model.keys().take(300).cloned().collect();
@@ -1247,7 +1293,7 @@ pub(crate) mod tests {
         let (table, mut writer) = empty();
         let mut model = HashMap::new();
         let gate = Gate::held();
-        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, false);
+        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, 0);
         let capacity = table.capacity();
         let released = AtomicBool::new(false);
         std::thread::scope(|scope| {
