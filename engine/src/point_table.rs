@@ -468,8 +468,9 @@ impl Table {
     }
 
     /// Copy every live slot of `self` into the fresh table `to`; the slots placed. Each slot
-    /// is read whole, so the writer may go on writing `self` meanwhile (a slot it changes is
-    /// copied as it was before or after). The target slot of the live slot `COPY_AHEAD` slots
+    /// is read whole, so the writer may go on writing `self` meanwhile: a slot it changes is
+    /// copied as it was before or after, and a key it removes and puts back may be met twice
+    /// or not at all — the growth sets every key it changed again (`Growth`). The target slot of the live slot `COPY_AHEAD` slots
     /// further on is prefetched first, so the copy's misses in the fresh table overlap instead
     /// of following each other.
     fn copy_live_into(&self, to: &Table) -> usize {
@@ -491,27 +492,37 @@ impl Table {
         placed
     }
 
-    /// Point `probe`'s key at `location` in a table not yet published (the end of a
-    /// [`Growth`]); whether it took an empty slot.
-    fn upsert_unpublished(&self, probe: &Probe<'_>, location: Location) -> bool {
-        match self.find(probe) {
-            Ok((i, _)) => {
-                self.slots[i].write(None, location);
-                false
+    /// Set `probe`'s key in a table not yet published (a [`Growth`]'s fresh table) to
+    /// `location`, or remove it (`None`); whether it took an empty slot. The key may be there
+    /// twice: a growth's copy reads the table in slot order, so a key the writer removed and put
+    /// back across the table's end (from slot 0 into a deleted slot near the end, of the same
+    /// probe cluster) is met twice. The first copy is set, every later one deleted: the
+    /// removal that moved the key was noted, so the growth sets that key here.
+    fn set_unpublished(&self, probe: &Probe<'_>, location: Option<Location>) -> bool {
+        let mut i = probe.hash as usize & self.mask;
+        let (mut kept, mut free) = (None, None);
+        loop {
+            let slot = &self.slots[i];
+            match slot.hash.load(Ordering::Relaxed) {
+                EMPTY => break,
+                DELETED => {
+                    free.get_or_insert(i);
+                }
+                _ if slot.holds(probe) => match (location, kept) {
+                    (Some(location), None) => {
+                        slot.write(None, location);
+                        kept = Some(i);
+                    }
+                    _ => slot.delete(),
+                },
+                _ => {}
             }
-            Err(free) => {
-                let empty = self.slots[free].hash.load(Ordering::Relaxed) == EMPTY;
-                self.slots[free].write(Some(probe), location);
-                empty
-            }
+            i = (i + 1) & self.mask;
         }
-    }
-
-    /// Forget `probe`'s key in a table not yet published.
-    fn remove_unpublished(&self, probe: &Probe<'_>) {
-        if let Ok((i, _)) = self.find(probe) {
-            self.slots[i].delete();
-        }
+        let Some(location) = location.filter(|_| kept.is_none()) else { return false };
+        let at = free.unwrap_or(i);
+        self.slots[at].write(Some(probe), location);
+        free.is_none()
     }
 }
 
@@ -644,6 +655,8 @@ impl Writer {
 /// Why each key ends right: a key is noted after each change; a round takes the keys noted so
 /// far, then reads each in the current table — so it sees that change or a later one, and a
 /// later one is noted again, for a later round or the end, which reads with the writer idle.
+/// A key the copy met twice (see `Table::copy_live_into`) was moved by a noted removal, and
+/// setting a noted key deletes every copy of it but one (`Table::set_unpublished`).
 struct Growth {
     /// The copy: the fresh table and its slots used.
     thread: std::thread::JoinHandle<(Table, usize)>,
@@ -687,12 +700,8 @@ impl ChangedKeys {
         let keys = self.iter().map(|key| (Probe::new(hasher, key), ()));
         let keys = keys.inspect(|(probe, ())| current.prefetch(probe.hash));
         fresh.place_ahead(keys, |probe, ()| {
-            match current.find(&probe) {
-                Ok((_, location)) => {
-                    used += usize::from(fresh.upsert_unpublished(&probe, location))
-                }
-                Err(_) => fresh.remove_unpublished(&probe),
-            }
+            let location = current.find(&probe).ok().map(|(_, location)| location);
+            used += usize::from(fresh.set_unpublished(&probe, location));
             true
         });
         used
@@ -983,7 +992,7 @@ impl PointTable {
 pub(crate) mod tests {
     use std::cell::Cell;
     use std::collections::HashMap;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     use super::*;
 
@@ -1228,6 +1237,14 @@ pub(crate) mod tests {
         }
         assert_eq!(writer.live, model.len());
         assert_eq!(live_slots(table), model.len(), "no other key is live");
+        let used = table
+            .table
+            .load()
+            .slots
+            .iter()
+            .filter(|s| s.hash.load(Ordering::Relaxed) != EMPTY)
+            .count();
+        assert_eq!(writer.used, used, "used slots counted");
     }
 
     /// While a large table's growth copies it, keys are overwritten, removed, put back and put
@@ -1287,7 +1304,8 @@ pub(crate) mod tests {
     }
 
     /// A growth whose copy is slow: the writer goes on putting into the current table up to
-    /// `GROWING_LOAD`, never past it, then waits for the copy; every key is there afterwards.
+    /// `GROWING_LOAD`, never past it, and there waits for the copy (the copy is let go only
+    /// once the writer has been at the limit for 20 ms); every key is there afterwards.
     #[test]
     fn a_background_growth_that_falls_behind_stops_the_table_at_its_limit() {
         let (table, mut writer) = empty();
@@ -1295,24 +1313,66 @@ pub(crate) mod tests {
         let gate = Gate::held();
         up_to_a_background_growth(&table, &mut writer, &mut model, &gate, 0);
         let capacity = table.capacity();
-        let released = AtomicBool::new(false);
+        let limit = capacity / GROWING_LOAD_DEN * GROWING_LOAD_NUM;
+        // Fresh keys each take a slot: this many puts fit, and the next one waits.
+        let fit = limit - writer.used;
+        let (started, returned) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let waited = AtomicBool::new(false);
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                std::thread::sleep(std::time::Duration::from_millis(30));
-                released.store(true, Ordering::SeqCst);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while started.load(Ordering::SeqCst) <= fit && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                waited.store(returned.load(Ordering::SeqCst) == fit, Ordering::SeqCst);
                 gate.open();
             });
             let mut n = 2_000_000u64;
             while table.capacity() == capacity {
-                assert!(writer.used * GROWING_LOAD_DEN <= capacity * GROWING_LOAD_NUM);
+                assert!(writer.used <= limit, "never past the limit");
                 let k = key(n, false);
+                started.fetch_add(1, Ordering::SeqCst);
                 assert_eq!(table.upsert(&mut writer, &k, at(n)), None);
+                returned.fetch_add(1, Ordering::SeqCst);
                 model.insert(k, at(n));
                 n += 1;
             }
         });
-        assert!(released.load(Ordering::SeqCst), "the table changed only after the copy ran");
+        assert!(waited.load(Ordering::SeqCst), "the put past the limit waited for the copy");
+        assert_eq!(returned.load(Ordering::SeqCst), fit + 1);
         matches(&table, &writer, &model);
+    }
+
+    /// A key the growth's copy met twice (moved across the table's end meanwhile) ends in one
+    /// slot of the fresh table when its change is set there — or in none, removed.
+    #[test]
+    fn a_key_copied_twice_ends_in_one_slot() {
+        let hasher = foldhash::fast::RandomState::default();
+        let (k, other) = (key(7, false), key(8, true));
+        let (probe, other) = (Probe::new(&hasher, &k), Probe::new(&hasher, &other));
+        let holding = |table: &Table| -> Vec<Location> {
+            let slots = table.slots.iter().filter(|s| s.holds(&probe));
+            slots.map(Slot::location).collect()
+        };
+        for set in [Some(at(3)), None] {
+            let table = Table::with_capacity(MIN_CAPACITY);
+            table.place_unpublished(&probe, at(1));
+            table.place_unpublished(&other, at(9));
+            table.place_unpublished(&probe, at(2));
+            assert_eq!(holding(&table).len(), 2);
+            assert!(!table.set_unpublished(&probe, set), "no empty slot taken");
+            assert_eq!(holding(&table), Vec::from_iter(set));
+            assert!(matches!(table.find(&other), Ok((_, l)) if l == at(9)), "the other key stays");
+            // Set again: the key is found in its one slot, or put back in a deleted one.
+            assert!(!table.set_unpublished(&probe, Some(at(4))));
+            assert_eq!(holding(&table), vec![at(4)]);
+        }
+        let table = Table::with_capacity(MIN_CAPACITY);
+        assert!(table.set_unpublished(&probe, Some(at(5))), "a new key takes an empty slot");
+        assert!(!table.set_unpublished(&probe, None));
+        assert!(holding(&table).is_empty());
     }
 
     /// A table large enough to be first touched on several threads starts with every slot
