@@ -1,5 +1,6 @@
 //! Background threads: the flusher that makes `Eventual` writes durable every
-//! `Options::flush_interval`, and the compactor (`compact.rs`) when enabled. They hold the
+//! `Options::flush_interval` (and publishes a point table whose growth's copy is done), and the
+//! compactor (`compact.rs`) when enabled. They hold the
 //! store (`Arc<Inner>`), never a handle, so the last handle's drop can stop and join them
 //! before it closes the store.
 //!
@@ -39,6 +40,7 @@ impl Background {
         let flusher = spawn_periodic("mcstore-flusher", core, &stop, options.flush_interval, |c| {
             // An error latched the store already (persist failure) or is the failed state.
             let _ = c.persist_reserved(false);
+            c.index.end_finished_growth();
         });
         threads.extend(flusher);
         if let Some(interval) = options.compaction_interval {

@@ -307,6 +307,29 @@ mod tests {
 
     const POOL: u64 = 512 << 10;
 
+    /// With background work on, a point table whose growth's copy is done while no write comes
+    /// is published by the flusher's tick: the store does not hold both tables until its next
+    /// write.
+    #[test]
+    fn the_flusher_ends_a_growth_that_no_write_ends() {
+        let tick = std::time::Duration::from_millis(5);
+        let (_sim, db) = sim_db(POOL, small_options().background(true).flush_interval(tick));
+        let mut n = 0u32;
+        while !db.inner.index.growing() {
+            db.put(n.to_be_bytes(), "v").unwrap();
+            n += 1;
+            assert!(n < 2000, "no growth in the background");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while db.inner.index.growing() {
+            assert!(std::time::Instant::now() < deadline, "the growth never ended");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for i in 0..n {
+            assert_eq!(db.get(i.to_be_bytes()).unwrap().as_deref(), Some(&b"v"[..]), "key {i}");
+        }
+    }
+
     #[test]
     fn reopen_after_drop_keeps_every_write() {
         let (sim, db) = sim_db(POOL, small_options());

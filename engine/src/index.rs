@@ -206,6 +206,21 @@ impl Index {
         self.points.get(key)
     }
 
+    /// Publish the point table a growth copied, if its copy is done and no writer holds the
+    /// index: the background flusher's tick, so a store whose writes stop during a growth does
+    /// not hold both tables until its next write.
+    pub(crate) fn end_finished_growth(&self) {
+        if let Some(mut write) = self.write.try_lock() {
+            self.points.end_finished_growth(&mut write.points);
+        }
+    }
+
+    /// Whether the point table is growing in the background.
+    #[cfg(test)]
+    pub(crate) fn growing(&self) -> bool {
+        self.write.lock().points.growing()
+    }
+
     /// Start loading `key`'s first point-table slot into the cache (a hint; see
     /// `PointTable::prefetch`).
     pub fn prefetch(&self, key: &[u8]) {
