@@ -948,10 +948,13 @@ impl PointTable {
 
     /// Wait for the growth's copy, set the keys changed since its last round as the current
     /// table has them, and publish the fresh table.
+    ///
+    /// If the copy's thread failed (panicked), the current table stays: it is whole, and the
+    /// next write past the threshold starts another growth. The panic is not resumed here,
+    /// where the caller may be the background flusher.
     fn end_growth(&self, writer: &mut Writer) {
         let Some(growth) = writer.growth.take() else { return };
-        let (fresh, mut used) =
-            growth.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let Ok((fresh, mut used)) = growth.thread.join() else { return };
         used += growth.changed.lock().replay(&self.hasher, &writer.table, &fresh);
         debug_assert!(used * LOAD_DEN <= fresh.capacity() * LOAD_NUM);
         writer.used = used;
@@ -1023,12 +1026,21 @@ pub(crate) mod tests {
             Arc::new(Gate(AtomicU32::new(0)))
         }
 
-        /// The copy's side: say it got here, and wait until the gate opens.
+        /// The copy's side: say it got here, and wait until the gate opens (or panic, if the
+        /// test failed the gate).
         pub(super) fn wait(&self) {
             let _ = self.0.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
-            while self.0.load(Ordering::SeqCst) != 2 {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            loop {
+                match self.0.load(Ordering::SeqCst) {
+                    2 => return,
+                    3 => panic!("the test failed the copy"),
+                    _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+                }
             }
+        }
+
+        fn fail(&self) {
+            self.0.store(3, Ordering::SeqCst);
         }
 
         /// Wait until the copy waits at the gate.
@@ -1082,6 +1094,9 @@ pub(crate) mod tests {
             }
             assert_eq!(writer.live, model.len());
         }
+        // Growths whose copies raced the writes above: every count exact once the last ends.
+        table.end_growth(&mut writer);
+        matches(&table, &writer, &model);
         for i in 0..3000 {
             for long in [false, true] {
                 let k = key(i, long);
@@ -1361,6 +1376,33 @@ pub(crate) mod tests {
         });
         assert!(waited.load(Ordering::SeqCst), "the put past the limit waited for the copy");
         assert_eq!(returned.load(Ordering::SeqCst), fit + 1);
+        matches(&table, &writer, &model);
+    }
+
+    /// A growth whose copy's thread panics: ending it keeps the current table, whole, without
+    /// the panic reaching the writer (or the flusher); the next write past the threshold starts
+    /// another growth, which publishes.
+    #[test]
+    fn a_failed_copy_keeps_the_current_table() {
+        let (table, mut writer) = empty();
+        let mut model = HashMap::new();
+        let gate = Gate::held();
+        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, 0);
+        let capacity = table.capacity();
+        gate.reached();
+        gate.fail();
+        table.end_growth(&mut writer);
+        assert!(writer.growth.is_none());
+        assert_eq!(table.capacity(), capacity, "the current table stays");
+        matches(&table, &writer, &model);
+        writer.copy_gate = None;
+        let mut n = 3_000_000u64;
+        while table.capacity() == capacity {
+            let k = key(n, false);
+            assert_eq!(table.upsert(&mut writer, &k, at(n)), None);
+            model.insert(k, at(n));
+            n += 1;
+        }
         matches(&table, &writer, &model);
     }
 
