@@ -1,8 +1,7 @@
 //! Background threads: the flusher that makes `Eventual` writes durable every
 //! `Options::flush_interval` (and publishes a point table whose growth's copy is done), and the
-//! compactor (`compact.rs`) when enabled. They hold the
-//! store (`Arc<Inner>`), never a handle, so the last handle's drop can stop and join them
-//! before it closes the store.
+//! compactor (`compact.rs`) when enabled. They hold the store (`Arc<Inner>`), never a handle,
+//! so the last handle's drop can stop and join them before it closes the store.
 //!
 //! INVARIANT: a background thread never latches the store for its own sake and never panics on
 //! an error: it records it (the store's latch already holds persist failures) and goes on.
