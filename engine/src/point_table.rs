@@ -11,7 +11,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
@@ -66,6 +66,10 @@ const REPLAY_ROUNDS_MAX: usize = 8;
 const TOUCH_THREADS_MAX: usize = 4;
 /// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
 const COPY_AHEAD: usize = 8;
+/// Slots a growth's copy scans between two looks at whether its growth was cancelled: one
+/// relaxed load per 64 KiB of table is nothing beside the copy, and a cancelled copy of a
+/// table of any size stops within 64 KiB of its scan.
+const COPY_BLOCK_SLOTS: usize = 1024;
 /// Bits of `offset_key` that hold the record's pool offset (pools are at most 2^44 bytes).
 const OFFSET_BITS: u32 = 47;
 
@@ -467,19 +471,23 @@ impl Table {
         i
     }
 
-    /// Copy every live slot of `self` into the fresh table `to`; the slots placed. Each slot
-    /// is read whole, so the writer may go on writing `self` meanwhile: a slot it changes is
-    /// copied as it was before or after, and a key it removes and puts back may be met twice
-    /// or not at all — the growth sets every key it changed again (`Growth`). The target slot of the live slot `COPY_AHEAD` slots
-    /// further on is prefetched first, so the copy's misses in the fresh table overlap instead
-    /// of following each other.
-    fn copy_live_into(&self, to: &Table) -> usize {
+    /// Copy every live slot of `self` into the fresh table `to`; the slots placed, or `None`
+    /// if `stop` (a background growth's) said to stop before the scan's end. Each slot is read
+    /// whole, so the writer may go on writing `self` meanwhile: a slot it changes is copied as
+    /// it was before or after, and a key it removes and puts back may be met twice or not at
+    /// all — the growth sets every key it changed again (`Growth`). The target slot of the
+    /// live slot `COPY_AHEAD` slots further on is prefetched first, so the copy's misses in the
+    /// fresh table overlap instead of following each other.
+    fn copy_live_into(&self, to: &Table, stop: Option<&ScanStop<'_>>) -> Option<usize> {
         let live = |slot: &Slot| {
             let hash = slot.hash.load(Ordering::Relaxed);
             (hash != EMPTY && hash != DELETED).then_some(hash)
         };
         let mut placed = 0;
         for (i, slot) in self.slots.iter().enumerate() {
+            if i % COPY_BLOCK_SLOTS == 0 && stop.is_some_and(|stop| stop.before(i)) {
+                return None;
+            }
             if let Some(ahead) = self.slots.get(i + COPY_AHEAD).and_then(live) {
                 to.prefetch(ahead);
             }
@@ -489,7 +497,11 @@ impl Table {
                 placed += 1;
             }
         }
-        placed
+        // A growth cancelled during the last block has no use for the fresh table either.
+        if stop.is_some_and(|stop| stop.before(self.capacity())) {
+            return None;
+        }
+        Some(placed)
     }
 
     /// Set `probe`'s key in a table not yet published (a [`Growth`]'s fresh table) to
@@ -576,9 +588,19 @@ pub(crate) struct Writer {
     /// A large table's growth in progress.
     growth: Option<Growth>,
     /// A growth's copy waits here while tests hold the gate (see `tests::Gate`): before it
-    /// copies (stage 0), before its rounds (1), or before it returns (2).
+    /// copies (stage 0), before its rounds (1), before it returns (2), or in the middle of its
+    /// scan, before the block at half the table (3).
     #[cfg(test)]
     copy_gate: Option<(Arc<tests::Gate>, u8)>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A dropped index (a closed store) has no use for its growth's copy either.
+        if let Some(growth) = self.growth.take() {
+            growth.cancel();
+        }
+    }
 }
 
 impl std::fmt::Debug for Writer {
@@ -664,12 +686,52 @@ impl Writer {
 /// A key the copy met twice (see `Table::copy_live_into`) was moved by a noted removal, and
 /// setting a noted key deletes every copy of it but one (`Table::set_unpublished`).
 struct Growth {
-    /// The copy: the fresh table and its slots used.
-    thread: std::thread::JoinHandle<(Table, usize)>,
+    /// The copy: the fresh table and its slots used (`None` if it was cancelled).
+    thread: std::thread::JoinHandle<Option<(Table, usize)>>,
+    /// Set to make the copy stop early and drop its tables (a cleared or dropped table has no
+    /// use for them): its scan looks at it between blocks of slots, and it stops before its
+    /// next round.
+    cancel: Arc<AtomicBool>,
     /// Keys changed and not yet taken by a round.
     changed: Arc<Mutex<ChangedKeys>>,
     /// Keys the fresh table can still take without passing its growth threshold.
     room: usize,
+}
+
+impl Growth {
+    /// Make the copy stop early and drop its tables, without waiting for it.
+    fn cancel(self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a background growth's copy looks at between blocks of its scan
+/// (`Table::copy_live_into`; the inline growth scans without one).
+struct ScanStop<'a> {
+    /// Set when the growth is cancelled ([`Growth::cancel`]).
+    cancel: &'a AtomicBool,
+    /// Tests: the copy's gate, which counts the slots scanned, and the slot before which the
+    /// scan waits at it (`None` unless the gate's stage is 3, mid-scan).
+    #[cfg(test)]
+    gate: Option<(&'a tests::Gate, Option<usize>)>,
+}
+
+impl ScanStop<'_> {
+    /// Whether the scan stops before slot `i` (a block's first, or the table's end).
+    #[cfg_attr(
+        not(test),
+        expect(unused_variables, reason = "only tests count the slots scanned and wait at a slot")
+    )]
+    fn before(&self, i: usize) -> bool {
+        #[cfg(test)]
+        if let Some((gate, pause)) = self.gate {
+            gate.scanned.store(i, Ordering::SeqCst);
+            if pause == Some(i) {
+                gate.wait();
+            }
+        }
+        self.cancel.load(Ordering::Relaxed)
+    }
 }
 
 /// Keys, back to back in one buffer.
@@ -862,7 +924,8 @@ impl PointTable {
         } else {
             // The fresh table is not yet published: the new key goes in before readers see it.
             let fresh = Table::take_next(&mut writer.next, Table::keys_capacity(writer.live));
-            writer.table.copy_live_into(&fresh);
+            // No stop: the whole table is copied here, on the writer's thread.
+            writer.table.copy_live_into(&fresh, None);
             fresh.place_unpublished(&probe, location);
             writer.used = writer.live;
             self.publish_retiring(writer, fresh);
@@ -884,26 +947,46 @@ impl PointTable {
         let changed = Arc::new(Mutex::new(ChangedKeys::default()));
         let noted = Arc::clone(&changed);
         let hasher = self.hasher.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = Arc::clone(&cancel);
         #[cfg(test)]
         let mask = tests::HASH_MASK.with(|mask| mask.get());
         #[cfg(test)]
         let gate = writer.copy_gate.clone();
-        #[cfg(test)]
-        let wait = move |stage: u8| {
-            if let Some((gate, _)) = gate.as_ref().filter(|(_, at)| *at == stage) {
-                gate.wait();
-            }
-        };
         let copy = move || {
             #[cfg(test)]
             tests::HASH_MASK.with(|m| m.set(mask));
             #[cfg(test)]
+            let wait = |stage: u8| {
+                if let Some((gate, _)) = gate.as_ref().filter(|(_, at)| *at == stage) {
+                    gate.wait();
+                }
+            };
+            #[cfg(test)]
             wait(0);
+            if cancelled.load(Ordering::Relaxed) {
+                return None;
+            }
             let fresh = Table::take_next(&mut next, capacity);
-            let mut used = from.copy_live_into(&fresh);
+            let stop = ScanStop {
+                cancel: &cancelled,
+                #[cfg(test)]
+                gate: gate.as_ref().map(|(gate, stage)| {
+                    let mid = from.capacity() / 2 / COPY_BLOCK_SLOTS * COPY_BLOCK_SLOTS;
+                    (&**gate, (*stage == 3).then_some(mid))
+                }),
+            };
+            let mut used = from.copy_live_into(&fresh, Some(&stop))?;
             #[cfg(test)]
             wait(1);
             for _ in 0..REPLAY_ROUNDS_MAX {
+                if cancelled.load(Ordering::Relaxed) {
+                    return None;
+                }
+                #[cfg(test)]
+                if let Some((gate, _)) = &gate {
+                    gate.rounds.fetch_add(1, Ordering::SeqCst);
+                }
                 let round = std::mem::take(&mut *noted.lock());
                 used += round.replay(&hasher, &from, &fresh);
                 if round.len() < REPLAY_DONE_KEYS {
@@ -912,7 +995,7 @@ impl PointTable {
             }
             #[cfg(test)]
             wait(2);
-            (fresh, used)
+            Some((fresh, used))
         };
         let Ok(thread) = std::thread::Builder::new().name("mcstore-index-copy".into()).spawn(copy)
         else {
@@ -922,7 +1005,7 @@ impl PointTable {
         // `live - 1` there now and the new ones, this one first (`note_changed` counts it). At
         // most 3/8 of `capacity` are live, so the subtraction cannot wrap.
         let room = capacity / LOAD_DEN * LOAD_NUM - (writer.live - 1);
-        writer.growth = Some(Growth { thread, changed, room });
+        writer.growth = Some(Growth { thread, cancel, changed, room });
         true
     }
 
@@ -954,7 +1037,7 @@ impl PointTable {
     /// where the caller may be the background flusher.
     fn end_growth(&self, writer: &mut Writer) {
         let Some(growth) = writer.growth.take() else { return };
-        let Ok((fresh, mut used)) = growth.thread.join() else { return };
+        let Ok(Some((fresh, mut used))) = growth.thread.join() else { return };
         used += growth.changed.lock().replay(&self.hasher, &writer.table, &fresh);
         debug_assert!(used * LOAD_DEN <= fresh.capacity() * LOAD_NUM);
         writer.used = used;
@@ -989,9 +1072,12 @@ impl PointTable {
     pub(crate) fn clear(&self, writer: &mut Writer) {
         drop(self.publish(writer, Table::with_capacity(MIN_CAPACITY)));
         // A table prepared for the old one's growth, or a growth's copy, is left to its thread,
-        // which drops it.
+        // which drops it; the copy is cancelled, so it stops scanning and replaying a table no
+        // one will read (a copy of 786 k keys took 26 ms of a core, docs/performance.md).
         writer.next = None;
-        writer.growth = None;
+        if let Some(growth) = writer.growth.take() {
+            growth.cancel();
+        }
         writer.live = 0;
         writer.used = 0;
     }
@@ -1018,20 +1104,27 @@ pub(crate) mod tests {
         pub(crate) static HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
     }
 
-    /// A gate a growth's copy waits at: held, reached (the copy waits there), open.
-    pub(crate) struct Gate(AtomicU32);
+    /// A gate a growth's copy waits at: held, reached (the copy waits there), open. The copy
+    /// also counts here what it did: the slots its scan got past, and the replay rounds it
+    /// started.
+    pub(crate) struct Gate {
+        state: AtomicU32,
+        pub(super) scanned: AtomicUsize,
+        pub(super) rounds: AtomicUsize,
+    }
 
     impl Gate {
         fn held() -> Arc<Self> {
-            Arc::new(Gate(AtomicU32::new(0)))
+            let (scanned, rounds) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            Arc::new(Gate { state: AtomicU32::new(0), scanned, rounds })
         }
 
         /// The copy's side: say it got here, and wait until the gate opens (or panic, if the
         /// test failed the gate).
         pub(super) fn wait(&self) {
-            let _ = self.0.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+            let _ = self.state.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
             loop {
-                match self.0.load(Ordering::SeqCst) {
+                match self.state.load(Ordering::SeqCst) {
                     2 => return,
                     3 => panic!("the test failed the copy"),
                     _ => std::thread::sleep(std::time::Duration::from_millis(1)),
@@ -1040,18 +1133,18 @@ pub(crate) mod tests {
         }
 
         fn fail(&self) {
-            self.0.store(3, Ordering::SeqCst);
+            self.state.store(3, Ordering::SeqCst);
         }
 
         /// Wait until the copy waits at the gate.
         fn reached(&self) {
-            while self.0.load(Ordering::SeqCst) == 0 {
+            while self.state.load(Ordering::SeqCst) == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
 
         fn open(&self) {
-            self.0.store(2, Ordering::SeqCst);
+            self.state.store(2, Ordering::SeqCst);
         }
     }
 
@@ -1404,6 +1497,76 @@ pub(crate) mod tests {
             n += 1;
         }
         matches(&table, &writer, &model);
+    }
+
+    /// A table cleared during its growth cancels the growth: the copy, held in the middle of
+    /// its scan or before its rounds, stops there once let go — no slot scanned past that
+    /// point, no round run — and its thread lets the old table go. The cleared table is empty
+    /// and takes keys again, through a growth of its own that publishes every one.
+    #[test]
+    fn a_clear_cancels_the_growth_in_progress() {
+        for stage in [3, 1] {
+            cleared_during_a_background_growth(stage);
+        }
+    }
+
+    fn cleared_during_a_background_growth(stage: u8) {
+        let (table, mut writer) = empty();
+        let mut model = HashMap::new();
+        let gate = Gate::held();
+        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, stage);
+        gate.reached();
+        let capacity = table.capacity();
+        // Changes for the rounds to replay, had the copy gone on.
+        let changed: Vec<Vec<u8>> = model.keys().take(100).cloned().collect();
+        for k in &changed {
+            assert!(table.remove(&mut writer, k).is_some());
+        }
+        let old = Arc::downgrade(&writer.table);
+        table.clear(&mut writer);
+        assert!(writer.growth.is_none());
+        gate.open();
+        let_go(&old);
+        let scanned = if stage == 3 { capacity / 2 } else { capacity };
+        assert_eq!(gate.scanned.load(Ordering::SeqCst), scanned, "no slot scanned past the gate");
+        assert_eq!(gate.rounds.load(Ordering::SeqCst), 0, "no round run");
+        assert_eq!(table.capacity(), MIN_CAPACITY);
+        assert!(model.keys().all(|k| table.get(k).is_none()), "every key forgotten");
+        let mut model = HashMap::new();
+        matches(&table, &writer, &model);
+        let gate = Gate::held();
+        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, 0);
+        gate.open();
+        table.end_growth(&mut writer);
+        assert!(table.capacity() > capacity, "the fresh table is published");
+        matches(&table, &writer, &model);
+    }
+
+    /// Wait until no one holds `table` (a copy's thread lets it go when it stops).
+    fn let_go(table: &std::sync::Weak<Table>) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while table.strong_count() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the copy's thread lets the table go");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// A writer dropped during its table's growth (a store closed meanwhile) cancels it too:
+    /// the copy, held in the middle of its scan, scans no further once let go.
+    #[test]
+    fn a_dropped_writer_cancels_the_growth_in_progress() {
+        let (table, mut writer) = empty();
+        let mut model = HashMap::new();
+        let gate = Gate::held();
+        up_to_a_background_growth(&table, &mut writer, &mut model, &gate, 3);
+        gate.reached();
+        let capacity = table.capacity();
+        let old = Arc::downgrade(&writer.table);
+        drop((table, writer));
+        gate.open();
+        let_go(&old);
+        assert_eq!(gate.scanned.load(Ordering::SeqCst), capacity / 2, "no slot scanned past it");
+        assert_eq!(gate.rounds.load(Ordering::SeqCst), 0, "no round run");
     }
 
     /// A key the growth's copy met twice (moved across the table's end meanwhile) ends in one
