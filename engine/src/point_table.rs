@@ -592,6 +592,9 @@ pub(crate) struct Writer {
     /// scan, before the block at half the table (3).
     #[cfg(test)]
     copy_gate: Option<(Arc<tests::Gate>, u8)>,
+    /// Tests: a growth's copy thread cannot be started (as when the system is out of threads).
+    #[cfg(test)]
+    copy_spawn_fails: bool,
 }
 
 impl Drop for Writer {
@@ -629,6 +632,8 @@ impl Writer {
             growth: None,
             #[cfg(test)]
             copy_gate: None,
+            #[cfg(test)]
+            copy_spawn_fails: false,
         }
     }
 
@@ -942,7 +947,11 @@ impl PointTable {
         if capacity * std::mem::size_of::<Slot>() < PREPARE_NEXT_MIN_BYTES {
             return false;
         }
-        let mut next = writer.next.take();
+        // The prepared table goes to the copy through a slot the writer takes it back from if
+        // the copy's thread cannot be started: the copy, dropped then, would drop it, and the
+        // inline growth would allocate and first-touch another (docs/performance.md, session 13).
+        let next = Arc::new(Mutex::new(writer.next.take()));
+        let handed = Arc::clone(&next);
         let from = Arc::clone(&writer.table);
         let changed = Arc::new(Mutex::new(ChangedKeys::default()));
         let noted = Arc::clone(&changed);
@@ -967,6 +976,7 @@ impl PointTable {
             if cancelled.load(Ordering::Relaxed) {
                 return None;
             }
+            let mut next = handed.lock().take();
             let fresh = Table::take_next(&mut next, capacity);
             let stop = ScanStop {
                 cancel: &cancelled,
@@ -997,8 +1007,19 @@ impl PointTable {
             wait(2);
             Some((fresh, used))
         };
-        let Ok(thread) = std::thread::Builder::new().name("mcstore-index-copy".into()).spawn(copy)
-        else {
+        let thread = std::thread::Builder::new().name("mcstore-index-copy".into());
+        #[cfg(test)]
+        let thread = if writer.copy_spawn_fails {
+            drop(copy);
+            Err(std::io::Error::other("the test failed the spawn"))
+        } else {
+            thread.spawn(copy)
+        };
+        #[cfg(not(test))]
+        let thread = thread.spawn(copy);
+        let Ok(thread) = thread else {
+            // The copy never ran: the prepared table is still in its slot, for the inline growth.
+            writer.next = next.lock().take();
             return false;
         };
         // Every key live at some time during the growth takes a slot of the fresh table: the
@@ -1539,6 +1560,46 @@ pub(crate) mod tests {
         gate.open();
         table.end_growth(&mut writer);
         assert!(table.capacity() > capacity, "the fresh table is published");
+        matches(&table, &writer, &model);
+    }
+
+    /// A growth whose copy's thread cannot be started grows inline, into the table prepared
+    /// for it, not into one allocated again; every key is there afterwards.
+    #[test]
+    fn a_growth_whose_copy_cannot_start_fills_the_prepared_table() {
+        let (table, mut writer) = empty();
+        let mut model = HashMap::new();
+        let mut n = 0u64;
+        let mut put = |table: &PointTable, writer: &mut Writer| {
+            let k = key(n, n.is_multiple_of(3));
+            assert_eq!(table.upsert(writer, &k, at(n)), None);
+            model.insert(k, at(n));
+            n += 1;
+        };
+        while table.capacity() < 4096 || (writer.used + 1) * LOAD_DEN <= table.capacity() * LOAD_NUM
+        {
+            put(&table, &mut writer);
+        }
+        let capacity = table.capacity();
+        assert!(writer.growth.is_none(), "no growth in progress");
+        // The prepared table, marked where a growth never writes: its first slot's sequence
+        // word, even (unlocked), far above what a few writes of a fresh table reach.
+        let prepared = writer.next.take().expect("prepared from half full");
+        let fresh = prepared.thread.join().expect("allocated");
+        const MARK: u32 = 1 << 30;
+        fresh.slots[0].seq.store(MARK, Ordering::Relaxed);
+        let slots = fresh.slots.as_ptr();
+        let thread = std::thread::spawn(move || fresh);
+        writer.next = Some(Prepared { capacity: prepared.capacity, thread });
+        writer.copy_spawn_fails = true;
+        put(&table, &mut writer);
+        assert!(writer.growth.is_none(), "grown inline");
+        assert_eq!(table.capacity(), prepared.capacity);
+        assert!(table.capacity() > capacity);
+        let published = table.table.load();
+        assert!(published.slots[0].seq.load(Ordering::Relaxed) >= MARK, "the prepared table");
+        assert_eq!(published.slots.as_ptr(), slots);
+        drop(published);
         matches(&table, &writer, &model);
     }
 
