@@ -306,10 +306,12 @@ impl Index {
             .collect()
     }
 
-    /// Approximate DRAM bytes the index uses: the point table's slots, the keys, and the key
-    /// order's per-key overhead.
+    /// Approximate DRAM bytes the index uses: the point table's slots — its successor's too,
+    /// while one is allocated (up to four times the table, from the preparation at half full
+    /// until the growth's end) — the keys, and the key order's per-key overhead. Reads
+    /// counters only, without the write mutex.
     pub fn approx_bytes(&self) -> usize {
-        self.points.capacity() * PointTable::SLOT_BYTES
+        (self.points.capacity() + self.points.successor_capacity()) * PointTable::SLOT_BYTES
             + self.key_bytes.load(Ordering::Relaxed)
             + self.len() * ORDER_BYTES_PER_KEY
     }
@@ -428,6 +430,41 @@ mod tests {
         index.clear();
         assert!(index.keys_between(Bound::Unbounded, Bound::Unbounded, 1, false).is_empty());
         drop(Index::bulk_load((0..n).map(|i| (key(i), at(i)))));
+    }
+
+    /// The memory estimate counts the point table's successor while it is allocated — prepared
+    /// from half full, then filled by the growth — and after the growth only the table that
+    /// replaced the current one; a clear forgets both.
+    #[test]
+    fn the_memory_estimate_counts_the_point_tables_successor() {
+        let index = Index::default();
+        let mut n = 0u64;
+        let mut insert = |index: &Index| {
+            assert_eq!(index.insert(&n.to_be_bytes(), at(n)), None);
+            n += 1;
+        };
+        let keys = |index: &Index| index.len() * (8 + ORDER_BYTES_PER_KEY);
+        while !index.write.lock().points.preparing() {
+            insert(&index);
+        }
+        let slots = index.points.capacity();
+        // The successor is four times the table (a growth at 3/4 leaves it at most 3/8 full).
+        let with_successor = (slots + 4 * slots) * PointTable::SLOT_BYTES;
+        assert_eq!(index.approx_bytes(), with_successor + keys(&index), "prepared");
+        while !index.growing() {
+            insert(&index);
+        }
+        assert_eq!(index.points.capacity(), slots, "the current table serves the growth");
+        assert_eq!(index.approx_bytes(), with_successor + keys(&index), "growing");
+        while index.points.capacity() == slots {
+            insert(&index);
+        }
+        assert!(!index.growing() && !index.write.lock().points.preparing());
+        let grown = index.points.capacity();
+        assert_eq!(grown, 4 * slots);
+        assert_eq!(index.approx_bytes(), grown * PointTable::SLOT_BYTES + keys(&index), "grown");
+        index.clear();
+        assert_eq!(index.approx_bytes(), 64 * PointTable::SLOT_BYTES);
     }
 
     #[test]

@@ -570,6 +570,10 @@ pub(crate) struct PointTable {
     /// the `ArcSwap` guard (whose atomic read-modify-writes would wait for the prefetch), so
     /// they may be stale or torn — a prefetch of any address is harmless.
     hint: [AtomicUsize; 2],
+    /// Slots allocated for the current table's successor — the table `Writer::next` prepares,
+    /// or a growth's fresh table — for the memory estimate, which reads it without the write
+    /// mutex; the writer sets it whenever either changes (`note_successor`).
+    successor_slots: AtomicUsize,
 }
 
 /// The writer's side: live and used slot counts, and the current table. Only one exists per
@@ -643,6 +647,12 @@ impl Writer {
         self.growth.is_some()
     }
 
+    /// Whether the table's successor is prepared (or being prepared) ahead of its growth.
+    #[cfg(test)]
+    pub(crate) fn preparing(&self) -> bool {
+        self.next.is_some()
+    }
+
     /// Note a key changed in the table (put, overwritten or removed; `new` when it was not
     /// live before) while a growth copies the table.
     fn note_changed(&mut self, key: &[u8], new: bool) {
@@ -657,22 +667,31 @@ impl Writer {
     /// a thread of its own, when that table is large: its first touch, where the kernel
     /// clears every page (~1 GB/s on this kind of VM), was a fifth of a fresh-key put loop's
     /// CPU time, all of it in the writer's stall at the growth (docs/performance.md).
-    fn prepare_next(&mut self) {
+    /// Whether it started one.
+    fn prepare_next(&mut self) -> bool {
         let capacity = self.table.capacity();
         if self.next.is_some()
             || self.growth.is_some()
             || self.used * PREPARE_AT_DEN < capacity * PREPARE_AT_NUM
         {
-            return;
+            return false;
         }
         let next = Table::keys_capacity(capacity / LOAD_DEN * LOAD_NUM + 1);
         if next * std::mem::size_of::<Slot>() < PREPARE_NEXT_MIN_BYTES {
-            return;
+            return false;
         }
         let thread = std::thread::Builder::new().name("mcstore-index-grow".into());
         // Touched on that thread alone: the other cores are the writers'.
         let thread = thread.spawn(move || Table::with_capacity_touched(next, false)).ok();
         self.next = thread.map(|thread| Prepared { capacity: next, thread });
+        self.next.is_some()
+    }
+
+    /// Slots allocated for the current table's successor: the prepared one, or the fresh
+    /// table of the growth in progress.
+    fn successor_slots(&self) -> usize {
+        let growth = self.growth.as_ref().map_or(0, |growth| growth.capacity);
+        self.next.as_ref().map_or(0, |next| next.capacity) + growth
     }
 }
 
@@ -701,6 +720,8 @@ struct Growth {
     changed: Arc<Mutex<ChangedKeys>>,
     /// Keys the fresh table can still take without passing its growth threshold.
     room: usize,
+    /// The fresh table's slots.
+    capacity: usize,
 }
 
 impl Growth {
@@ -850,7 +871,12 @@ impl PointTable {
     ) -> (Self, Writer) {
         let table = Arc::new(table);
         let writer = Writer::new(live, used, Arc::clone(&table));
-        let points = Self { table: ArcSwap::new(table), hasher, hint: Default::default() };
+        let points = Self {
+            table: ArcSwap::new(table),
+            hasher,
+            hint: Default::default(),
+            successor_slots: AtomicUsize::new(0),
+        };
         points.note_hint();
         (points, writer)
     }
@@ -921,7 +947,9 @@ impl PointTable {
         } else if (writer.used + 1) * LOAD_DEN <= capacity * LOAD_NUM {
             writer.used += 1;
             writer.table.slots[free].write(Some(&probe), location);
-            writer.prepare_next();
+            if writer.prepare_next() {
+                self.note_successor(writer);
+            }
         } else if writer.growth.is_some() || self.start_growth(writer) {
             // `end_growth_if_due` left room below `GROWING_LOAD`.
             writer.used += 1;
@@ -929,6 +957,7 @@ impl PointTable {
         } else {
             // The fresh table is not yet published: the new key goes in before readers see it.
             let fresh = Table::take_next(&mut writer.next, Table::keys_capacity(writer.live));
+            self.note_successor(writer);
             // No stop: the whole table is copied here, on the writer's thread.
             writer.table.copy_live_into(&fresh, None);
             fresh.place_unpublished(&probe, location);
@@ -1026,7 +1055,8 @@ impl PointTable {
         // `live - 1` there now and the new ones, this one first (`note_changed` counts it). At
         // most 3/8 of `capacity` are live, so the subtraction cannot wrap.
         let room = capacity / LOAD_DEN * LOAD_NUM - (writer.live - 1);
-        writer.growth = Some(Growth { thread, cancel, changed, room });
+        writer.growth = Some(Growth { thread, cancel, changed, room, capacity });
+        self.note_successor(writer);
         true
     }
 
@@ -1058,6 +1088,8 @@ impl PointTable {
     /// where the caller may be the background flusher.
     fn end_growth(&self, writer: &mut Writer) {
         let Some(growth) = writer.growth.take() else { return };
+        // The fresh table is published below, or dropped with a failed copy.
+        self.note_successor(writer);
         let Ok(Some((fresh, mut used))) = growth.thread.join() else { return };
         used += growth.changed.lock().replay(&self.hasher, &writer.table, &fresh);
         debug_assert!(used * LOAD_DEN <= fresh.capacity() * LOAD_NUM);
@@ -1099,13 +1131,26 @@ impl PointTable {
         if let Some(growth) = writer.growth.take() {
             growth.cancel();
         }
+        self.note_successor(writer);
         writer.live = 0;
         writer.used = 0;
     }
 
-    /// Slots allocated (for the memory estimate).
+    /// Slots of the current table (for the memory estimate).
     pub(crate) fn capacity(&self) -> usize {
         self.table.load().capacity()
+    }
+
+    /// Slots allocated for the current table's successor (for the memory estimate): up to four
+    /// times the current table's, from the preparation at half full until the growth's end.
+    pub(crate) fn successor_capacity(&self) -> usize {
+        self.successor_slots.load(Ordering::Relaxed)
+    }
+
+    /// Record the writer's successor for `successor_capacity` (writer only, after `next` or
+    /// `growth` changed).
+    fn note_successor(&self, writer: &Writer) {
+        self.successor_slots.store(writer.successor_slots(), Ordering::Relaxed);
     }
 
     /// Bytes of one slot.

@@ -46,7 +46,8 @@ pub struct Stats {
     /// Whether this store was opened with `Options::salvage` and the open dropped damage
     /// (`recovery_report()` lists what was dropped, reclaimed and pinned).
     pub salvaged: bool,
-    /// Approximate DRAM bytes of the index.
+    /// Approximate DRAM bytes of the index (its point table's successor included while one is
+    /// allocated, from the table's preparation at half full until its growth's end).
     pub index_bytes: usize,
     /// `index_bytes / keys` (0 when empty).
     pub index_bytes_per_key: usize,
