@@ -1705,6 +1705,76 @@ pub(crate) mod tests {
         assert!(holding(&table).is_empty());
     }
 
+    /// Writes during the copy's scan move a key across the table's end. Hashes narrowed to the
+    /// table's slot bits make the keys of a cluster share one fingerprint; two keys homed at
+    /// the table's last empty slot fill it and wrap to its first, where the copy's scan meets
+    /// the second before it waits in the middle of the table. Meanwhile the first is removed,
+    /// and the second removed and put back: into the slot near the end the first left, where
+    /// the scan meets it again. Once the growth ends, every key is in exactly one slot of the
+    /// published table, the removed one in none; removed after the growth, the moved key is
+    /// gone too.
+    #[test]
+    fn a_key_moved_across_the_tables_end_during_the_scan_ends_in_one_slot() {
+        const CAPACITY: usize = 4096;
+        HASH_MASK.with(|m| m.set(CAPACITY as u64 - 1));
+        let (table, mut writer) = empty();
+        let mut model = HashMap::new();
+        type Model = HashMap<Vec<u8>, Location>;
+        let put = |table: &PointTable, writer: &mut Writer, model: &mut Model, k: Vec<u8>, n| {
+            assert_eq!(table.upsert(writer, &k, at(n)), None);
+            model.insert(k, at(n));
+        };
+        // Fresh keys up to three puts short of the growth of a table of `CAPACITY` slots.
+        let mut n = 0u64;
+        while table.capacity() < CAPACITY
+            || (writer.used + 3) * LOAD_DEN <= table.capacity() * LOAD_NUM
+        {
+            put(&table, &mut writer, &mut model, key(n, n.is_multiple_of(3)), n);
+            n += 1;
+        }
+        assert_eq!(table.capacity(), CAPACITY);
+        assert!(writer.growth.is_none());
+        let mid = CAPACITY / 2;
+        let empty_slots: Vec<usize> = (0..CAPACITY)
+            .filter(|&i| writer.table.slots[i].hash.load(Ordering::Relaxed) == EMPTY)
+            .collect();
+        let (first, last) = (empty_slots[0], empty_slots[empty_slots.len() - 1]);
+        assert!(first < mid && last >= mid, "empty slots {first} and {last} around the middle");
+        // Two keys homed at the last empty slot, one short and one long.
+        let mut homed = (20_000_000u64..).filter_map(|i| {
+            let k = key(i, i.is_multiple_of(2));
+            let home = Probe::new(&table.hasher, &k).hash as usize & (CAPACITY - 1);
+            (home == last).then_some(k)
+        });
+        let (gone, moved) = (homed.next().unwrap(), homed.next().unwrap());
+        let moved_probe = Probe::new(&table.hasher, &moved);
+        put(&table, &mut writer, &mut model, gone.clone(), 1);
+        put(&table, &mut writer, &mut model, moved.clone(), 2);
+        assert!(writer.table.slots[first].holds(&moved_probe), "wrapped to the first slot");
+        // The next put starts the growth; its copy waits in the middle of its scan.
+        let gate = Gate::held();
+        writer.copy_gate = Some((Arc::clone(&gate), 3));
+        put(&table, &mut writer, &mut model, key(n, false), n);
+        assert!(writer.growth.is_some(), "the growth copies in the background");
+        gate.reached();
+        assert_eq!(gate.scanned.load(Ordering::SeqCst), mid);
+        assert_eq!(table.remove(&mut writer, &gone), Some(at(1)));
+        assert_eq!(table.remove(&mut writer, &moved), Some(at(2)));
+        put(&table, &mut writer, &mut model, moved.clone(), 3);
+        model.remove(&gone);
+        assert!(writer.table.slots[last].holds(&moved_probe), "moved across the table's end");
+        gate.open();
+        table.end_growth(&mut writer);
+        assert!(writer.growth.is_none() && table.capacity() > CAPACITY, "published");
+        matches(&table, &writer, &model);
+        assert_eq!(table.get(&gone), None);
+        assert_eq!(table.remove(&mut writer, &moved), Some(at(3)));
+        model.remove(&moved);
+        assert_eq!(table.get(&moved), None, "no copy left behind");
+        matches(&table, &writer, &model);
+        HASH_MASK.with(|m| m.set(u64::MAX));
+    }
+
     /// A table large enough to be first touched on several threads starts with every slot
     /// empty, and takes keys like any other.
     #[test]
