@@ -308,10 +308,10 @@ impl Index {
 
     /// Approximate DRAM bytes the index uses: the point table's slots — its successor's too,
     /// while one is allocated (up to four times the table, from the preparation at half full
-    /// until the growth's end) — the keys, and the key order's per-key overhead. Reads
-    /// counters only, without the write mutex.
+    /// until the growth's end) — the keys, and the key order's per-key overhead. Takes no
+    /// mutex: counters and the current table's size.
     pub fn approx_bytes(&self) -> usize {
-        (self.points.capacity() + self.points.successor_capacity()) * PointTable::SLOT_BYTES
+        (self.points.capacity() + self.points.successor_slots()) * PointTable::SLOT_BYTES
             + self.key_bytes.load(Ordering::Relaxed)
             + self.len() * ORDER_BYTES_PER_KEY
     }
@@ -434,7 +434,7 @@ mod tests {
 
     /// The memory estimate counts the point table's successor while it is allocated — prepared
     /// from half full, then filled by the growth — and after the growth only the table that
-    /// replaced the current one; a clear forgets both.
+    /// replaced the current one; a clear while a successor is prepared forgets it.
     #[test]
     fn the_memory_estimate_counts_the_point_tables_successor() {
         let index = Index::default();
@@ -463,8 +463,13 @@ mod tests {
         let grown = index.points.capacity();
         assert_eq!(grown, 4 * slots);
         assert_eq!(index.approx_bytes(), grown * PointTable::SLOT_BYTES + keys(&index), "grown");
+        while !index.write.lock().points.preparing() {
+            insert(&index);
+        }
+        let with_successor = (grown + 4 * grown) * PointTable::SLOT_BYTES;
+        assert_eq!(index.approx_bytes(), with_successor + keys(&index), "prepared again");
         index.clear();
-        assert_eq!(index.approx_bytes(), 64 * PointTable::SLOT_BYTES);
+        assert_eq!(index.approx_bytes(), 64 * PointTable::SLOT_BYTES, "cleared while prepared");
     }
 
     #[test]

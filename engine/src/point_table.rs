@@ -67,8 +67,9 @@ const TOUCH_THREADS_MAX: usize = 4;
 /// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
 const COPY_AHEAD: usize = 8;
 /// Slots a growth's copy scans between two looks at whether its growth was cancelled: one
-/// relaxed load per 64 KiB of table is nothing beside the copy, and a cancelled copy of a
-/// table of any size stops within 64 KiB of its scan.
+/// relaxed load per 64 KiB of table is nothing beside the copy, and a copy cancelled during
+/// its scan stops within 64 KiB of it (one cancelled while it waits for its prepared table's
+/// first touch stops once that ends).
 const COPY_BLOCK_SLOTS: usize = 1024;
 /// Bits of `offset_key` that hold the record's pool offset (pools are at most 2^44 bytes).
 const OFFSET_BITS: u32 = 47;
@@ -318,6 +319,10 @@ struct Table {
 
 impl Drop for Table {
     fn drop(&mut self) {
+        #[cfg(test)]
+        if self.capacity() * std::mem::size_of::<Slot>() >= PREPARE_NEXT_MIN_BYTES {
+            tests::LARGE_DROPPED_HERE.with(|dropped| dropped.set(dropped.get() + 1));
+        }
         for slot in Vec::from(std::mem::take(&mut self.slots)) {
             // INVARIANT (`Slot::long`): only a slot whose key is long holds `Some`; the others'
             // `None` owns nothing, so forgetting them leaks nothing.
@@ -472,7 +477,8 @@ impl Table {
     }
 
     /// Copy every live slot of `self` into the fresh table `to`; the slots placed, or `None`
-    /// if `stop` (a background growth's) said to stop before the scan's end. Each slot is read
+    /// if `stop` (a background growth's) said to stop, between two blocks of the scan or after
+    /// its last. Each slot is read
     /// whole, so the writer may go on writing `self` meanwhile: a slot it changes is copied as
     /// it was before or after, and a key it removes and puts back may be met twice or not at
     /// all — the growth sets every key it changed again (`Growth`). The target slot of the
@@ -603,9 +609,13 @@ pub(crate) struct Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // A dropped index (a closed store) has no use for its growth's copy either.
+        // A dropped index (a closed store) has no use for its growth's copy or its prepared
+        // successor either; neither is dropped on this thread.
         if let Some(growth) = self.growth.take() {
             growth.cancel();
+        }
+        if let Some(next) = self.next.take() {
+            retire(next.thread);
         }
     }
 }
@@ -725,10 +735,23 @@ struct Growth {
 }
 
 impl Growth {
-    /// Make the copy stop early and drop its tables, without waiting for it.
+    /// Make the copy stop early, and let its tables go without waiting for it and without
+    /// dropping them here ([`retire`]).
     fn cancel(self) {
         self.cancel.store(true, Ordering::Relaxed);
+        retire(self.thread);
     }
+}
+
+/// Let go of a thread that makes or holds tables the writer has no use for (a growth's copy, a
+/// prepared successor): a thread of its own (`mcstore-index-drop`) joins it and drops what it
+/// returns. Dropping the handle here instead would drop a finished thread's table on this
+/// thread — every slot read, then 64–256 MB unmapped — under the index's write mutex; an
+/// unfinished one drops its own. Here only if no thread can be started.
+fn retire<T: Send + 'static>(thread: std::thread::JoinHandle<T>) {
+    let dropper = std::thread::Builder::new().name("mcstore-index-drop".into());
+    // A failed spawn drops the closure, and with it the handle, here.
+    drop(dropper.spawn(move || drop(thread.join())));
 }
 
 /// What a background growth's copy looks at between blocks of its scan
@@ -812,14 +835,19 @@ struct Prepared {
 impl Table {
     /// The fresh table for a growth to `capacity` slots: the one `next` prepares if it has that
     /// size (waiting for it if need be), else one allocated now. A prepared table of another
-    /// size (keys were removed meanwhile) is left to its thread, which drops it: the writer
-    /// neither waits for its first touch nor reads its slots to drop it.
+    /// size (keys were removed meanwhile) is retired ([`retire`]): this thread neither waits
+    /// for its first touch nor reads its slots to drop it.
     fn take_next(next: &mut Option<Prepared>, capacity: usize) -> Table {
         match next.take() {
             Some(prepared) if prepared.capacity == capacity => {
                 prepared.thread.join().unwrap_or_else(|_| Table::with_capacity(capacity))
             }
-            _ => Table::with_capacity(capacity),
+            other => {
+                if let Some(prepared) = other {
+                    retire(prepared.thread);
+                }
+                Table::with_capacity(capacity)
+            }
         }
     }
 }
@@ -1088,13 +1116,15 @@ impl PointTable {
     /// where the caller may be the background flusher.
     fn end_growth(&self, writer: &mut Writer) {
         let Some(growth) = writer.growth.take() else { return };
-        // The fresh table is published below, or dropped with a failed copy.
+        if let Ok(Some((fresh, mut used))) = growth.thread.join() {
+            used += growth.changed.lock().replay(&self.hasher, &writer.table, &fresh);
+            debug_assert!(used * LOAD_DEN <= fresh.capacity() * LOAD_NUM);
+            writer.used = used;
+            self.publish_retiring(writer, fresh);
+        }
+        // The fresh table is now the current one, or was dropped with a failed copy; until the
+        // join above it was allocated, and counted.
         self.note_successor(writer);
-        let Ok(Some((fresh, mut used))) = growth.thread.join() else { return };
-        used += growth.changed.lock().replay(&self.hasher, &writer.table, &fresh);
-        debug_assert!(used * LOAD_DEN <= fresh.capacity() * LOAD_NUM);
-        writer.used = used;
-        self.publish_retiring(writer, fresh);
     }
 
     /// Publish `fresh` in place of the current table, which a large table leaves to a thread
@@ -1123,11 +1153,14 @@ impl PointTable {
 
     /// Forget every key.
     pub(crate) fn clear(&self, writer: &mut Writer) {
-        drop(self.publish(writer, Table::with_capacity(MIN_CAPACITY)));
-        // A table prepared for the old one's growth, or a growth's copy, is left to its thread,
-        // which drops it; the copy is cancelled, so it stops scanning and replaying a table no
-        // one will read (a copy of 786 k keys took 26 ms of a core, docs/performance.md).
-        writer.next = None;
+        // The old table, a table prepared for its growth and a growth's copy are all dropped
+        // on threads of their own, not under the index's write mutex; the copy is cancelled,
+        // so it stops scanning and replaying a table no one will read (a copy of 786 k keys
+        // took 26 ms of a core, docs/performance.md).
+        self.publish_retiring(writer, Table::with_capacity(MIN_CAPACITY));
+        if let Some(next) = writer.next.take() {
+            retire(next.thread);
+        }
         if let Some(growth) = writer.growth.take() {
             growth.cancel();
         }
@@ -1143,11 +1176,11 @@ impl PointTable {
 
     /// Slots allocated for the current table's successor (for the memory estimate): up to four
     /// times the current table's, from the preparation at half full until the growth's end.
-    pub(crate) fn successor_capacity(&self) -> usize {
+    pub(crate) fn successor_slots(&self) -> usize {
         self.successor_slots.load(Ordering::Relaxed)
     }
 
-    /// Record the writer's successor for `successor_capacity` (writer only, after `next` or
+    /// Record the writer's successor for `successor_slots` (writer only, after `next` or
     /// `growth` changed).
     fn note_successor(&self, writer: &Writer) {
         self.successor_slots.store(writer.successor_slots(), Ordering::Relaxed);

@@ -10,6 +10,9 @@ use super::*;
 thread_local! {
     /// Hashes are ANDed with this (tests of equal fingerprints narrow it).
     pub(crate) static HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
+    /// Tables dropped on this thread that are large enough (`PREPARE_NEXT_MIN_BYTES`) to be
+    /// dropped on threads of their own when let go of (a smaller one is dropped in place).
+    pub(crate) static LARGE_DROPPED_HERE: Cell<usize> = const { Cell::new(0) };
 }
 
 /// A gate a growth's copy waits at: held, reached (the copy waits there), open. The copy
@@ -229,9 +232,6 @@ fn live_slots(table: &PointTable) -> usize {
     table.table.load().slots.iter().filter(live).count()
 }
 
-/// Put fresh keys until the table has at least 4096 slots (room for 512 keys past the
-/// growth threshold) and a put starts its growth in the background, its copy held by
-/// `gate`.
 /// An empty table filled up to a background growth whose copy waits at `stage` (see
 /// `up_to_a_background_growth`), with the model of its keys and the gate the copy waits at.
 fn held_growth(stage: u8) -> (PointTable, Writer, HashMap<Vec<u8>, Location>, Arc<Gate>) {
@@ -242,6 +242,9 @@ fn held_growth(stage: u8) -> (PointTable, Writer, HashMap<Vec<u8>, Location>, Ar
     (table, writer, model, gate)
 }
 
+/// Put fresh keys until the table has at least 4096 slots (room for 512 keys past the
+/// growth threshold) and a put starts its growth in the background, its copy held by
+/// `gate` at `stage`.
 fn up_to_a_background_growth(
     table: &PointTable,
     writer: &mut Writer,
@@ -681,4 +684,35 @@ fn concurrent_readers_see_whole_entries() {
         }
         done.store(true, Ordering::Relaxed);
     });
+}
+
+/// A clear lets go of the old table, of a growth's fresh table whose copy has finished and of
+/// a prepared successor whose first touch has ended, without dropping any of them on the
+/// clearing thread (in a store, each drop reads every slot and unmaps up to 256 MB under the
+/// index's write mutex): `mcstore-index-drop` threads drop them.
+#[test]
+fn a_clear_drops_no_table_on_its_own_thread() {
+    let dropped_here = || LARGE_DROPPED_HERE.with(Cell::get);
+    let (table, mut writer, _, gate) = held_growth(2);
+    gate.reached();
+    gate.open();
+    while !writer.growth.as_ref().is_some_and(|growth| growth.thread.is_finished()) {
+        std::thread::yield_now();
+    }
+    let before = dropped_here();
+    table.clear(&mut writer);
+    assert_eq!(dropped_here(), before, "the old table and the copy's, dropped elsewhere");
+    let mut n = 0;
+    while writer.next.is_none() {
+        assert!(writer.growth.is_none(), "the successor is prepared before any growth");
+        assert_eq!(table.upsert(&mut writer, &key(n, false), at(n)), None);
+        n += 1;
+    }
+    while !writer.next.as_ref().is_some_and(|next| next.thread.is_finished()) {
+        std::thread::yield_now();
+    }
+    let before = dropped_here();
+    table.clear(&mut writer);
+    assert_eq!(dropped_here(), before, "the prepared successor, dropped elsewhere");
+    assert_eq!((table.capacity(), writer.live(), writer.used()), (MIN_CAPACITY, 0, 0));
 }
