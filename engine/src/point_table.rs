@@ -744,14 +744,20 @@ impl Growth {
 }
 
 /// Let go of a thread that makes or holds tables the writer has no use for (a growth's copy, a
-/// prepared successor): a thread of its own (`mcstore-index-drop`) joins it and drops what it
-/// returns. Dropping the handle here instead would drop a finished thread's table on this
-/// thread — every slot read, then 64–256 MB unmapped — under the index's write mutex; an
-/// unfinished one drops its own. Here only if no thread can be started.
+/// prepared successor): a thread of its own joins it and drops what it returns
+/// ([`drop_elsewhere`]). Dropping the handle here instead would drop a finished thread's table
+/// on this thread; an unfinished one drops its own.
 fn retire<T: Send + 'static>(thread: std::thread::JoinHandle<T>) {
+    drop_elsewhere(move || drop(thread.join()));
+}
+
+/// Run `drop` — the drop of a large table: every slot read, then 64–256 MB unmapped — on a
+/// thread of its own (`mcstore-index-drop`), not on the writer's, which holds the index's
+/// write mutex. Here if no thread can be started (the failed spawn drops the closure, and
+/// what it holds, here).
+fn drop_elsewhere(drop: impl FnOnce() + Send + 'static) {
     let dropper = std::thread::Builder::new().name("mcstore-index-drop".into());
-    // A failed spawn drops the closure, and with it the handle, here.
-    drop(dropper.spawn(move || drop(thread.join())));
+    std::mem::drop(dropper.spawn(drop));
 }
 
 /// What a background growth's copy looks at between blocks of its scan
@@ -1133,8 +1139,7 @@ impl PointTable {
     fn publish_retiring(&self, writer: &mut Writer, fresh: Table) {
         let old = self.publish(writer, fresh);
         if old.capacity() * std::mem::size_of::<Slot>() >= PREPARE_NEXT_MIN_BYTES {
-            let thread = std::thread::Builder::new().name("mcstore-index-drop".into());
-            drop(thread.spawn(move || drop(old)));
+            drop_elsewhere(move || drop(old));
         }
     }
 
