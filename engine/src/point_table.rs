@@ -433,7 +433,9 @@ impl Table {
 
     /// `prepared` if it is the size `for_bulk(keys)` would choose or one step larger (its
     /// estimate of the keys was a little high): never one a bulk fill could overfill, never one
-    /// that wastes more than half its memory. Else a fresh one.
+    /// that wastes more than half its memory. Else a fresh one, and the prepared table is
+    /// dropped on a thread of its own ([`drop_table`]): the open waits for its fill, not for
+    /// that drop.
     fn prepared_or_bulk(prepared: Option<PreparedTable>, keys: usize) -> Self {
         let needed = Self::bulk_capacity(keys);
         match prepared {
@@ -442,7 +444,13 @@ impl Table {
             {
                 table
             }
-            _ => Self::for_bulk(keys),
+            other => {
+                if let Some(PreparedTable(table)) = other {
+                    let slots = table.capacity();
+                    drop_table(table, slots);
+                }
+                Self::for_bulk(keys)
+            }
         }
     }
 
@@ -758,6 +766,14 @@ fn retire<T: Send + 'static>(thread: std::thread::JoinHandle<T>) {
 fn drop_elsewhere(drop: impl FnOnce() + Send + 'static) {
     let dropper = std::thread::Builder::new().name("mcstore-index-drop".into());
     std::mem::drop(dropper.spawn(drop));
+}
+
+/// Drop `table` (a table of `slots` slots, or the last handle on one) on a thread of its own
+/// if it is large ([`drop_elsewhere`]); a small one here, where a thread would cost more.
+fn drop_table<T: Send + 'static>(table: T, slots: usize) {
+    if slots * std::mem::size_of::<Slot>() >= PREPARE_NEXT_MIN_BYTES {
+        drop_elsewhere(move || drop(table));
+    }
 }
 
 /// What a background growth's copy looks at between blocks of its scan
@@ -1138,9 +1154,8 @@ impl PointTable {
     /// none can be started. Readers that still hold it keep it alive either way.
     fn publish_retiring(&self, writer: &mut Writer, fresh: Table) {
         let old = self.publish(writer, fresh);
-        if old.capacity() * std::mem::size_of::<Slot>() >= PREPARE_NEXT_MIN_BYTES {
-            drop_elsewhere(move || drop(old));
-        }
+        let slots = old.capacity();
+        drop_table(old, slots);
     }
 
     /// Forget `key`; its location if it was present.

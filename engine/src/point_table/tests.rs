@@ -621,7 +621,8 @@ fn a_table_first_touched_in_parallel_is_empty_and_usable() {
 }
 
 /// A prepared table is filled when it is the size the build would choose or one step
-/// larger; one too small (it could overfill) or far too large is left for a fresh one.
+/// larger; one too small (it could overfill) or far too large is left for a fresh one, and
+/// dropped on a thread of its own, not the building one.
 #[test]
 fn a_bulk_build_takes_a_prepared_table_only_if_it_fits() {
     let entries: Vec<(Vec<u8>, Location)> = (0..5000).map(|i| (key(i, true), at(i))).collect();
@@ -635,7 +636,13 @@ fn a_bulk_build_takes_a_prepared_table_only_if_it_fits() {
     {
         let prepared = PointTable::prepare(estimate);
         let (slots, capacity) = (prepared.0.slots.as_ptr(), prepared.0.capacity());
+        let dropped = LARGE_DROPPED_HERE.with(Cell::get);
         let (table, writer) = PointTable::build(&entries, &pick, 2, 100, Some(prepared));
+        assert_eq!(
+            LARGE_DROPPED_HERE.with(Cell::get),
+            dropped,
+            "a table left is dropped elsewhere"
+        );
         let used = writer.table.slots.as_ptr() == slots;
         assert_eq!(used, taken, "estimate {estimate}: {capacity} slots");
         let want = if taken { capacity } else { needed };
