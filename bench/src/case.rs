@@ -48,6 +48,14 @@ pub const MEMCPY: &str = "memcpy 256 MiB";
 /// Machine: the same memcpy again, measured by W7 right before its own loops (W7's targets take
 /// the higher of the two, so a slow moment of the VM at either time cannot flatter W7's ratios).
 pub const MEMCPY_AT_W7: &str = "memcpy 256 MiB, before W7";
+/// Machine: memcpy of `size`-byte pieces at random places of a buffer larger than the last-level
+/// cache, each into the same destination: what a get of a cold value of that size could copy at
+/// best, with no index, header or checksum (W7 reports it beside its gets; the targets keep the
+/// large memcpy as their reference, as the issue states them).
+pub fn memcpy_pieces(size: usize) -> String {
+    format!("memcpy {} pieces, cold, random", size_label(size))
+}
+
 /// Machine: dependent random DRAM load.
 pub const CHASE: &str = "dependent load, 256 MiB chase";
 

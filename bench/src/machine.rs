@@ -73,6 +73,39 @@ pub fn memcpy(case: &str) -> Figure {
     Figure::new("machine", case, "machine", BIG_BYTES as f64 / best / 1e9, Unit::GbPerSec)
 }
 
+/// The machine's bandwidth copying `size`-byte pieces from random places of a buffer far larger
+/// than the last-level cache into one destination (the best of 5 rounds of `BIG_BYTES` each):
+/// each piece starts with a DRAM miss, as a get of a cold value does, and the prefetchers must
+/// find each piece's stream anew. Pieces start 8 bytes past a line, as a value after its record
+/// header does.
+pub fn memcpy_pieces(size: usize) -> Figure {
+    let src = vec![0x5au8; BIG_BYTES];
+    let mut dst = vec![0u8; size];
+    let lines = ((BIG_BYTES - size - LINE) / LINE) as u64;
+    let pieces = (BIG_BYTES / size).max(1);
+    let mut rng = Rng::new(size as u64 ^ 0x9e37);
+    let best = (0..5)
+        .map(|_| {
+            let starts: Vec<usize> =
+                (0..pieces).map(|_| rng.below(lines) as usize * LINE + 8).collect();
+            let start = Instant::now();
+            for &at in &starts {
+                dst.copy_from_slice(keep(&src[at..at + size]));
+                keep(dst.as_ptr());
+            }
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    let bytes = (pieces * size) as f64;
+    Figure::new(
+        "machine",
+        &case::memcpy_pieces(size),
+        "machine",
+        bytes / best / 1e9,
+        Unit::GbPerSec,
+    )
+}
+
 fn chase() -> Figure {
     let lines = BIG_BYTES / LINE;
     let words_per_line = LINE / 8;

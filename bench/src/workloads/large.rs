@@ -28,6 +28,7 @@ pub fn w7(ctx: &Ctx) -> Vec<Figure> {
     // `case::MEMCPY_AT_W7`).
     progress("W7", "machine", "memcpy");
     let mut figures = vec![crate::machine::memcpy(case::MEMCPY_AT_W7)];
+    figures.extend(case::W7_SIZES.iter().map(|&size| crate::machine::memcpy_pieces(size)));
     for &engine in &ctx.engines {
         figures.extend(ctx.with_engine("W7", "w7", engine, data, &cases, |kv| {
             let name = engine.name();
