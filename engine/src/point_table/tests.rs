@@ -3,8 +3,13 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 
+use super::growth::{
+    GROWING_LOAD_DEN, GROWING_LOAD_NUM, PREPARE_AT_DEN, PREPARE_AT_NUM, PREPARE_NEXT_MIN_BYTES,
+};
+use super::slot::EMPTY;
+use super::table::PARALLEL_TOUCH_MIN_BYTES;
 use super::*;
 
 thread_local! {

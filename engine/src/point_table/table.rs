@@ -1,0 +1,305 @@
+//! One generation of the point table: its slots (a power of two, first touched on several
+//! threads when large), the probe, the bulk fill's placement with its misses overlapped, and
+//! the copy of its live slots into a successor.
+//!
+//! INVARIANT: within one table a slot never returns to `EMPTY` (removal leaves `DELETED`), so
+//! a probe that meets an empty slot may stop; entries never move within a table.
+
+use std::sync::atomic::Ordering;
+
+use super::PreparedTable;
+#[cfg(test)]
+use super::growth::PREPARE_NEXT_MIN_BYTES;
+use super::growth::{ScanStop, drop_table};
+use super::slot::{DELETED, EMPTY, INLINE_KEY_BYTES, Probe, Seen, Slot};
+#[cfg(test)]
+use super::tests;
+use crate::index::Location;
+
+/// The table grows (or is rebuilt without its deleted slots) when used slots would pass
+/// `capacity * LOAD_NUM / LOAD_DEN`; a rebuild leaves it at most half that full.
+pub(super) const LOAD_NUM: usize = 3;
+pub(super) const LOAD_DEN: usize = 4;
+/// The smallest table.
+pub(super) const MIN_CAPACITY: usize = 64;
+/// Tables of at least this many bytes are backed by huge pages where the kernel allows.
+pub(super) const HUGE_PAGES_MIN_BYTES: usize = 4 << 20;
+/// Keys the bulk fill hashes and prefetches ahead of the one it places: their slot misses
+/// overlap instead of following each other (each is a DRAM miss in a large table).
+pub(super) const FILL_AHEAD: usize = 16;
+/// Tables of at least this many bytes are written (first touched) on several threads.
+pub(super) const PARALLEL_TOUCH_MIN_BYTES: usize = 32 << 20;
+/// Threads that first-touch a large table at most.
+pub(super) const TOUCH_THREADS_MAX: usize = 4;
+/// Slots a growth's copy looks ahead to prefetch their targets in the fresh table.
+pub(super) const COPY_AHEAD: usize = 8;
+/// Slots a growth's copy scans between two looks at whether its growth was cancelled: one
+/// relaxed load per 64 KiB of table is nothing beside the copy, and a copy cancelled during
+/// its scan stops within 64 KiB of it (one cancelled while it waits for its prepared table's
+/// first touch stops once that ends).
+pub(super) const COPY_BLOCK_SLOTS: usize = 1024;
+
+/// One generation of the table.
+pub(super) struct Table {
+    pub(super) slots: Box<[Slot]>,
+    pub(super) mask: usize,
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        #[cfg(test)]
+        if self.capacity() * std::mem::size_of::<Slot>() >= PREPARE_NEXT_MIN_BYTES {
+            tests::LARGE_DROPPED_HERE.with(|dropped| dropped.set(dropped.get() + 1));
+        }
+        for slot in Vec::from(std::mem::take(&mut self.slots)) {
+            // INVARIANT (`Slot::long`): only a slot whose key is long holds `Some`; the others'
+            // `None` owns nothing, so forgetting them leaks nothing.
+            if slot.key_len() > INLINE_KEY_BYTES as u64 {
+                drop(slot);
+            } else {
+                std::mem::forget(slot);
+            }
+        }
+    }
+}
+
+impl Table {
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacity_touched(capacity, true)
+    }
+
+    /// A table of `capacity` slots (rounded up to a power of two), its slots written on every
+    /// core if `parallel` and it is large, else on this thread alone.
+    pub(super) fn with_capacity_touched(capacity: usize, parallel: bool) -> Self {
+        let capacity = capacity.next_power_of_two().max(MIN_CAPACITY);
+        let mut slots: Vec<Slot> = Vec::with_capacity(capacity);
+        let bytes = capacity * std::mem::size_of::<Slot>();
+        if bytes >= HUGE_PAGES_MIN_BYTES {
+            // Fresh memory, not yet touched: the first touch below faults it in by 2 MiB pages
+            // (a 4 KiB fault costs ~4 µs here), and probes later miss the TLB less.
+            mcstore_pmem::hint::advise_huge_pages(slots.as_ptr().cast(), bytes);
+        }
+        // The kernel clears each fresh page at its first write, at ~1 GB/s per thread on this
+        // kind of VM (a 256 MB table took ~250 ms on one thread, docs/performance.md): a large
+        // table's slots are written on every core, each its own share, pages and all.
+        let threads = if parallel && bytes >= PARALLEL_TOUCH_MIN_BYTES {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(TOUCH_THREADS_MAX)
+        } else {
+            1
+        };
+        mcstore_pmem::hint::fill_in_parallel(&mut slots, capacity, threads, Slot::default);
+        Self { slots: slots.into_boxed_slice(), mask: capacity - 1 }
+    }
+
+    /// The capacity of a table with room for `keys` live keys at most half its growth threshold.
+    pub(super) fn keys_capacity(keys: usize) -> usize {
+        keys.saturating_mul(2 * LOAD_DEN)
+            .div_ceil(LOAD_NUM)
+            .max(1)
+            .next_power_of_two()
+            .max(MIN_CAPACITY)
+    }
+
+    /// A bulk-built table for at most `keys` keys: at most half full (two thirds of the growth
+    /// threshold), so a quarter of its slots are inserted before it first grows. Smaller than
+    /// `keys_capacity`, whose extra room amortizes repeated rebuilds a bulk build does not have.
+    pub(super) fn for_bulk(keys: usize) -> Self {
+        Self::with_capacity(Self::bulk_capacity(keys))
+    }
+
+    /// The capacity of `for_bulk(keys)`.
+    pub(super) fn bulk_capacity(keys: usize) -> usize {
+        keys.saturating_mul(2).max(1).next_power_of_two().max(MIN_CAPACITY)
+    }
+
+    /// Start loading the first slot `hash` probes (a hint for the bulk fill).
+    pub(super) fn prefetch(&self, hash: u64) {
+        mcstore_pmem::hint::prefetch(&self.slots[hash as usize & self.mask]);
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The slot holding `probe`'s key, or where the probe stopped: `Err(first free slot)`.
+    pub(super) fn find(&self, probe: &Probe<'_>) -> Result<(usize, Location), usize> {
+        let mut i = probe.hash as usize & self.mask;
+        let mut free = None;
+        loop {
+            let slot = &self.slots[i];
+            match slot.read(probe) {
+                Seen::Match(location) => return Ok((i, location)),
+                Seen::Empty => return Err(free.unwrap_or(i)),
+                Seen::Other => {
+                    if free.is_none() && slot.hash.load(Ordering::Relaxed) == DELETED {
+                        free = Some(i);
+                    }
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Claim an empty slot for `probe` (tables not yet published; callers on several threads
+    /// claim with a compare-and-swap on the hash) and write the key and location into it.
+    pub(super) fn place_unpublished(&self, probe: &Probe<'_>, location: Location) {
+        let mut i = probe.hash as usize & self.mask;
+        loop {
+            let slot = &self.slots[i];
+            if slot
+                .hash
+                .compare_exchange(EMPTY, probe.hash, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.fill_key(probe);
+                slot.store_location(probe.key.len() as u64, location);
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// `prepared` if it is the size `for_bulk(keys)` would choose or one step larger (its
+    /// estimate of the keys was a little high): never one a bulk fill could overfill, never one
+    /// that wastes more than half its memory. Else a fresh one, and the prepared table is
+    /// dropped on a thread of its own ([`drop_table`]): the open waits for its fill, not for
+    /// that drop.
+    pub(super) fn prepared_or_bulk(prepared: Option<PreparedTable>, keys: usize) -> Self {
+        let needed = Self::bulk_capacity(keys);
+        match prepared {
+            Some(PreparedTable(table))
+                if table.capacity() >= needed && table.capacity() <= needed.saturating_mul(2) =>
+            {
+                table
+            }
+            other => {
+                if let Some(PreparedTable(table)) = other {
+                    let slots = table.capacity();
+                    drop_table(table, slots);
+                }
+                Self::for_bulk(keys)
+            }
+        }
+    }
+
+    /// Feed `items` to `place` in order, each one's first slot prefetched `FILL_AHEAD` items
+    /// before it is placed (a bulk fill's misses overlap instead of following each other); stop
+    /// early when `place` returns `false`.
+    pub(super) fn place_ahead<'k, I, V>(
+        &self,
+        mut items: I,
+        mut place: impl FnMut(Probe<'k>, V) -> bool,
+    ) where
+        I: Iterator<Item = (Probe<'k>, V)>,
+    {
+        let mut ahead = std::collections::VecDeque::with_capacity(FILL_AHEAD);
+        loop {
+            while ahead.len() < FILL_AHEAD {
+                let Some((probe, item)) = items.next() else { break };
+                self.prefetch(probe.hash);
+                ahead.push_back((probe, item));
+            }
+            let Some((probe, item)) = ahead.pop_front() else { return };
+            if !place(probe, item) {
+                return;
+            }
+        }
+    }
+
+    /// The first empty slot of `hash`'s probe sequence.
+    pub(super) fn first_empty(&self, hash: u64) -> usize {
+        let mut i = hash as usize & self.mask;
+        while self.slots[i].hash.load(Ordering::Relaxed) != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        i
+    }
+
+    /// Copy every live slot of `self` into the fresh table `to`; the slots placed, or `None`
+    /// if `stop` (a background growth's) said to stop, between two blocks of the scan or after
+    /// its last. Each slot is read
+    /// whole, so the writer may go on writing `self` meanwhile: a slot it changes is copied as
+    /// it was before or after, and a key it removes and puts back may be met twice or not at
+    /// all — the growth sets every key it changed again (`Growth`). The target slot of the
+    /// live slot `COPY_AHEAD` slots further on is prefetched first, so the copy's misses in the
+    /// fresh table overlap instead of following each other.
+    pub(super) fn copy_live_into(&self, to: &Table, stop: Option<&ScanStop<'_>>) -> Option<usize> {
+        let live = |slot: &Slot| {
+            let hash = slot.hash.load(Ordering::Relaxed);
+            (hash != EMPTY && hash != DELETED).then_some(hash)
+        };
+        let mut placed = 0;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if i % COPY_BLOCK_SLOTS == 0 && stop.is_some_and(|stop| stop.before(i)) {
+                return None;
+            }
+            if let Some(ahead) = self.slots.get(i + COPY_AHEAD).and_then(live) {
+                to.prefetch(ahead);
+            }
+            if let Some(snapshot) = slot.snapshot() {
+                let at = to.first_empty(snapshot.hash);
+                snapshot.place(&to.slots[at]);
+                placed += 1;
+            }
+        }
+        // A growth cancelled during the last block has no use for the fresh table either.
+        if stop.is_some_and(|stop| stop.before(self.capacity())) {
+            return None;
+        }
+        Some(placed)
+    }
+
+    /// Set `probe`'s key in a table not yet published (a [`Growth`]'s fresh table) to
+    /// `location`, or remove it (`None`); whether it took an empty slot. The key may be there
+    /// twice: a growth's copy reads the table in slot order, so a key the writer removed and put
+    /// back across the table's end (from slot 0 into a deleted slot near the end, of the same
+    /// probe cluster) is met twice. The first copy is set, every later one deleted: the
+    /// removal that moved the key was noted, so the growth sets that key here.
+    pub(super) fn set_unpublished(&self, probe: &Probe<'_>, location: Option<Location>) -> bool {
+        let mut i = probe.hash as usize & self.mask;
+        let (mut kept, mut free) = (None, None);
+        loop {
+            let slot = &self.slots[i];
+            match slot.hash.load(Ordering::Relaxed) {
+                EMPTY => break,
+                DELETED => {
+                    free.get_or_insert(i);
+                }
+                _ if slot.holds(probe) => match (location, kept) {
+                    (Some(location), None) => {
+                        slot.write(None, location);
+                        kept = Some(i);
+                    }
+                    _ => slot.delete(),
+                },
+                _ => {}
+            }
+            i = (i + 1) & self.mask;
+        }
+        let Some(location) = location.filter(|_| kept.is_none()) else { return false };
+        let at = free.unwrap_or(i);
+        self.slots[at].write(Some(probe), location);
+        free.is_none()
+    }
+}
+
+/// `work` run on each of `runs`, on threads of their own when there are several; the results
+/// in order. A panic on a thread is resumed here.
+pub(super) fn on_threads<R, T, W>(runs: Vec<R>, work: W) -> Vec<T>
+where
+    R: Send,
+    T: Send,
+    W: Fn(R) -> T + Sync,
+{
+    if runs.len() <= 1 {
+        return runs.into_iter().map(work).collect();
+    }
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = runs.into_iter().map(|run| scope.spawn(move || work(run))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
+}
