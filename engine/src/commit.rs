@@ -336,7 +336,7 @@ impl Inner {
             let Some(front) = st.pending.pop_front() else { break };
             for (i, op) in front.ops.iter().enumerate() {
                 if let Some(key) = front.ops.get(i + APPLY_AHEAD).and_then(IndexOp::key) {
-                    self.index.prefetch(key.of(&front.keys));
+                    self.index.prefetch_for_write(key.of(&front.keys));
                 }
                 self.apply(&mut st.space, &front.keys, op);
             }

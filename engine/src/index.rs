@@ -227,6 +227,12 @@ impl Index {
         self.points.prefetch(key);
     }
 
+    /// Start loading what indexing a write of `key` reads: its first point-table slot and its
+    /// tags (a hint; see `PointTable::prefetch_for_write`).
+    pub fn prefetch_for_write(&self, key: &[u8]) {
+        self.points.prefetch_for_write(key);
+    }
+
     /// Point `key` at `location`; returns the previous location. Writers only (commit lock).
     pub fn insert(&self, key: &[u8], location: Location) -> Option<Location> {
         let mut write = self.write.lock();
@@ -311,7 +317,7 @@ impl Index {
     /// until the growth's end) — the keys, and the key order's per-key overhead. Takes no
     /// mutex: counters and the current table's size.
     pub fn approx_bytes(&self) -> usize {
-        (self.points.capacity() + self.points.successor_slots()) * PointTable::SLOT_BYTES
+        self.points.table_bytes()
             + self.key_bytes.load(Ordering::Relaxed)
             + self.len() * ORDER_BYTES_PER_KEY
     }
@@ -449,7 +455,9 @@ mod tests {
         }
         let slots = index.points.capacity();
         // The successor is four times the table (a growth at 3/4 leaves it at most 3/8 full).
-        let with_successor = (slots + 4 * slots) * PointTable::SLOT_BYTES;
+        // The first table (a bulk load of nothing) has no tags; a successor has a tag per slot.
+        let with_successor =
+            slots * PointTable::SLOT_BYTES + 4 * slots * PointTable::TAGGED_SLOT_BYTES;
         assert_eq!(index.approx_bytes(), with_successor + keys(&index), "prepared");
         while !index.growing() {
             insert(&index);
@@ -462,14 +470,16 @@ mod tests {
         assert!(!index.growing() && !index.write.lock().points.preparing());
         let grown = index.points.capacity();
         assert_eq!(grown, 4 * slots);
-        assert_eq!(index.approx_bytes(), grown * PointTable::SLOT_BYTES + keys(&index), "grown");
+        let grown_bytes = grown * PointTable::TAGGED_SLOT_BYTES;
+        assert_eq!(index.approx_bytes(), grown_bytes + keys(&index), "grown");
         while !index.write.lock().points.preparing() {
             insert(&index);
         }
-        let with_successor = (grown + 4 * grown) * PointTable::SLOT_BYTES;
+        let with_successor = (grown + 4 * grown) * PointTable::TAGGED_SLOT_BYTES;
         assert_eq!(index.approx_bytes(), with_successor + keys(&index), "prepared again");
         index.clear();
-        assert_eq!(index.approx_bytes(), 64 * PointTable::SLOT_BYTES, "cleared while prepared");
+        let cleared = 64 * PointTable::TAGGED_SLOT_BYTES;
+        assert_eq!(index.approx_bytes(), cleared, "cleared while prepared");
     }
 
     #[test]

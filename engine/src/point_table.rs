@@ -37,10 +37,10 @@ pub(crate) struct PreparedTable(Table);
 pub(crate) struct PointTable {
     table: ArcSwap<Table>,
     hasher: foldhash::fast::RandomState,
-    /// The current table's first slot address and mask, for prefetch hints only: read without
-    /// the `ArcSwap` guard (whose atomic read-modify-writes would wait for the prefetch), so
-    /// they may be stale or torn — a prefetch of any address is harmless.
-    hint: [AtomicUsize; 2],
+    /// The current table's first slot address, mask and first tag address, for prefetch hints
+    /// only: read without the `ArcSwap` guard (whose atomic read-modify-writes would wait for
+    /// the prefetch), so they may be stale or torn — a prefetch of any address is harmless.
+    hint: [AtomicUsize; 3],
     /// Slots allocated for the current table's successor — the table `Writer::next` prepares,
     /// or a growth's fresh table — for the memory estimate, which reads it without the write
     /// mutex; the writer sets it whenever either changes (`note_successor`).
@@ -210,6 +210,21 @@ impl PointTable {
         mcstore_pmem::hint::prefetch_address(slot as *const u8);
     }
 
+    /// Start loading what the writer's upsert or removal of `key` reads: the key's first slot
+    /// and its tags (`Table::find_for_writer`). A writer calls it before it persists.
+    pub(crate) fn prefetch_for_write(&self, key: &[u8]) {
+        let probe = Probe::new(&self.hasher, key);
+        let base = self.hint[0].load(Ordering::Relaxed);
+        let mask = self.hint[1].load(Ordering::Relaxed);
+        let tags = self.hint[2].load(Ordering::Relaxed);
+        let at = probe.hash as usize & mask;
+        let slot = base.wrapping_add(at * std::mem::size_of::<Slot>());
+        mcstore_pmem::hint::prefetch_address(slot as *const u8);
+        if tags != 0 {
+            mcstore_pmem::hint::prefetch_address(tags.wrapping_add(at) as *const u8);
+        }
+    }
+
     /// Publish `table` as the current one, to readers and to `writer`, and record it for
     /// `prefetch`. Returns the writer's handle on the table it replaces.
     fn publish(&self, writer: &mut Writer, table: Table) -> Arc<Table> {
@@ -225,6 +240,7 @@ impl PointTable {
         let table = self.table.load();
         self.hint[0].store(table.slots.as_ptr() as usize, Ordering::Relaxed);
         self.hint[1].store(table.mask, Ordering::Relaxed);
+        self.hint[2].store(table.tags_address(), Ordering::Relaxed);
     }
 
     /// Point `key` at `location`; the previous location if the key was present.
@@ -237,7 +253,7 @@ impl PointTable {
         self.end_growth_if_due(writer);
         let probe = Probe::new(&self.hasher, key);
         debug_assert!(Arc::ptr_eq(&writer.table, &self.table.load()));
-        let free = match writer.table.find(&probe) {
+        let free = match writer.table.find_for_writer(&probe) {
             Ok((i, old)) => {
                 writer.table.slots[i].write(None, location);
                 writer.note_changed(key, false);
@@ -247,18 +263,18 @@ impl PointTable {
         };
         writer.live += 1;
         let capacity = writer.table.capacity();
-        if writer.table.slots[free].hash.load(Ordering::Relaxed) == DELETED {
-            writer.table.slots[free].write(Some(&probe), location);
+        if writer.table.is_deleted(free) {
+            writer.table.set_key(free, &probe, location);
         } else if (writer.used + 1) * LOAD_DEN <= capacity * LOAD_NUM {
             writer.used += 1;
-            writer.table.slots[free].write(Some(&probe), location);
+            writer.table.set_key(free, &probe, location);
             if writer.prepare_next() {
                 self.note_successor(writer);
             }
         } else if writer.growth.is_some() || self.start_growth(writer) {
             // `end_growth_if_due` left room below `GROWING_LOAD`.
             writer.used += 1;
-            writer.table.slots[free].write(Some(&probe), location);
+            writer.table.set_key(free, &probe, location);
         } else {
             // The fresh table is not yet published: the new key goes in before readers see it.
             let fresh = Table::take_next(&mut writer.next, Table::keys_capacity(writer.live));
@@ -280,8 +296,8 @@ impl PointTable {
         let probe = Probe::new(&self.hasher, key);
         debug_assert!(Arc::ptr_eq(&writer.table, &self.table.load()));
         let table = &writer.table;
-        let (i, old) = table.find(&probe).ok()?;
-        table.slots[i].delete();
+        let (i, old) = table.find_for_writer(&probe).ok()?;
+        table.delete(i);
         writer.live -= 1;
         writer.note_changed(key, false);
         Some(old)
@@ -305,7 +321,8 @@ impl PointTable {
         writer.used = 0;
     }
 
-    /// Slots of the current table (for the memory estimate).
+    /// Slots of the current table.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.table.load().capacity()
     }
@@ -322,8 +339,19 @@ impl PointTable {
         self.successor_slots.store(writer.successor_slots(), Ordering::Relaxed);
     }
 
-    /// Bytes of one slot.
+    /// Bytes of one slot of a table without tags (a bulk-built one).
     pub(crate) const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+    /// Bytes of one slot of a table with tags (any other: its slot and its tag).
+    pub(crate) const TAGGED_SLOT_BYTES: usize = Self::SLOT_BYTES + 1;
+
+    /// Bytes of the current table and of its successor while one is allocated (for the memory
+    /// estimate; a successor has tags).
+    pub(crate) fn table_bytes(&self) -> usize {
+        let table = self.table.load();
+        let per_slot =
+            if table.tags.is_some() { Self::TAGGED_SLOT_BYTES } else { Self::SLOT_BYTES };
+        table.capacity() * per_slot + self.successor_slots() * Self::TAGGED_SLOT_BYTES
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ impl Db {
         let (key, value) = (key.as_ref(), value.as_ref());
         // The index slot's cache miss overlaps the encode and the fences instead of following
         // them.
-        self.inner.index.prefetch(key);
+        self.inner.index.prefetch_for_write(key);
         self.inner.submit(durability, Keys::None, |inner, st| {
             inner.check_record(st.log(), key, value)?;
             Ok(((), [PendingRecord::put(key, value)]))
@@ -138,7 +138,7 @@ impl Db {
         // Every key's index slot is loading while the batch is encoded and persisted: the
         // index updates after the fences then hit the cache instead of missing once per key.
         for op in batch.ops() {
-            self.inner.index.prefetch(op.key());
+            self.inner.index.prefetch_for_write(op.key());
         }
         self.inner.submit(durability, Keys::None, |inner, st| {
             let records = batch_records(&batch);

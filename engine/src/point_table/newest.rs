@@ -119,6 +119,7 @@ impl Table {
                 }
                 slot.fill_key(probe);
                 slot.store_location(key_len, stored(v.location, v.put));
+                self.note_hash(i, probe.hash);
                 slot.seq.store(2, Ordering::Release);
                 part.placed += 1;
                 if v.put {
@@ -235,7 +236,7 @@ impl PointTable {
             if slot.hash.load(Ordering::Relaxed) != DELETED
                 && slot.record_len.load(Ordering::Relaxed) & TOMBSTONE_BIT != 0
             {
-                slot.delete();
+                table.delete(i);
                 removed += 1;
             }
         }

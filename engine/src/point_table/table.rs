@@ -4,8 +4,12 @@
 //!
 //! INVARIANT: within one table a slot never returns to `EMPTY` (removal leaves `DELETED`), so
 //! a probe that meets an empty slot may stop; entries never move within a table.
+//! INVARIANT: in a table with tags, `tags[i]` is `tag(slots[i].hash)` whenever the table's
+//! writer (or, before it is published, its builder) looks at it: every change of a slot's hash
+//! goes with `set_key`, `delete` or `note_hash`, which set the tag too. Readers never look at
+//! tags.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::PreparedTable;
 #[cfg(test)]
@@ -39,10 +43,37 @@ pub(super) const COPY_AHEAD: usize = 8;
 /// first touch stops once that ends).
 pub(super) const COPY_BLOCK_SLOTS: usize = 1024;
 
+/// The tag of a never-used slot.
+const EMPTY_TAG: u8 = 0;
+/// The tag of a slot whose key was removed.
+const DELETED_TAG: u8 = 1;
+
+/// A slot's tag for its hash: `EMPTY` and `DELETED` their own, a key's the top seven bits of
+/// its hash with the high bit set (the slot's position comes from the low bits, so these are
+/// independent of it).
+fn tag(hash: u64) -> u8 {
+    match hash {
+        EMPTY => EMPTY_TAG,
+        DELETED => DELETED_TAG,
+        _ => 0x80 | (hash >> 57) as u8,
+    }
+}
+
 /// One generation of the table.
 pub(super) struct Table {
     pub(super) slots: Box<[Slot]>,
     pub(super) mask: usize,
+    /// One byte per slot, 64 to a cache line, that only the writer reads: a fresh key's insert
+    /// scans its probe sequence here instead of slot by slot, so it touches one line of tags
+    /// (prefetched when the put starts) and reads a slot only when the tag matches. An
+    /// unsuccessful probe reads about ½(1 + 1/(1 − α)²) slots at load α, one line each: 8.5 at
+    /// 3/4 (docs/performance.md, session 16). `None` in a bulk-built table (recovery's): its
+    /// fill would pay a store to a random tag line per key, and its writer probes the slots
+    /// until the table's first growth, whose table has tags.
+    pub(super) tags: Option<Box<[AtomicU8]>>,
+    /// Tests: which allocation this is (a freed table's address may be reused by the next).
+    #[cfg(test)]
+    pub(super) serial: usize,
 }
 
 impl Drop for Table {
@@ -68,9 +99,14 @@ impl Table {
         Self::with_capacity_touched(capacity, true)
     }
 
-    /// A table of `capacity` slots (rounded up to a power of two), its slots written on every
-    /// core if `parallel` and it is large, else on this thread alone.
+    /// A table of `capacity` slots (rounded up to a power of two) with tags, its slots written
+    /// on every core if `parallel` and it is large, else on this thread alone.
     pub(super) fn with_capacity_touched(capacity: usize, parallel: bool) -> Self {
+        Self::allocate(capacity, parallel, true)
+    }
+
+    /// A table of `capacity` slots (rounded up to a power of two), with tags if `tagged`.
+    fn allocate(capacity: usize, parallel: bool, tagged: bool) -> Self {
         let capacity = capacity.next_power_of_two().max(MIN_CAPACITY);
         let mut slots: Vec<Slot> = Vec::with_capacity(capacity);
         let bytes = capacity * std::mem::size_of::<Slot>();
@@ -88,7 +124,14 @@ impl Table {
             1
         };
         mcstore_pmem::hint::fill_in_parallel(&mut slots, capacity, threads, Slot::default);
-        Self { slots: slots.into_boxed_slice(), mask: capacity - 1 }
+        let tags = tagged.then(|| (0..capacity).map(|_| AtomicU8::new(EMPTY_TAG)).collect());
+        Self {
+            slots: slots.into_boxed_slice(),
+            mask: capacity - 1,
+            tags,
+            #[cfg(test)]
+            serial: tests::TABLES_ALLOCATED.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// The capacity of a table with room for `keys` live keys at most half its growth threshold.
@@ -104,7 +147,7 @@ impl Table {
     /// threshold), so a quarter of its slots are inserted before it first grows. Smaller than
     /// `keys_capacity`, whose extra room amortizes repeated rebuilds a bulk build does not have.
     pub(super) fn for_bulk(keys: usize) -> Self {
-        Self::with_capacity(Self::bulk_capacity(keys))
+        Self::allocate(Self::bulk_capacity(keys), true, false)
     }
 
     /// The capacity of `for_bulk(keys)`.
@@ -119,6 +162,83 @@ impl Table {
 
     pub(super) fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// The slot holding `probe`'s key, or where the probe stopped: `Err(first free slot)`. The
+    /// writer's probe: it scans the tags, when the table has them, and reads a slot only when
+    /// its tag is the key's.
+    pub(super) fn find_for_writer(&self, probe: &Probe<'_>) -> Result<(usize, Location), usize> {
+        let Some(tags) = &self.tags else { return self.find(probe) };
+        let key = tag(probe.hash);
+        let mut i = probe.hash as usize & self.mask;
+        let mut free = None;
+        loop {
+            match tags[i].load(Ordering::Relaxed) {
+                EMPTY_TAG => return Err(free.unwrap_or(i)),
+                DELETED_TAG => {
+                    free.get_or_insert(i);
+                }
+                t if t == key => {
+                    if let Seen::Match(location) = self.slots[i].read(probe) {
+                        return Ok((i, location));
+                    }
+                }
+                _ => {}
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Write `probe`'s key and `location` into the free slot `i` (writer only).
+    pub(super) fn set_key(&self, i: usize, probe: &Probe<'_>, location: Location) {
+        self.slots[i].write(Some(probe), location);
+        self.note_hash(i, probe.hash);
+    }
+
+    /// Mark slot `i` removed (writer only).
+    pub(super) fn delete(&self, i: usize) {
+        self.slots[i].delete();
+        self.note_hash(i, DELETED);
+    }
+
+    /// Whether slot `i` holds a removed key (writer only: by its tag, when there are tags).
+    pub(super) fn is_deleted(&self, i: usize) -> bool {
+        match &self.tags {
+            Some(tags) => tags[i].load(Ordering::Relaxed) == DELETED_TAG,
+            None => self.slots[i].hash.load(Ordering::Relaxed) == DELETED,
+        }
+    }
+
+    /// Record that slot `i` now holds `hash` (a key's, or `DELETED`) in its tag, if the table
+    /// has tags (a builder that wrote the slot itself calls it too).
+    pub(super) fn note_hash(&self, i: usize, hash: u64) {
+        if let Some(tags) = &self.tags {
+            tags[i].store(tag(hash), Ordering::Relaxed);
+        }
+    }
+
+    /// Start loading the tags of `hash`'s probe sequence, if the table has tags (a hint).
+    pub(super) fn prefetch_tags(&self, hash: u64) {
+        if let Some(tags) = &self.tags {
+            mcstore_pmem::hint::prefetch(&tags[hash as usize & self.mask]);
+        }
+    }
+
+    /// Whether every tag is its slot's (`None`: the table has no tags).
+    #[cfg(test)]
+    pub(super) fn tags_agree(&self) -> Option<bool> {
+        let tags = self.tags.as_ref()?;
+        let mut agree = self.slots.iter().zip(tags.iter());
+        Some(
+            agree.all(|(slot, t)| {
+                t.load(Ordering::Relaxed) == tag(slot.hash.load(Ordering::Relaxed))
+            }),
+        )
+    }
+
+    /// The first tag's address (0 without tags), for prefetch hints.
+    pub(super) fn tags_address(&self) -> usize {
+        self.tags.as_ref().map_or(0, |tags| tags.as_ptr() as usize)
     }
 
     /// The slot holding `probe`'s key, or where the probe stopped: `Err(first free slot)`.
@@ -153,6 +273,7 @@ impl Table {
             {
                 slot.fill_key(probe);
                 slot.store_location(probe.key.len() as u64, location);
+                self.note_hash(i, probe.hash);
                 return;
             }
             i = (i + 1) & self.mask;
@@ -197,6 +318,7 @@ impl Table {
             while ahead.len() < FILL_AHEAD {
                 let Some((probe, item)) = items.next() else { break };
                 self.prefetch(probe.hash);
+                self.prefetch_tags(probe.hash);
                 ahead.push_back((probe, item));
             }
             let Some((probe, item)) = ahead.pop_front() else { return };
@@ -206,10 +328,15 @@ impl Table {
         }
     }
 
-    /// The first empty slot of `hash`'s probe sequence.
+    /// The first empty slot of `hash`'s probe sequence (its builder only: by the tags, when
+    /// there are tags).
     pub(super) fn first_empty(&self, hash: u64) -> usize {
         let mut i = hash as usize & self.mask;
-        while self.slots[i].hash.load(Ordering::Relaxed) != EMPTY {
+        let empty = |i: usize| match &self.tags {
+            Some(tags) => tags[i].load(Ordering::Relaxed) == EMPTY_TAG,
+            None => self.slots[i].hash.load(Ordering::Relaxed) == EMPTY,
+        };
+        while !empty(i) {
             i = (i + 1) & self.mask;
         }
         i
@@ -235,10 +362,12 @@ impl Table {
             }
             if let Some(ahead) = self.slots.get(i + COPY_AHEAD).and_then(live) {
                 to.prefetch(ahead);
+                to.prefetch_tags(ahead);
             }
             if let Some(snapshot) = slot.snapshot() {
-                let at = to.first_empty(snapshot.hash);
+                let (at, hash) = (to.first_empty(snapshot.hash), snapshot.hash);
                 snapshot.place(&to.slots[at]);
+                to.note_hash(at, hash);
                 placed += 1;
             }
         }
@@ -270,7 +399,7 @@ impl Table {
                         slot.write(None, location);
                         kept = Some(i);
                     }
-                    _ => slot.delete(),
+                    _ => self.delete(i),
                 },
                 _ => {}
             }
@@ -278,7 +407,7 @@ impl Table {
         }
         let Some(location) = location.filter(|_| kept.is_none()) else { return false };
         let at = free.unwrap_or(i);
-        self.slots[at].write(Some(probe), location);
+        self.set_key(at, probe, location);
         free.is_none()
     }
 }

@@ -12,6 +12,9 @@ use super::slot::EMPTY;
 use super::table::PARALLEL_TOUCH_MIN_BYTES;
 use super::*;
 
+/// Tables allocated so far (`Table::serial`).
+pub(crate) static TABLES_ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
     /// Hashes are ANDed with this (tests of equal fingerprints narrow it).
     pub(crate) static HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
@@ -102,6 +105,10 @@ fn matches_a_model(mask: u64) {
             assert_eq!(old, model.insert(k.clone(), at(step)), "step {step}");
         }
         assert_eq!(writer.live, model.len());
+        if step % 1000 == 999 {
+            // The table a growth published (and is copying from) has tags, each its slot's.
+            assert_eq!(writer.table.tags_agree(), Some(true), "step {step}");
+        }
     }
     // Growths whose copies raced the writes above: every count exact once the last ends.
     table.end_growth(&mut writer);
@@ -135,6 +142,37 @@ fn an_empty_bulk_build_on_threads_is_empty() {
     let (table, writer) = PointTable::build(&[], &pair, 4, 0, None);
     assert_eq!((writer.live(), writer.used()), (0, 0));
     assert!(table.get(&key(1, false)).is_none());
+}
+
+/// A bulk-built table (recovery's) has no tags, and its writer probes the slots; the table
+/// its first growth publishes has tags, each its slot's, and a fresh key put there finds its
+/// free slot by them.
+#[test]
+fn a_bulk_built_table_has_no_tags_until_it_grows() {
+    let entries: Vec<(Vec<u8>, Location)> = (0..100).map(|i| (key(i, i % 2 == 0), at(i))).collect();
+    let (table, mut writer) = PointTable::build(&entries, &pair, 1, usize::MAX, None);
+    assert_eq!(table.table.load().tags_agree(), None, "no tags");
+    assert_eq!(table.remove(&mut writer, &entries[3].0), Some(at(3)));
+    assert_eq!(table.upsert(&mut writer, &entries[3].0, at(500)), None);
+    let mut model: HashMap<Vec<u8>, Location> = entries.iter().cloned().collect();
+    model.insert(entries[3].0.clone(), at(500));
+    let capacity = table.capacity();
+    let mut i = 100;
+    while table.capacity() == capacity {
+        let k = key(i, i % 2 == 0);
+        assert_eq!(table.upsert(&mut writer, &k, at(i)), None);
+        model.insert(k, at(i));
+        i += 1;
+    }
+    assert_eq!(table.table.load().tags_agree(), Some(true), "the grown table has tags");
+    for j in 0..50 {
+        let k = key(1000 + j, j % 2 == 0);
+        assert_eq!(table.upsert(&mut writer, &k, at(j)), None);
+        model.insert(k, at(j));
+        let gone = key(j, j % 2 == 0);
+        assert_eq!(table.remove(&mut writer, &gone), model.remove(&gone));
+    }
+    matches(&table, &writer, &model);
 }
 
 #[test]
@@ -288,6 +326,7 @@ fn matches(table: &PointTable, writer: &Writer, model: &HashMap<Vec<u8>, Locatio
     let used =
         table.table.load().slots.iter().filter(|s| s.hash.load(Ordering::Relaxed) != EMPTY).count();
     assert_eq!(writer.used, used, "used slots counted");
+    assert_ne!(table.table.load().tags_agree(), Some(false), "every tag is its slot's");
 }
 
 /// While a large table's growth copies it, keys are overwritten, removed, put back and put
@@ -640,7 +679,7 @@ fn a_bulk_build_takes_a_prepared_table_only_if_it_fits() {
         [(5000, true), (4500, true), (9000, true), (20000, false), (1000, false)]
     {
         let prepared = PointTable::prepare(estimate);
-        let (slots, capacity) = (prepared.0.slots.as_ptr(), prepared.0.capacity());
+        let (serial, capacity) = (prepared.0.serial, prepared.0.capacity());
         let dropped = LARGE_DROPPED_HERE.with(Cell::get);
         let (table, writer) = PointTable::build(&entries, &pick, 2, 100, Some(prepared));
         assert_eq!(
@@ -648,7 +687,7 @@ fn a_bulk_build_takes_a_prepared_table_only_if_it_fits() {
             dropped,
             "a table left is dropped elsewhere"
         );
-        let used = writer.table.slots.as_ptr() == slots;
+        let used = writer.table.serial == serial;
         assert_eq!(used, taken, "estimate {estimate}: {capacity} slots");
         let want = if taken { capacity } else { needed };
         assert_eq!(table.capacity(), want, "estimate {estimate}");
