@@ -52,8 +52,8 @@ const ENCODE_BUFFER_KEEP_BYTES: usize = 4 << 20;
 /// leader's flush).
 const LINE_BYTES: u64 = mcstore_pmem::mcsafe::STREAM_LINE_BYTES as u64;
 
-/// Indexing a slot of several records prefetches the point-table slot of the record this many
-/// places ahead, so a batch's index misses overlap instead of following each other.
+/// Indexing a slot of several records prefetches the point-table slot and tags of the record
+/// this many places ahead, so a batch's index misses overlap instead of following each other.
 const APPLY_AHEAD: usize = 8;
 
 std::thread_local! {

@@ -221,7 +221,7 @@ impl Index {
         self.write.lock().points.growing()
     }
 
-    /// Start loading `key`'s first point-table slot into the cache (a hint; see
+    /// Start loading `key`'s first point-table slot into the cache, for a read (a hint; see
     /// `PointTable::prefetch`).
     pub fn prefetch(&self, key: &[u8]) {
         self.points.prefetch(key);

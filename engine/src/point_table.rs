@@ -199,9 +199,8 @@ impl PointTable {
         self.table.load().find(&probe).ok().map(|(_, location)| location)
     }
 
-    /// Start loading the first slot `key` probes into the cache (a hint: a writer calls it before
-    /// it persists, so the index update after the fences finds the line warm; iterators call it
-    /// for a whole chunk before they look the keys up).
+    /// Start loading the first slot `key` probes into the cache (a hint: iterators call it for a
+    /// whole chunk before they look the keys up; a writer calls `prefetch_for_write`).
     pub(crate) fn prefetch(&self, key: &[u8]) {
         let probe = Probe::new(&self.hasher, key);
         let base = self.hint[0].load(Ordering::Relaxed);

@@ -119,7 +119,6 @@ impl Table {
                 }
                 slot.fill_key(probe);
                 slot.store_location(key_len, stored(v.location, v.put));
-                self.note_hash(i, probe.hash);
                 slot.seq.store(2, Ordering::Release);
                 part.placed += 1;
                 if v.put {
@@ -191,6 +190,8 @@ impl PointTable {
     {
         let hasher = foldhash::fast::RandomState::default();
         let table = Table::prepared_or_bulk(prepared, keys);
+        // A bulk-built table has no tags (`Table::tags`): the fill below stores none.
+        debug_assert!(table.tags.is_none());
         let items: usize = pieces.iter().map(|p| p.len()).sum();
         let threads = if threads <= 1 || items < parallel_min { 1 } else { threads };
         // A fill past 3/4 full (keys far above the estimate) gives up. Each thread adds its

@@ -67,9 +67,11 @@ pub(super) struct Table {
     /// scans its probe sequence here instead of slot by slot, so it touches one line of tags
     /// (prefetched when the put starts) and reads a slot only when the tag matches. An
     /// unsuccessful probe reads about ½(1 + 1/(1 − α)²) slots at load α, one line each: 8.5 at
-    /// 3/4 (docs/performance.md, session 16). `None` in a bulk-built table (recovery's): its
-    /// fill would pay a store to a random tag line per key, and its writer probes the slots
-    /// until the table's first growth, whose table has tags.
+    /// 3/4 (docs/performance.md, session 16); a probe that crosses a line of 64 tags reads
+    /// two. `None` in a bulk-built table (recovery's, and a new store's first, empty one): a
+    /// recovery's fill would pay a store to a random tag line per key. Its writer probes the
+    /// slots until the table's first growth, whose table has tags; a store whose keys never
+    /// outgrow its recovered table never gets them.
     pub(super) tags: Option<Box<[AtomicU8]>>,
     /// Tests: which allocation this is (a freed table's address may be reused by the next).
     #[cfg(test)]
@@ -241,7 +243,9 @@ impl Table {
         self.tags.as_ref().map_or(0, |tags| tags.as_ptr() as usize)
     }
 
-    /// The slot holding `probe`'s key, or where the probe stopped: `Err(first free slot)`.
+    /// The slot holding `probe`'s key, or where the probe stopped: `Err(first free slot)`, by the
+    /// slots alone: readers, a growth's replay (which reads the current table while the writer
+    /// changes it, tags included), and the writer on a table without tags.
     pub(super) fn find(&self, probe: &Probe<'_>) -> Result<(usize, Location), usize> {
         let mut i = probe.hash as usize & self.mask;
         let mut free = None;
@@ -303,9 +307,10 @@ impl Table {
         }
     }
 
-    /// Feed `items` to `place` in order, each one's first slot prefetched `FILL_AHEAD` items
-    /// before it is placed (a bulk fill's misses overlap instead of following each other); stop
-    /// early when `place` returns `false`.
+    /// Feed `items` to `place` in order, each one's first slot (and its tags, in a table with
+    /// tags: a growth's replay writes them) prefetched `FILL_AHEAD` items before it is placed (a
+    /// bulk fill's misses overlap instead of following each other); stop early when `place`
+    /// returns `false`.
     pub(super) fn place_ahead<'k, I, V>(
         &self,
         mut items: I,

@@ -145,15 +145,17 @@ fn an_empty_bulk_build_on_threads_is_empty() {
 }
 
 /// A bulk-built table (recovery's) has no tags, and its writer probes the slots; the table
-/// its first growth publishes has tags, each its slot's, and a fresh key put there finds its
-/// free slot by them.
+/// its first growth publishes has tags, each its slot's, through puts and removals. In both,
+/// a key removed and put back takes its deleted slot again (no slot more is used).
 #[test]
 fn a_bulk_built_table_has_no_tags_until_it_grows() {
     let entries: Vec<(Vec<u8>, Location)> = (0..100).map(|i| (key(i, i % 2 == 0), at(i))).collect();
     let (table, mut writer) = PointTable::build(&entries, &pair, 1, usize::MAX, None);
     assert_eq!(table.table.load().tags_agree(), None, "no tags");
+    let used = writer.used;
     assert_eq!(table.remove(&mut writer, &entries[3].0), Some(at(3)));
     assert_eq!(table.upsert(&mut writer, &entries[3].0, at(500)), None);
+    assert_eq!(writer.used, used, "the deleted slot taken again, without tags");
     let mut model: HashMap<Vec<u8>, Location> = entries.iter().cloned().collect();
     model.insert(entries[3].0.clone(), at(500));
     let capacity = table.capacity();
@@ -172,6 +174,12 @@ fn a_bulk_built_table_has_no_tags_until_it_grows() {
         let gone = key(j, j % 2 == 0);
         assert_eq!(table.remove(&mut writer, &gone), model.remove(&gone));
     }
+    let used = writer.used;
+    let back = key(7, false);
+    assert_eq!(table.remove(&mut writer, &back), None, "removed above");
+    assert_eq!(table.upsert(&mut writer, &back, at(7)), None);
+    model.insert(back, at(7));
+    assert_eq!(writer.used, used, "the deleted slot taken again, by its tag");
     matches(&table, &writer, &model);
 }
 
