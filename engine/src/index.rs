@@ -312,10 +312,10 @@ impl Index {
             .collect()
     }
 
-    /// Approximate DRAM bytes the index uses: the point table's slots — its successor's too,
-    /// while one is allocated (up to four times the table, from the preparation at half full
-    /// until the growth's end) — the keys, and the key order's per-key overhead. Takes no
-    /// mutex: counters and the current table's size.
+    /// Approximate DRAM bytes the index uses: the point table's slots and tags — its
+    /// successor's too, while one is allocated (up to four times the table, from the preparation
+    /// at half full until the growth's end) — the keys, and the key order's per-key overhead.
+    /// Takes no mutex: counters and the current table's size.
     pub fn approx_bytes(&self) -> usize {
         self.points.table_bytes()
             + self.key_bytes.load(Ordering::Relaxed)

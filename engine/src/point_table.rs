@@ -202,26 +202,27 @@ impl PointTable {
     /// Start loading the first slot `key` probes into the cache (a hint: iterators call it for a
     /// whole chunk before they look the keys up; a writer calls `prefetch_for_write`).
     pub(crate) fn prefetch(&self, key: &[u8]) {
-        let probe = Probe::new(&self.hasher, key);
-        let base = self.hint[0].load(Ordering::Relaxed);
-        let mask = self.hint[1].load(Ordering::Relaxed);
-        let slot = base.wrapping_add((probe.hash as usize & mask) * std::mem::size_of::<Slot>());
-        mcstore_pmem::hint::prefetch_address(slot as *const u8);
+        self.prefetch_slot(key);
     }
 
     /// Start loading what the writer's upsert or removal of `key` reads: the key's first slot
     /// and its tags (`Table::find_for_writer`). A writer calls it before it persists.
     pub(crate) fn prefetch_for_write(&self, key: &[u8]) {
-        let probe = Probe::new(&self.hasher, key);
-        let base = self.hint[0].load(Ordering::Relaxed);
-        let mask = self.hint[1].load(Ordering::Relaxed);
+        let at = self.prefetch_slot(key);
         let tags = self.hint[2].load(Ordering::Relaxed);
-        let at = probe.hash as usize & mask;
-        let slot = base.wrapping_add(at * std::mem::size_of::<Slot>());
-        mcstore_pmem::hint::prefetch_address(slot as *const u8);
         if tags != 0 {
             mcstore_pmem::hint::prefetch_address(tags.wrapping_add(at) as *const u8);
         }
+    }
+
+    /// Prefetch `key`'s first slot by the hint; its index.
+    fn prefetch_slot(&self, key: &[u8]) -> usize {
+        let probe = Probe::new(&self.hasher, key);
+        let base = self.hint[0].load(Ordering::Relaxed);
+        let at = probe.hash as usize & self.hint[1].load(Ordering::Relaxed);
+        let slot = base.wrapping_add(at * std::mem::size_of::<Slot>());
+        mcstore_pmem::hint::prefetch_address(slot as *const u8);
+        at
     }
 
     /// Publish `table` as the current one, to readers and to `writer`, and record it for
