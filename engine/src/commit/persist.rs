@@ -7,13 +7,15 @@
 //! (`persisting`), so tails are published in order; after every persist, under the commit lock,
 //! the next leader (or, once the store latched, every sleeping writer) is woken.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mcstore_recovery::pool;
 use parking_lot::MutexGuard;
 
-use super::queue::{PersistClaim, QueueState, Slot, through_ranges};
+use super::APPLY_AHEAD;
+use super::queue::{IndexOp, PersistClaim, QueueState, Slot, through_ranges};
 use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::stats::Counters;
@@ -22,6 +24,21 @@ use crate::writer::{LogWriter, OpenSegment};
 /// Bytes past a persisted group that the leader prefetches for the next one (a small record's
 /// lines, and the next).
 const NEXT_RECORDS_PREFETCH_BYTES: u64 = 256;
+
+/// At most this many keys of a group have their index lines prefetched between its fences.
+const INDEX_PREFETCH_KEYS: usize = 2 * APPLY_AHEAD;
+
+/// The keys `Inner::prefetch_index_of` prefetches for `slots`, in order.
+fn index_prefetch_keys<S: Borrow<Slot>>(slots: &[S]) -> impl Iterator<Item = &[u8]> {
+    slots
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|slot| slot.immediate)
+        .flat_map(|slot| {
+            slot.ops.iter().take(APPLY_AHEAD).filter_map(IndexOp::key).map(|key| key.of(&slot.keys))
+        })
+        .take(INDEX_PREFETCH_KEYS)
+}
 
 impl Inner {
     /// Persist as the leader: the first `required` pending slots (waiting for their copies)
@@ -64,7 +81,7 @@ impl Inner {
         let result = self
             .latch
             .check()
-            .and_then(|()| self.persist_range(segment, from, slot.end, &slot.through));
+            .and_then(|()| self.persist_range(segment, from, slot.end, &slot.through, &[slot]));
         if result.is_ok() {
             slot.durable.store(true, Ordering::Release);
         }
@@ -134,7 +151,7 @@ impl Inner {
             return Ok(());
         }
         let through = through_ranges(&slots[..included]);
-        self.persist_range(open, from, target, &through)?;
+        self.persist_range(open, from, target, &through, &slots[..included])?;
         for slot in &slots[..included] {
             slot.durable.store(true, Ordering::Release);
         }
@@ -143,13 +160,14 @@ impl Inner {
 
     /// Flush `[from, to)` of `open`'s data area except the `through` ranges (pool offsets,
     /// ascending: lines their writers wrote through, already durable), fence, publish `to` as
-    /// its tail, fence.
+    /// its tail, fence. Between the fences, start loading the index lines `slots` will write.
     fn persist_range(
         &self,
         open: OpenSegment,
         from: u64,
         to: u64,
         through: &[(u64, u64)],
+        slots: &[impl Borrow<Slot>],
     ) -> Result<()> {
         let start = self.geometry.data_start(open.id) + from;
         let end = self.geometry.data_start(open.id) + to;
@@ -158,6 +176,7 @@ impl Inner {
             self.latch.trip(format!("persisting records failed: {error}"));
             return Err(Error::recovery("persisting records", error));
         }
+        self.prefetch_index_of(slots);
         // PERSIST: one failure-atomic store publishes the whole group (TAIL_PUBLISH).
         let published =
             pool::publish_tail(self.medium.as_ref(), &self.geometry, open.id, &open.words, to);
@@ -195,6 +214,20 @@ impl Inner {
         Ok(())
     }
 
+    /// Start loading the index lines (the first slot and the tags) of the first `APPLY_AHEAD`
+    /// keys of each of `slots` that becomes visible once durable, `INDEX_PREFETCH_KEYS` in all;
+    /// the apply prefetches the rest of a slot's keys ahead of itself (`advance`).
+    ///
+    /// Called between a group's two fences: a prefetch into a large table waits for its page
+    /// walk before it retires, and here that wait overlaps the write-backs' drain, which the
+    /// commit lock's next locked instruction waits for anyway (docs/performance.md, session
+    /// 17). A slot visible once copied was prefetched by its writer and may already be applied.
+    fn prefetch_index_of(&self, slots: &[impl Borrow<Slot>]) {
+        for key in index_prefetch_keys(slots) {
+            self.index.prefetch_for_write(key);
+        }
+    }
+
     /// Flush `[start, end)` except the `through` ranges (ascending), then RECORD_PERSIST.
     fn flush_except(
         &self,
@@ -230,7 +263,8 @@ impl Inner {
             let from = self.commit.published();
             if open.tail > from {
                 let pending: Vec<Arc<Slot>> = st.pending.iter().cloned().collect();
-                self.persist_range(open, from, open.tail, &through_ranges(&pending))?;
+                let through = through_ranges(&pending);
+                self.persist_range(open, from, open.tail, &through, &pending)?;
             }
         }
         let group = st.unpersisted.len() as u64;
@@ -270,5 +304,51 @@ impl Inner {
             }
             self.commit.wake.wait(&mut st);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{APPLY_AHEAD, INDEX_PREFETCH_KEYS, index_prefetch_keys};
+    use crate::commit::queue::{IndexOp, KeyRange, Slot};
+    use crate::index::Location;
+
+    fn slot(immediate: bool, ops: &[(&str, u8)]) -> Slot {
+        let mut slot = Slot::default();
+        slot.immediate = immediate;
+        let at = Location { offset: 0, len: 64, segment_seq: 1, lsn: 1 };
+        for &(kind, byte) in ops {
+            let key = [byte; 3];
+            let op = match kind {
+                "put" => IndexOp::Put(KeyRange::push(&mut slot.keys, &key), at),
+                "move" => IndexOp::Move(KeyRange::push(&mut slot.keys, &key), at, at),
+                "delete" => IndexOp::Delete(KeyRange::push(&mut slot.keys, &key)),
+                "keep" => IndexOp::Keep,
+                _ => IndexOp::Clear,
+            };
+            slot.ops.push(op);
+        }
+        slot
+    }
+
+    /// A group's leader prefetches the keys of the slots visible once durable only, the first
+    /// `APPLY_AHEAD` of each (the apply prefetches the rest ahead of itself), keys of puts,
+    /// moves and deletes (a keep or a clear has none), `INDEX_PREFETCH_KEYS` in all.
+    #[test]
+    fn a_leader_prefetches_the_first_keys_of_each_slot_visible_once_durable() {
+        let puts = |from: u8| (from..from + 10).map(|b| ("put", b)).collect::<Vec<_>>();
+        let slots = [
+            slot(true, &puts(0)),
+            slot(false, &puts(20)),
+            slot(true, &[("keep", 40), ("clear", 41), ("delete", 42), ("move", 43)]),
+            slot(true, &puts(60)),
+        ];
+        let keys: Vec<u8> = index_prefetch_keys(&slots).map(|key| key[0]).collect();
+        let mut expected: Vec<u8> = (0..APPLY_AHEAD as u8).collect();
+        expected.extend([42, 43]);
+        expected.extend(60..60 + (INDEX_PREFETCH_KEYS - expected.len()) as u8);
+        assert_eq!(keys, expected);
+        assert!(index_prefetch_keys(&[&slots[1]]).next().is_none(), "visible once copied");
+        assert!(index_prefetch_keys::<Slot>(&[]).next().is_none());
     }
 }
