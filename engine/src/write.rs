@@ -29,10 +29,10 @@ impl Db {
         durability: Durability,
     ) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        // A put visible once copied is indexed right after its copy: its index lines start
-        // loading now, during the encode. One visible once durable has them prefetched by its
-        // group's leader between the fences, where the prefetch's page walk costs nothing
-        // (`prefetch_index_of`).
+        // A put visible once copied may be indexed as soon as it is copied: its index lines
+        // start loading now, during the encode. One visible once durable has them prefetched
+        // by its group's leader between the fences, where the prefetch's wait overlaps the
+        // drain (`prefetch_index_of`).
         if durability != Durability::Immediate {
             self.inner.index.prefetch_for_write(key);
         }

@@ -25,8 +25,10 @@ use crate::writer::{LogWriter, OpenSegment};
 /// lines, and the next).
 const NEXT_RECORDS_PREFETCH_BYTES: u64 = 256;
 
-/// At most this many keys of a group have their index lines prefetched between its fences.
-const INDEX_PREFETCH_KEYS: usize = 2 * APPLY_AHEAD;
+/// At most this many keys of a group have their index lines prefetched between its fences:
+/// room for the first keys of eight batches (whose writers prefetched them already) without
+/// leaving the puts of the group behind them unprefetched, and a bound on a large group's work.
+const INDEX_PREFETCH_KEYS: usize = 8 * APPLY_AHEAD;
 
 /// The keys `Inner::prefetch_index_of` prefetches for `slots`, in order.
 fn index_prefetch_keys<S: Borrow<Slot>>(slots: &[S]) -> impl Iterator<Item = &[u8]> {
@@ -214,14 +216,16 @@ impl Inner {
         Ok(())
     }
 
-    /// Start loading the index lines (the first slot and the tags) of the first `APPLY_AHEAD`
-    /// keys of each of `slots` that becomes visible once durable, `INDEX_PREFETCH_KEYS` in all;
-    /// the apply prefetches the rest of a slot's keys ahead of itself (`advance`).
+    /// Start loading the index lines (the first slot and the tags) of the keys among the first
+    /// `APPLY_AHEAD` ops of each of `slots` that becomes visible once durable, at most
+    /// `INDEX_PREFETCH_KEYS` in all; the apply prefetches the rest of a slot's keys ahead of
+    /// itself (`advance`). A slot visible once copied may already be applied.
     ///
-    /// Called between a group's two fences: a prefetch into a large table waits for its page
-    /// walk before it retires, and here that wait overlaps the write-backs' drain, which the
-    /// commit lock's next locked instruction waits for anyway (docs/performance.md, session
-    /// 17). A slot visible once copied was prefetched by its writer and may already be applied.
+    /// Called between a group's two fences. Our reading of a put loop's profile
+    /// (docs/performance.md, session 17): a prefetch into a large table does not retire until
+    /// its page walk ends, and here that wait overlaps the write-backs' drain, which the next
+    /// locked instruction waits for anyway (where flushes are fenced; on an `msync` medium the
+    /// hint is merely early).
     fn prefetch_index_of(&self, slots: &[impl Borrow<Slot>]) {
         for key in index_prefetch_keys(slots) {
             self.index.prefetch_for_write(key);
@@ -331,22 +335,39 @@ mod tests {
         slot
     }
 
-    /// A group's leader prefetches the keys of the slots visible once durable only, the first
-    /// `APPLY_AHEAD` of each (the apply prefetches the rest ahead of itself), keys of puts,
-    /// moves and deletes (a keep or a clear has none), `INDEX_PREFETCH_KEYS` in all.
+    /// A group's leader prefetches the keys of the slots visible once durable only: the keys
+    /// among each one's first `APPLY_AHEAD` ops (the apply prefetches the rest ahead of
+    /// itself) — of puts, moves and deletes, a keep or a clear has none — and
+    /// `INDEX_PREFETCH_KEYS` in all.
     #[test]
     fn a_leader_prefetches_the_first_keys_of_each_slot_visible_once_durable() {
+        assert_eq!(
+            (APPLY_AHEAD, INDEX_PREFETCH_KEYS),
+            (8, 64),
+            "the slots below are laid out for these"
+        );
         let puts = |from: u8| (from..from + 10).map(|b| ("put", b)).collect::<Vec<_>>();
-        let slots = [
-            slot(true, &puts(0)),
-            slot(false, &puts(20)),
-            slot(true, &[("keep", 40), ("clear", 41), ("delete", 42), ("move", 43)]),
-            slot(true, &puts(60)),
+        // Eight ops, six with keys (1..=6), then a ninth the leader leaves to the apply.
+        let mixed = [
+            ("keep", 0),
+            ("put", 1),
+            ("clear", 0),
+            ("delete", 2),
+            ("move", 3),
+            ("put", 4),
+            ("put", 5),
+            ("put", 6),
+            ("put", 7),
         ];
+        let mut slots = vec![slot(true, &mixed), slot(false, &puts(240))];
+        slots.extend((1..=8).map(|n| slot(true, &puts(n * 20))));
         let keys: Vec<u8> = index_prefetch_keys(&slots).map(|key| key[0]).collect();
-        let mut expected: Vec<u8> = (0..APPLY_AHEAD as u8).collect();
-        expected.extend([42, 43]);
-        expected.extend(60..60 + (INDEX_PREFETCH_KEYS - expected.len()) as u8);
+        // 6 keys, then 8 from each put slot until 64: seven slots whole, two keys of the eighth.
+        let mut expected: Vec<u8> = (1..=6).collect();
+        for n in 1..=7 {
+            expected.extend(n * 20..n * 20 + 8);
+        }
+        expected.extend([160, 161]);
         assert_eq!(keys, expected);
         assert!(index_prefetch_keys(&[&slots[1]]).next().is_none(), "visible once copied");
         assert!(index_prefetch_keys::<Slot>(&[]).next().is_none());
