@@ -51,7 +51,8 @@ pub const MEMCPY_AT_W7: &str = "memcpy 256 MiB, before W7";
 /// Machine: memcpy of `size`-byte pieces at random places of a buffer larger than the last-level
 /// cache, each into the same destination: what a get of a cold value of that size could copy at
 /// best, with no index, header or checksum (W7 reports it beside its gets; the targets keep the
-/// large memcpy as their reference, as the issue states them).
+/// large memcpy as their reference, as the issue states them, and show this copy's ratio to it
+/// beside each get target).
 pub fn memcpy_pieces(size: usize) -> String {
     format!("memcpy {} pieces, cold, random", size_label(size))
 }

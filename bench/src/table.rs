@@ -109,19 +109,22 @@ pub fn latency_markdown(results: &Results) -> String {
 /// The targets table in Markdown.
 pub fn targets_markdown(judged: &[Judged]) -> String {
     let mut md = String::from(
-        "| target | mcstore | compared with | ratio | verdict |\n|---|---:|---|---:|---|\n",
+        "| target | mcstore | compared with | ratio | plain copy, same ratio | verdict |\n|---|---:|---|---:|---|---|\n",
     );
     for j in judged {
         let value = j.value.map_or("n/a".to_string(), |v| format!("{v:.4e}"));
         let reference =
             j.reference.as_ref().map_or("–".to_string(), |(name, v)| format!("{name}: {v:.4e}"));
         let ratio = j.ratio.map_or("n/a".to_string(), |r| format!("{r:.3}"));
+        let own =
+            j.machine_plain.as_ref().map_or("–".to_string(), |(c, r)| format!("{c}: {r:.3}"));
         let verdict = match &j.verdict {
             Verdict::Ok => "ok".to_string(),
             Verdict::Missed => "MISSED".to_string(),
             Verdict::NotAvailable(why) => format!("n/a: {why}"),
         };
-        let _ = writeln!(md, "| {} | {value} | {reference} | {ratio} | {verdict} |", j.label);
+        let _ =
+            writeln!(md, "| {} | {value} | {reference} | {ratio} | {own} | {verdict} |", j.label);
     }
     md
 }
@@ -195,12 +198,14 @@ pub fn json(results: &Results, judged: &[Judged], meta: &[(&str, String)]) -> St
                 Verdict::NotAvailable(why) => ("n/a", Some(why.as_str())),
             };
             format!(
-                "    {{\"target\": {}, \"mcstore\": {}, \"reference\": {}, \"reference_value\": {}, \"ratio\": {}, \"verdict\": {}, \"why\": {}}}",
+                "    {{\"target\": {}, \"mcstore\": {}, \"reference\": {}, \"reference_value\": {}, \"ratio\": {}, \"machine_case\": {}, \"machine_ratio\": {}, \"verdict\": {}, \"why\": {}}}",
                 json_string(&j.label),
                 json_number(j.value),
                 j.reference.as_ref().map_or("null".to_string(), |(n, _)| json_string(n)),
                 json_number(j.reference.as_ref().map(|(_, v)| *v)),
                 json_number(j.ratio),
+                j.machine_plain.as_ref().map_or("null".to_string(), |(c, _)| json_string(c)),
+                json_number(j.machine_plain.as_ref().map(|(_, r)| *r)),
                 json_string(verdict),
                 why.map_or("null".to_string(), json_string),
             )
@@ -238,6 +243,33 @@ mod tests {
             md.contains("| W9 | space | space× | 2.000 | 1.000 |  | rocksdb | 0.50× |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn targets_show_the_machine_s_own_ratio_where_one_bounds_the_target() {
+        let mut r = Results::default();
+        r.extend([
+            Figure::new("W7", &crate::case::w7_get(4096), "mcstore", 2.0, Unit::GbPerSec),
+            Figure::new("machine", crate::case::MEMCPY, "machine", 8.0, Unit::GbPerSec),
+            Figure::new(
+                "machine",
+                &crate::case::memcpy_pieces(4096),
+                "machine",
+                4.0,
+                Unit::GbPerSec,
+            ),
+        ]);
+        let judged = crate::targets::judge(&r);
+        let md = targets_markdown(&judged);
+        let cold = crate::case::memcpy_pieces(4096);
+        assert!(md.contains(&format!("| 0.250 | {cold}: 0.500 | MISSED |")), "{md}");
+        assert!(md.contains("| n/a | – | n/a: "), "targets with no machine case show a dash: {md}");
+        let j = json(&r, &judged, &[]);
+        assert!(
+            j.contains(&format!("\"machine_case\": \"{cold}\", \"machine_ratio\": 0.5")),
+            "{j}"
+        );
+        assert!(j.contains("\"machine_case\": null, \"machine_ratio\": null"), "{j}");
     }
 
     #[test]
