@@ -246,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn targets_show_the_machine_s_own_ratio_where_one_bounds_the_target() {
+    fn targets_show_a_cold_copy_s_ratio_beside_w7_gets() {
         let mut r = Results::default();
         r.extend([
             Figure::new("W7", &crate::case::w7_get(4096), "mcstore", 2.0, Unit::GbPerSec),
@@ -266,7 +266,9 @@ mod tests {
         assert!(md.contains("| n/a | – | n/a: "), "targets with no machine case show a dash: {md}");
         let j = json(&r, &judged, &[]);
         assert!(
-            j.contains(&format!("\"machine_case\": \"{cold}\", \"machine_ratio\": 0.5")),
+            j.contains(&format!(
+                "\"machine_case\": \"{cold}\", \"machine_ratio\": 0.5, \"verdict\""
+            )),
             "{j}"
         );
         assert!(j.contains("\"machine_case\": null, \"machine_ratio\": null"), "{j}");
